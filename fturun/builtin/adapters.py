@@ -1,0 +1,143 @@
+"""Built-in parameter-efficient adapters through peft: LoRA (and DoRA/rsLoRA through its params),
+LoHa, LoKr, IA3, prefix tuning, prompt tuning and P-tuning."""
+
+from __future__ import annotations
+
+from fturun.errors import RecipeRuntimeError
+from fturun.hookspecs import hookimpl
+
+PEFT_TASK_TYPES = {
+    "sequence-classification": "SEQ_CLS",
+    "token-classification": "TOKEN_CLS",
+    "causal-lm": "CAUSAL_LM",
+    "seq2seq": "SEQ_2_SEQ_LM",
+    "masked-lm": None,
+}
+
+TARGET_MODULES = {
+    "description": "module names (or name suffixes) to adapt, e.g. [\"query\", \"value\"], or "
+                   "\"all-linear\"",
+    "anyOf": [
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        {"type": "string", "minLength": 1},
+    ],
+}
+MODULES_TO_SAVE = {"type": "array", "items": {"type": "string"},
+                   "description": "extra modules trained in full and saved (default: the "
+                                  "classification head for classification tasks)"}
+
+LORA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "r": {"type": "integer", "minimum": 1, "default": 8},
+        "lora_alpha": {"type": "number", "exclusiveMinimum": 0, "default": 8},
+        "lora_dropout": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0},
+        "target_modules": TARGET_MODULES,
+        "bias": {"enum": ["none", "all", "lora_only"], "default": "none"},
+        "use_dora": {"type": "boolean", "default": False},
+        "use_rslora": {"type": "boolean", "default": False},
+        "modules_to_save": MODULES_TO_SAVE,
+    },
+}
+LOHA_LOKR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "r": {"type": "integer", "minimum": 1, "default": 8},
+        "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 8},
+        "rank_dropout": {"type": "number", "minimum": 0, "maximum": 1},
+        "module_dropout": {"type": "number", "minimum": 0, "maximum": 1},
+        "target_modules": TARGET_MODULES,
+        "modules_to_save": MODULES_TO_SAVE,
+    },
+}
+IA3_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "target_modules": TARGET_MODULES,
+        "feedforward_modules": TARGET_MODULES,
+        "modules_to_save": MODULES_TO_SAVE,
+    },
+}
+VIRTUAL_TOKENS = {"type": "integer", "minimum": 1, "default": 20}
+PREFIX_SCHEMA = {
+    "type": "object",
+    "properties": {"num_virtual_tokens": VIRTUAL_TOKENS, "prefix_projection": {"type": "boolean"},
+                   "encoder_hidden_size": {"type": "integer", "minimum": 1}},
+}
+PROMPT_SCHEMA = {
+    "type": "object",
+    "properties": {"num_virtual_tokens": VIRTUAL_TOKENS,
+                   "prompt_tuning_init": {"enum": ["RANDOM", "TEXT"], "default": "RANDOM"},
+                   "prompt_tuning_init_text": {"type": "string"}},
+}
+P_TUNING_SCHEMA = {
+    "type": "object",
+    "properties": {"num_virtual_tokens": VIRTUAL_TOKENS,
+                   "encoder_hidden_size": {"type": "integer", "minimum": 1},
+                   "encoder_reparameterization_type": {"enum": ["MLP", "LSTM"]}},
+}
+
+
+def count_parameters(model):
+    """``(trainable, total)`` parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _linear_module_suffixes(model):
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name:
+            names.add(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def _peft_factory(config_class):
+    def build(params, context):
+        """Wrap ``context.model`` with the peft adapter; errors name the params to fix."""
+        import peft
+
+        kwargs = dict(params)
+        task_type = PEFT_TASK_TYPES.get(context.task)
+        if task_type:
+            kwargs["task_type"] = task_type
+        if config_class == "PromptTuningConfig" and kwargs.get("prompt_tuning_init") == "TEXT":
+            kwargs["tokenizer_name_or_path"] = context.tokenizer.name_or_path
+        try:
+            config = getattr(peft, config_class)(**kwargs)
+            model = peft.get_peft_model(context.model, config)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            if "not found in the base model" in text or "Target module" in text:
+                text = (f"adapter.params.target_modules {params.get('target_modules')} match no "
+                        f"module of the model; its linear modules are: "
+                        f"{', '.join(_linear_module_suffixes(context.model))}")
+            raise RecipeRuntimeError(f"cannot build adapter: {text}") from None
+        trainable, total = count_parameters(model)
+        context.log(f"adapter: {trainable:,} trainable of {total:,} parameters "
+                    f"({100 * trainable / total:.2f}%)")
+        return model
+
+    return build
+
+
+@hookimpl
+def fturun_register_adapters(register):
+    """The built-in peft adapters."""
+    register("lora", _peft_factory("LoraConfig"), LORA_SCHEMA,
+             "LoRA low-rank adapters (use_dora / use_rslora for DoRA and rsLoRA)")
+    register("loha", _peft_factory("LoHaConfig"), LOHA_LOKR_SCHEMA,
+             "LoHa: low-rank Hadamard product adapters")
+    register("lokr", _peft_factory("LoKrConfig"), LOHA_LOKR_SCHEMA,
+             "LoKr: low-rank Kronecker product adapters")
+    register("ia3", _peft_factory("IA3Config"), IA3_SCHEMA,
+             "IA3: learned rescaling of activations")
+    register("prefix_tuning", _peft_factory("PrefixTuningConfig"), PREFIX_SCHEMA,
+             "Prefix tuning: trainable key/value prefixes in every layer")
+    register("prompt_tuning", _peft_factory("PromptTuningConfig"), PROMPT_SCHEMA,
+             "Prompt tuning: trainable soft prompt tokens")
+    register("p_tuning", _peft_factory("PromptEncoderConfig"), P_TUNING_SCHEMA,
+             "P-tuning: soft prompt tokens from a small prompt encoder")

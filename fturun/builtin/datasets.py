@@ -1,0 +1,152 @@
+"""Built-in dataset sources: local files, a folder-per-label text corpus, and Hugging Face Hub datasets.
+
+This module is also the example to copy for a plugin: one ``@hookimpl`` per kind, factories that
+import their heavy dependencies inside, and a params schema per component.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fturun.errors import RecipeRuntimeError
+from fturun.hookspecs import hookimpl
+
+FORMATS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
+           "text": "text", "txt": "text"}
+
+PATHS = {
+    "description": "a file, a glob, or a list of them; 'package:NAME/sub/path' names a path "
+                   "inside an installed Python package",
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    ],
+}
+
+FILES_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": PATHS,
+        "format": {"enum": sorted(FORMATS), "description": "default: from the file extension"},
+        "encoding": {"type": "string", "default": "utf-8",
+                     "description": "text encoding of csv/tsv/json/text files, e.g. latin-1"},
+        "delimiter": {"type": "string", "minLength": 1, "maxLength": 1,
+                      "description": "csv field separator (default ',' for csv, tab for tsv)"},
+        "field": {"type": "string", "description": "json: the key holding the list of rows"},
+    },
+}
+
+TEXT_FOLDER_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": {"type": "string", "minLength": 1,
+                 "description": "a folder with one sub-folder per label, each holding text "
+                                "files; 'package:NAME/sub/path' works too"},
+        "encoding": {"type": "string", "default": "utf-8"},
+        "extension": {"type": "string", "default": ".txt",
+                      "description": "only files with this extension are read"},
+    },
+}
+
+HUB_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": {"type": "string", "minLength": 1,
+                 "description": "dataset name on the Hub, e.g. 'yelp_review_full'"},
+        "name": {"type": "string", "description": "configuration name"},
+        "split": {"type": "string", "default": "train"},
+        "revision": {"type": "string"},
+        "data_dir": {"type": "string"},
+    },
+}
+
+
+def _paths(context, value):
+    values = [value] if isinstance(value, str) else list(value)
+    resolved = []
+    for v in values:
+        path = context.resolve_path(v)
+        if not any(ch in path for ch in "*?[") and not os.path.exists(path):
+            raise RecipeRuntimeError(f"data file '{v}' not found (looked for {path})")
+        resolved.append(path)
+    return resolved
+
+
+def load_files(params, context):
+    """Rows from csv/tsv/json/jsonl/parquet/text files through ``datasets``' own builders."""
+    from datasets import load_dataset
+
+    paths = _paths(context, params["path"])
+    fmt = params.get("format")
+    if fmt is None:
+        ext = os.path.splitext(paths[0])[1].lstrip(".").lower()
+        if ext not in FORMATS:
+            raise RecipeRuntimeError(f"cannot tell the format of '{paths[0]}' from its "
+                                     f"extension: set params.format to one of "
+                                     f"{', '.join(sorted(FORMATS))}")
+        fmt = ext
+    builder = FORMATS[fmt]
+    kwargs = {}
+    if builder == "csv":
+        kwargs["sep"] = params.get("delimiter", "\t" if fmt == "tsv" else ",")
+        kwargs["encoding"] = params.get("encoding", "utf-8")
+    elif builder in ("json", "text"):
+        kwargs["encoding"] = params.get("encoding", "utf-8")
+        if builder == "json" and params.get("field"):
+            kwargs["field"] = params["field"]
+    try:
+        return load_dataset(builder, data_files=paths, split="train", **kwargs)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RecipeRuntimeError(f"cannot read {paths[0]} as {fmt}: {exc} (check "
+                                 "params.encoding and params.format)") from None
+
+
+def load_text_folder(params, context):
+    """One row per text file, labelled with the name of the folder it is in."""
+    from datasets import Dataset
+
+    root = context.resolve_path(params["path"])
+    if not os.path.isdir(root):
+        raise RecipeRuntimeError(f"text folder '{params['path']}' not found (looked for {root})")
+    extension = params.get("extension", ".txt")
+    encoding = params.get("encoding", "utf-8")
+    texts, labels = [], []
+    for label in sorted(os.listdir(root)):
+        folder = os.path.join(root, label)
+        if not os.path.isdir(folder) or label.startswith((".", "_")):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(extension):
+                continue
+            with open(os.path.join(folder, name), encoding=encoding, errors="strict") as f:
+                texts.append(f.read().strip())
+            labels.append(label)
+    if not texts:
+        raise RecipeRuntimeError(f"no '*{extension}' files in the label folders of {root}")
+    return Dataset.from_dict({"text": texts, "label": labels})
+
+
+def load_hub(params, context):
+    """A dataset from the Hugging Face Hub (or its local cache)."""
+    from datasets import load_dataset
+
+    from fturun.hub import hub_unreachable_message
+
+    message = hub_unreachable_message("dataset", params["path"])
+    if message:
+        raise RecipeRuntimeError(message)
+    kwargs = {k: params[k] for k in ("name", "revision", "data_dir") if k in params}
+    return load_dataset(params["path"], split=params.get("split", "train"), **kwargs)
+
+
+@hookimpl
+def fturun_register_datasets(register):
+    """The built-in dataset sources."""
+    register("files", load_files, FILES_SCHEMA,
+             "Local csv/tsv/json/jsonl/parquet/text files (or files inside a Python package)")
+    register("text_folder", load_text_folder, TEXT_FOLDER_SCHEMA,
+             "A folder with one sub-folder of text files per label (label = folder name)")
+    register("hub", load_hub, HUB_SCHEMA, "A dataset from the Hugging Face Hub by name")

@@ -1,0 +1,65 @@
+"""Built-in evaluation metrics, computed through ``evaluate`` modules that ship inside fturun (see
+``metric_modules/``), so they work offline. Multi-class precision/recall/f1 average 'macro' unless
+the recipe says otherwise."""
+
+from __future__ import annotations
+
+import os
+
+from fturun.hookspecs import hookimpl
+
+MODULE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metric_modules")
+
+AVERAGE_SCHEMA = {"type": "object", "properties": {
+    "average": {"enum": ["macro", "micro", "weighted", "binary"], "default": "macro",
+                "description": "how per-class scores are combined; 'binary' needs two labels"}}}
+NO_PARAMS = {"type": "object", "properties": {}}
+
+
+def load_module(name):
+    """Load a local evaluate module by name (no Hub access)."""
+    import evaluate
+
+    return evaluate.load(os.path.join(MODULE_DIR, f"{name}.py"))
+
+
+def _metric_factory(name):
+    def build(params, context):
+        """``metric_fn(predictions, references) -> {name: value}`` over class ids."""
+        module = load_module(name)
+        kwargs = dict(params)
+
+        def metric_fn(predictions, references):
+            return module.compute(predictions=predictions, references=references, **kwargs)
+
+        return metric_fn
+
+    return build
+
+
+def perplexity(params, context):
+    """Perplexity, exp(eval loss): computed by the runner from the eval loss of LM tasks."""
+    import math
+
+    def metric_fn(predictions, references, eval_loss=None):
+        if eval_loss is None:
+            return {}
+        return {"perplexity": math.exp(min(eval_loss, 50.0))}
+
+    metric_fn.uses_loss = True
+    return metric_fn
+
+
+@hookimpl
+def fturun_register_metrics(register):
+    """The built-in metrics."""
+    register("accuracy", _metric_factory("accuracy"), NO_PARAMS, "Fraction of correct predictions")
+    register("precision", _metric_factory("precision"), AVERAGE_SCHEMA,
+             "Precision (macro-averaged over classes by default)")
+    register("recall", _metric_factory("recall"), AVERAGE_SCHEMA,
+             "Recall (macro-averaged over classes by default)")
+    register("f1", _metric_factory("f1"), AVERAGE_SCHEMA,
+             "F1 score (macro-averaged over classes by default)")
+    register("matthews_correlation", _metric_factory("matthews_correlation"), NO_PARAMS,
+             "Matthews correlation coefficient (robust to class imbalance)")
+    register("perplexity", perplexity, NO_PARAMS, "exp(eval loss), for language-model tasks")

@@ -1,0 +1,95 @@
+"""Built-in optimizers: every ``optim`` name of the installed TrainingArguments (AdamW, Adafactor,
+8-bit Adam, ...), plus torch.optim classes (``torch_sgd``, ``torch_adamw``, ...) with their params.
+The names are read from fturun's committed TrainingArguments schema, so listing them imports
+nothing heavy."""
+
+from __future__ import annotations
+
+from fturun.errors import RecipeRuntimeError
+from fturun.hookspecs import hookimpl
+from fturun.schema import training_schema
+
+OPTIM_ARGS_SCHEMA = {"type": "object", "properties": {
+    "optim_args": {"type": "object",
+                   "additionalProperties": {"type": ["number", "string", "boolean"]},
+                   "description": "extra optimizer arguments, e.g. {\"scale_parameter\": false}"}}}
+
+BETAS = {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+         "minItems": 2, "maxItems": 2}
+NONNEG = {"type": "number", "minimum": 0}
+TORCH_OPTIMIZERS = {
+    "torch_sgd": ("SGD", "Stochastic gradient descent (momentum, Nesterov)",
+                  {"momentum": NONNEG, "dampening": NONNEG, "nesterov": {"type": "boolean"}}),
+    "torch_adam": ("Adam", "torch.optim.Adam", {"betas": BETAS, "eps": NONNEG,
+                                                "amsgrad": {"type": "boolean"}}),
+    "torch_adamw": ("AdamW", "torch.optim.AdamW", {"betas": BETAS, "eps": NONNEG,
+                                                   "amsgrad": {"type": "boolean"}}),
+    "torch_rmsprop": ("RMSprop", "torch.optim.RMSprop",
+                      {"alpha": NONNEG, "eps": NONNEG, "momentum": NONNEG,
+                       "centered": {"type": "boolean"}}),
+    "torch_adagrad": ("Adagrad", "torch.optim.Adagrad", {"lr_decay": NONNEG, "eps": NONNEG}),
+}
+
+
+def needs_bitsandbytes(name: str) -> bool:
+    """Whether an ``optim`` name runs on bitsandbytes (8-bit/paged optimizers: CUDA only)."""
+    return any(tag in name for tag in ("8bit", "bnb", "paged", "32bit")) and \
+        not name.startswith("adamw_torch")
+
+
+def _check_hardware(name):
+    if not needs_bitsandbytes(name):
+        return
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RecipeRuntimeError(f"optimizer '{name}' needs bitsandbytes: pip install "
+                                 "bitsandbytes (on a CUDA GPU), or use 'adamw_torch' / "
+                                 "'adafactor' to save memory on CPU")
+    if not torch.cuda.is_available():
+        raise RecipeRuntimeError(f"optimizer '{name}' runs on a CUDA GPU and none is present; "
+                                 "use 'adamw_torch' or 'adafactor' on CPU")
+
+
+def _optim_factory(name):
+    def build(params, context):
+        """Settings for TrainingArguments: ``optim`` and ``optim_args``."""
+        _check_hardware(name)
+        args = {"optim": name}
+        extra = params.get("optim_args")
+        if extra:
+            args["optim_args"] = ",".join(f"{k}={v}" for k, v in extra.items())
+        return {"training_args": args}
+
+    return build
+
+
+def _torch_factory(class_name):
+    def build(params, context):
+        """``optimizer_cls_and_kwargs`` for the Trainer; lr and weight decay from training."""
+        import torch
+
+        kwargs = dict(params)
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        kwargs.setdefault("lr", context.training_args.get("learning_rate", 5e-5))
+        return {"optimizer_cls_and_kwargs": (getattr(torch.optim, class_name), kwargs)}
+
+    return build
+
+
+@hookimpl
+def fturun_register_optimizers(register):
+    """The built-in optimizers."""
+    for name in training_schema()["properties"]["optim"]["enum"]:
+        note = " (bitsandbytes, CUDA)" if needs_bitsandbytes(name) else ""
+        register(name, _optim_factory(name), OPTIM_ARGS_SCHEMA,
+                 f"TrainingArguments optim='{name}'{note}")
+    for name, (class_name, description, properties) in TORCH_OPTIMIZERS.items():
+        schema = {"type": "object", "properties": {
+            "lr": {"type": "number", "exclusiveMinimum": 0,
+                   "description": "default: training.learning_rate"},
+            "weight_decay": NONNEG, **properties}}
+        register(name, _torch_factory(class_name), schema, description)

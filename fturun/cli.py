@@ -1,0 +1,241 @@
+"""The ``fturun`` command line. Exit codes: 0 ok, 1 the run failed, 2 bad recipe or usage,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import FturunError, RecipeError, UsageError
+
+EPILOG = """\
+examples:
+  fturun recipes/lora_cls.json                      train, evaluate, save, track in MLflow
+  fturun recipes/lora_cls.json training.learning_rate=3e-4 data.max_train_samples=200
+  fturun recipes/lora_cls.json --resume             continue from the latest checkpoint
+  fturun check recipes/lora_cls.json                build everything, 2 steps, no tracking
+  fturun validate recipes/*.json                    exit 0 when valid, 2 with every problem
+  fturun components adapter                         what a recipe can name, with params
+  fturun schema > recipe.schema.json                the schema for your editor
+
+overrides are KEY=VALUE with a dotted KEY; VALUE is parsed as JSON, else taken as a string:
+  callbacks.0.params.patience=2   training.report_to='["tensorboard"]'   tracking.enabled=false
+"""
+
+COMMANDS = ("run", "check", "validate", "schema", "plugins", "components")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fturun",
+        description="Fine-tune Hugging Face models from one JSON recipe: validated against the "
+                    "installed plugins, run with the Trainer, tracked in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fturun {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def recipe_command(name, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON)")
+        p.add_argument("overrides", metavar="KEY=VALUE", nargs="*",
+                       help="override recipe values, e.g. training.num_train_epochs=1")
+        return p
+
+    run = recipe_command("run", "train, evaluate and save as the recipe says (the default "
+                                "command: 'fturun RECIPE' is 'fturun run RECIPE')")
+    run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                     help="resume from the latest checkpoint in the output dir, or from "
+                          "CHECKPOINT (a checkpoint folder)")
+    recipe_command("check", "start small: build every part, print the plan, run two optimizer "
+                            "steps and one eval batch on a few examples, without tracking")
+    validate = sub.add_parser("validate", help="validate recipes (exit 0 valid, 2 invalid)",
+                              description="Validate recipes against the schema composed from "
+                                          "the installed plugins; report every problem as "
+                                          "FILE::$.json.path (line L, col C): message.")
+    validate.add_argument("recipes", metavar="RECIPE", nargs="+")
+    validate.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append",
+                          default=[], help="override applied before validation (repeatable)")
+    sub.add_parser("schema", help="print the recipe JSON Schema (Draft 2020-12) composed from "
+                                  "the installed plugins")
+    sub.add_parser("plugins", help="list plugins as JSON: name, version, status, components")
+    components = sub.add_parser("components", help="list components with descriptions and "
+                                                   "params")
+    components.add_argument("kind", nargs="?", metavar="KIND",
+                            help="only this kind: dataset, model, adapter, collator, loss, "
+                                 "metric, callback, optimizer, scheduler")
+    components.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``fturun`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "run")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMAND_FUNCTIONS[args.command](args)
+    except FturunError as exc:
+        print(f"error: {exc}" if not isinstance(exc, RecipeError) else str(exc),
+              file=sys.stderr)
+        if isinstance(exc, RecipeError):
+            n = len(exc.problems)
+            print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _plugins():
+    from .plugins import default_plugins
+
+    loaded = default_plugins()
+    loaded.warn_failures()
+    return loaded
+
+
+def load_valid_recipe(path, overrides, loaded=None):
+    """Read and validate a recipe; raise :class:`RecipeError` with every problem."""
+    from .recipe import load_recipe
+    from .schema import validate_recipe
+
+    loaded = loaded or _plugins()
+    recipe = load_recipe(path, overrides)
+    problems = validate_recipe(recipe, loaded.registry)
+    if problems:
+        raise RecipeError(problems)
+    return recipe, loaded
+
+
+def cmd_validate(args) -> int:
+    """Validate each recipe; every problem of every file is printed."""
+    from .recipe import load_recipe
+    from .schema import compose_schema, validate_recipe
+
+    loaded = _plugins()
+    schema = compose_schema(loaded.registry)
+    status = 0
+    for path in args.recipes:
+        try:
+            recipe = load_recipe(path, args.overrides)
+            problems = validate_recipe(recipe, loaded.registry, schema)
+        except RecipeError as exc:
+            problems = exc.problems
+        if problems:
+            status = 2
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            n = len(problems)
+            print(f"{path}: invalid ({n} problem{'s' if n != 1 else ''})", file=sys.stderr)
+        else:
+            print(f"{path}: valid")
+    return status
+
+
+def cmd_schema(args) -> int:
+    """Print the composed schema."""
+    from .schema import compose_schema
+
+    print(json.dumps(compose_schema(_plugins().registry), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    """Print the plugins as JSON."""
+    from .plugins import default_plugins
+
+    print(json.dumps([p.as_json() for p in default_plugins().plugins], indent=2))
+    return 0
+
+
+def _param_summary(schema: dict) -> list:
+    required = set(schema.get("required", []))
+    lines = []
+    for key, prop in schema.get("properties", {}).items():
+        kind = prop.get("type") or ("enum" if "enum" in prop else "any")
+        if "enum" in prop:
+            kind = "|".join(str(v) for v in prop["enum"][:6]) + ("|..." if len(prop["enum"]) > 6
+                                                                 else "")
+        elif "anyOf" in prop:
+            kind = " or ".join(str(s.get("type", s.get("const", "?"))) for s in prop["anyOf"])
+        if isinstance(kind, list):
+            kind = " or ".join(kind)
+        text = f"{key} ({kind}"
+        if key in required:
+            text += ", required"
+        if "default" in prop:
+            text += f", default {json.dumps(prop['default'])}"
+        text += ")"
+        if prop.get("description"):
+            text += f": {prop['description']}"
+        lines.append(text)
+    return lines
+
+
+def cmd_components(args) -> int:
+    """List components (of one kind) with descriptions and params."""
+    from .registry import KINDS, PLURALS, suggest
+
+    registry = _plugins().registry
+    kinds = KINDS
+    if args.kind:
+        singular = {plural: kind for kind, plural in PLURALS.items()}
+        kind = singular.get(args.kind, args.kind)
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind '{args.kind}'{suggest(args.kind, KINDS)}; kinds: "
+                             f"{', '.join(KINDS)}")
+        kinds = (kind,)
+    if args.json:
+        print(json.dumps({kind: [
+            {"name": c.name, "description": c.description, "plugin": c.plugin,
+             "params": c.params_schema} for c in sorted(registry.components[kind].values(),
+                                                        key=lambda c: c.name)]
+            for kind in kinds}, indent=2))
+        return 0
+    for kind in kinds:
+        print(f"{kind}s:")
+        for component in sorted(registry.components[kind].values(), key=lambda c: c.name):
+            print(f"  {component.name:<28} {component.description}  [{component.plugin}]")
+            for line in _param_summary(component.params_schema):
+                print(f"      {line}")
+        print()
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Validate, then train/evaluate/save as the recipe says."""
+    recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
+    from .runner import run_recipe
+
+    return run_recipe(recipe, loaded.registry, resume=args.resume)
+
+
+def cmd_check(args) -> int:
+    """Validate, then build everything and run a couple of steps on a handful of examples."""
+    recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
+    from .runner import check_recipe
+
+    return check_recipe(recipe, loaded.registry)
+
+
+COMMAND_FUNCTIONS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+    "plugins": cmd_plugins,
+    "components": cmd_components,
+}

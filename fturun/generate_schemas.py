@@ -1,0 +1,204 @@
+"""Regenerate fturun's committed schema files (run after upgrading transformers or changing a
+built-in component)::
+
+    python -m fturun.generate_schemas          # write
+    python -m fturun.generate_schemas --check  # exit 1 if a committed file is stale
+
+- ``fturun/training_arguments.schema.json``: the ``training`` section, generated from the installed
+  transformers' ``TrainingArguments`` dataclass, so validation never imports transformers.
+- ``schemas/recipe.schema.json``: the full recipe schema composed from the built-in plugins (what
+  ``fturun schema`` prints when no third-party plugin is installed), for editors via ``"$schema"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import os
+import sys
+import types
+import typing
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TRAINING_SCHEMA_FILE = PACKAGE_DIR / "training_arguments.schema.json"
+RECIPE_SCHEMA_FILE = PACKAGE_DIR.parent / "schemas" / "recipe.schema.json"
+
+# Not settable from a recipe: credentials belong in the environment (HF_TOKEN), objects cannot be
+# written in JSON, and DeepSpeed has its own top-level recipe section.
+EXCLUDED_FIELDS = {"hub_token", "parallelism_config", "deepspeed"}
+
+# What the dataclass types cannot say: the ranges users get wrong.
+CONSTRAINTS = {
+    "per_device_train_batch_size": {"minimum": 1},
+    "per_device_eval_batch_size": {"minimum": 1},
+    "gradient_accumulation_steps": {"minimum": 1},
+    "eval_accumulation_steps": {"minimum": 1},
+    "learning_rate": {"exclusiveMinimum": 0},
+    "num_train_epochs": {"minimum": 0},
+    "max_steps": {"minimum": -1},
+    "weight_decay": {"minimum": 0},
+    "warmup_steps": {"minimum": 0},
+    "max_grad_norm": {"minimum": 0},
+    "logging_steps": {"exclusiveMinimum": 0},
+    "eval_steps": {"exclusiveMinimum": 0},
+    "save_steps": {"exclusiveMinimum": 0},
+    "save_total_limit": {"minimum": 1},
+    "seed": {"minimum": 0},
+    "data_seed": {"minimum": 0},
+    "dataloader_num_workers": {"minimum": 0},
+    "adam_beta1": {"minimum": 0, "exclusiveMaximum": 1},
+    "adam_beta2": {"minimum": 0, "exclusiveMaximum": 1},
+    "adam_epsilon": {"exclusiveMinimum": 0},
+    "label_smoothing_factor": {"minimum": 0, "maximum": 1},
+    "train_sampling_strategy": {
+        "enum": ["random", "sequential", "group_by_length", "batch_rebalance"]
+    },
+}
+
+
+def _type_schema(tp) -> dict:
+    """JSON Schema for a dataclass field type (the subset TrainingArguments uses)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        schemas = [_type_schema(arg) for arg in typing.get_args(tp)]
+        return _union(schemas)
+    if origin is typing.Literal:
+        values = list(typing.get_args(tp))
+        return {"enum": values}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return {"type": "string", "enum": [m.value for m in tp]}
+    if tp is type(None):
+        return {"type": "null"}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is str:
+        return {"type": "string"}
+    if tp is dict or origin is dict:
+        return {"type": "object"}
+    if tp is list or origin is list:
+        args = typing.get_args(tp)
+        items = _type_schema(args[0]) if args else {}
+        return {"type": "array", "items": items} if items else {"type": "array"}
+    return {}  # unknown: accept anything the dataclass accepts
+
+
+def _union(schemas) -> dict:
+    """Merge union members into one schema: types joined; an enum of strings beside ``str`` keeps
+    the enum (TrainingArguments accepts the string form of its enums, and only the listed ones)."""
+    if any(not s for s in schemas):
+        return {}
+    enum_values = [v for s in schemas for v in s.get("enum", []) if "type" in s or True]
+    type_names = []
+    for s in schemas:
+        if "enum" in s and "type" not in s:  # Literal[...]
+            for v in s["enum"]:
+                name = {bool: "boolean", str: "string", int: "integer"}.get(type(v), "null")
+                type_names.append(name)
+        elif "type" in s:
+            type_names.append(s["type"])
+    merged = {}
+    unique = sorted(set(type_names), key=type_names.index)
+    merged["type"] = unique[0] if len(unique) == 1 else unique
+    string_enums = [s for s in schemas if s.get("type") == "string" and "enum" in s]
+    if string_enums:
+        # an Enum|str field: only the enum's values are meaningful strings
+        allowed = string_enums[0]["enum"]
+        if "null" in unique:
+            allowed = allowed + [None]
+        merged["enum"] = allowed
+        merged["type"] = [t for t in unique if t in ("string", "null")] or "string"
+        if len(merged["type"]) == 1:
+            merged["type"] = merged["type"][0]
+    elif enum_values and all(isinstance(v, bool) for v in enum_values):
+        pass  # Literal[False] merged into a boolean type
+    items = [s.get("items") for s in schemas if s.get("type") == "array" and s.get("items")]
+    if items:
+        merged["items"] = items[0]
+    return merged
+
+
+def training_arguments_schema() -> dict:
+    """Build the ``training`` section schema from the installed ``TrainingArguments``."""
+    import transformers
+    from transformers import TrainingArguments
+
+    properties = {}
+    for f in dataclasses.fields(TrainingArguments):
+        if not f.init or f.name.startswith("_") or f.name in EXCLUDED_FIELDS:
+            continue
+        prop = _type_schema(f.type)
+        help_text = (f.metadata or {}).get("help")
+        if help_text:
+            prop["description"] = " ".join(str(help_text).split())
+        default = f.default
+        if default is not dataclasses.MISSING:
+            if isinstance(default, enum.Enum):
+                default = default.value
+            try:
+                json.dumps(default)
+                prop["default"] = default
+            except (TypeError, ValueError):
+                pass
+        prop.update(CONSTRAINTS.get(f.name, {}))
+        properties[f.name] = prop
+    return {
+        "title": "training",
+        "description": "TrainingArguments of transformers "
+        f"{transformers.__version__} (output_dir defaults to outputs/<recipe name>)",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "x-transformers-version": transformers.__version__,
+    }
+
+
+def dump(data) -> str:
+    """The committed form of a schema file: sorted keys, two-space indent, final newline."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def generated_files() -> dict:
+    """Path -> text of every generated file, computed from the installed packages and built-ins."""
+    files = {TRAINING_SCHEMA_FILE: dump(training_arguments_schema())}
+    # the recipe schema embeds the training schema: compose after writing/refreshing it
+    from .plugins import load_plugins
+    from .schema import compose_schema
+
+    os.environ["FTURUN_DISABLE_PLUGINS"] = ""
+    loaded = load_plugins(extra_plugins=None)
+    builtins = [p for p in loaded.plugins if p.name.startswith("builtin.")]
+    assert all(p.status == "ok" for p in builtins), [p.errors for p in builtins]
+    files[RECIPE_SCHEMA_FILE] = dump(
+        compose_schema(loaded.registry, training_schema=json.loads(files[TRAINING_SCHEMA_FILE]),
+                       only_plugins={p.name for p in builtins})
+    )
+    return files
+
+
+def main(argv=None) -> int:
+    """Write the generated files, or with ``--check`` report which are stale."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in generated_files().items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    for path in stale:
+        print(f"{'stale' if args.check else 'wrote'}: {path}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The hooks a fturun plugin implements: the one module a plugin author needs to read.
+
+A plugin is a module (or object) with functions decorated by ``fturun.hookimpl`` and named like the
+hooks below. It is found through the ``fturun`` entry-point group::
+
+    # pyproject.toml of your distribution
+    [project.entry-points.fturun]
+    my_plugin = "my_package.fturun_plugin"
+
+Every hook receives one argument, ``register``, and calls it once per component::
+
+    register(name, factory, params_schema, description)
+
+- ``name``: what a recipe writes, e.g. ``"focal"``. Lowercase letters, digits, ``_`` and ``-``;
+  unique across all plugins of the same kind (a duplicate is refused and both plugins are named).
+- ``factory``: a callable ``factory(params, context)`` (contract per kind below). Keep heavy imports
+  (torch, transformers, peft, ...) *inside* the factory: fturun imports plugin modules to validate
+  recipes and must stay fast.
+- ``params_schema``: a JSON Schema (Draft 2020-12) object for the component's ``params``. fturun
+  adds ``additionalProperties: false`` when the schema does not say otherwise, so a typo in a recipe
+  is an error with a "did you mean" suggestion.
+- ``description``: one line, shown by ``fturun components``.
+
+``params`` is the validated ``params`` object of the recipe with the schema's defaults *not* filled
+in: use ``params.get(key, default)``. ``context`` is a :class:`fturun.context.BuildContext`; its
+fields (``recipe``, ``task``, ``tokenizer``, ``model``, ``output_dir``, ``label_names``,
+``train_dataset`` ...) are filled in as the runner gets to them, in this order: datasets, tokenizer
+and model, adapter, collator, loss, metrics, optimizer, scheduler, callbacks.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "fturun"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def fturun_register_datasets(register):
+    """Register dataset sources (``data.train``, ``data.eval``, ``data.test`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> datasets.Dataset`` with the raw, untokenized
+    rows. The runner maps columns, turns labels into ids, splits, subsamples and tokenizes.
+    """
+
+
+@hookspec
+def fturun_register_models(register):
+    """Register model loaders (``model`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> (model, tokenizer)``. ``context.task`` tells
+    which auto class to use; ``context.model_kwargs`` holds what the data decided (``num_labels``,
+    ``id2label``, ``label2id`` for classification) and must be passed on to the model.
+    """
+
+
+@hookspec
+def fturun_register_adapters(register):
+    """Register parameter-efficient adapters (``adapter`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> model`` wrapping ``context.model`` (for
+    example a ``peft.PeftModel``). Raise :class:`fturun.errors.RecipeRuntimeError` with a clear
+    message when the params do not fit the model (e.g. target modules that match nothing).
+    """
+
+
+@hookspec
+def fturun_register_collators(register):
+    """Register data collators (``collator`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> callable(list_of_features) -> batch``, for
+    example a ``transformers.DataCollatorWithPadding`` built with ``context.tokenizer``.
+    """
+
+
+@hookspec
+def fturun_register_losses(register):
+    """Register training losses (``loss`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> loss_fn(outputs, labels,
+    num_items_in_batch=None) -> torch.Tensor``; it is passed to the Trainer as
+    ``compute_loss_func``. ``context.train_dataset`` and ``context.label_names`` are available
+    (e.g. to compute class weights from label frequencies).
+    """
+
+
+@hookspec
+def fturun_register_metrics(register):
+    """Register evaluation metrics (``metrics`` in a recipe, a list).
+
+    Factory contract: ``factory(params, context) -> metric_fn(predictions, references) -> dict``
+    where predictions are already arg-maxed class ids (classification) and the dict maps metric
+    names (without the ``eval_`` prefix) to floats. The name the recipe uses for
+    ``metric_for_best_model`` is the key the function returns.
+    """
+
+
+@hookspec
+def fturun_register_callbacks(register):
+    """Register Trainer callbacks (``callbacks`` in a recipe, a list).
+
+    Factory contract: ``factory(params, context) -> transformers.TrainerCallback``.
+    """
+
+
+@hookspec
+def fturun_register_optimizers(register):
+    """Register optimizers (``optimizer`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> dict`` of either
+    ``{"training_args": {...}}`` (settings for TrainingArguments, such as ``optim``/``optim_args``)
+    or ``{"optimizer_cls_and_kwargs": (cls, kwargs)}`` passed to the Trainer.
+    """
+
+
+@hookspec
+def fturun_register_schedulers(register):
+    """Register learning-rate schedulers (``scheduler`` in a recipe).
+
+    Factory contract: ``factory(params, context) -> dict`` of settings for TrainingArguments,
+    typically ``{"lr_scheduler_type": name, "lr_scheduler_kwargs": {...}}``.
+    """

@@ -1,0 +1,48 @@
+"""Hub reachability: fail fast and say what to do, instead of a long hang and a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from urllib.parse import urlparse
+
+
+def hub_offline() -> bool:
+    """True when the user asked for offline mode (``HF_HUB_OFFLINE``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+@lru_cache(maxsize=4)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint (``HF_ENDPOINT`` or huggingface.co) accepts a TCP connection."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_unreachable_message(what: str, name: str) -> str | None:
+    """A message for a Hub name that cannot be fetched, or None when it can (or is cached)."""
+    if not hub_offline() and hub_reachable():
+        return None
+    if _cached(what, name):
+        return None
+    reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hub is not reachable"
+    return (f"{what} '{name}' is a Hub name, and {reason} and it is not in the local cache. "
+            f"Use a local path (or 'package:NAME/path'), download it where the Hub is reachable "
+            f"and copy the cache (HF_HOME), or point HF_ENDPOINT at a mirror.")
+
+
+def _cached(what: str, name: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repo_type = "dataset" if what == "dataset" else "model"
+        return any(r.repo_id == name and r.repo_type == repo_type
+                   for r in scan_cache_dir().repos)
+    except Exception:
+        return False

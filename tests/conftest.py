@@ -1,0 +1,54 @@
+"""Shared fixtures: offline Hub, the CLI run in-process or as a real subprocess, test plugin
+packages pip-installed once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``fturun ARGS`` in-process; return ``(exit_code, stdout, stderr)``."""
+    from fturun import plugins
+    from fturun.cli import main
+
+    def run(*args):
+        plugins._DEFAULT = None  # re-read plugins (environment may have changed)
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def run_fturun(*args, env=None, cwd=None, timeout=120):
+    """Run ``python -m fturun ARGS`` as a real process; return the CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "fturun", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """A folder with the test plugin distributions pip-installed into it (``--target``): put it
+    on PYTHONPATH to make their entry points visible to a subprocess."""
+    target = tmp_path_factory.mktemp("plugin-site")
+    packages = sorted((Path(__file__).parent / "plugin_packages").iterdir())
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target),
+                    *[str(p) for p in packages if (p / "pyproject.toml").exists()]],
+                   check=True, capture_output=True, text=True)
+    return target

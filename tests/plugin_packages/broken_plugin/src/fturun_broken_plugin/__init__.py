@@ -1,0 +1,3 @@
+"""A test plugin that fails at import."""
+
+import a_module_that_does_not_exist  # noqa: F401

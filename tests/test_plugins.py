@@ -1,0 +1,167 @@
+"""The plugin system: built-ins through the hooks, entry-point plugins, isolation of broken ones."""
+
+import json
+import os
+
+from conftest import RECIPES, run_fturun
+
+from fturun import hookimpl, hookspecs
+from fturun.plugins import BUILTIN_PLUGINS, load_plugins
+from fturun.recipe import load_recipe
+from fturun.registry import KINDS, PLURALS
+from fturun.schema import compose_schema, validate_recipe
+
+
+def test_builtins_register_every_kind_through_the_hooks():
+    loaded = load_plugins()
+    assert {p.name for p in loaded.plugins} >= set(BUILTIN_PLUGINS)
+    assert all(p.status == "ok" for p in loaded.plugins if p.name in BUILTIN_PLUGINS)
+    for kind in KINDS:
+        assert loaded.registry.names(kind), f"no built-in {kind}"
+
+
+class InProcessPlugin:
+    """A plugin object registered in a test (not installed)."""
+
+    @hookimpl
+    def fturun_register_callbacks(self, register):
+        register("print_step", lambda params, context: None,
+                 {"type": "object", "required": ["every"],
+                  "properties": {"every": {"type": "integer", "minimum": 1}}},
+                 "Print every N steps (test)")
+
+
+def test_plugin_registered_in_a_test_shows_in_schema_and_validation(tmp_path):
+    loaded = load_plugins(extra_plugins={"inproc": InProcessPlugin()})
+    schema = compose_schema(loaded.registry)
+    assert "print_step" in json.dumps(schema["$defs"]["callback"])
+    recipe_file = tmp_path / "r.json"
+    base = json.loads((RECIPES / "lora_cls.json").read_text())
+    base["callbacks"] = [{"name": "print_step", "params": {"every": 0}}]
+    recipe_file.write_text(json.dumps(base))
+    problems = validate_recipe(load_recipe(recipe_file), loaded.registry)
+    assert [p.path for p in problems] == ["$.callbacks[0].params.every"]
+    base["callbacks"] = [{"name": "print_step", "params": {"every": 5}}]
+    recipe_file.write_text(json.dumps(base))
+    assert validate_recipe(load_recipe(recipe_file), loaded.registry) == []
+    # without the plugin, the same recipe names an unknown callback
+    problems = validate_recipe(load_recipe(recipe_file), load_plugins().registry)
+    assert "not a registered callback" in problems[0].message
+
+
+class RaisingPlugin:
+    @hookimpl
+    def fturun_register_losses(self, register):
+        register("ok_loss", lambda p, c: None, {"type": "object"}, "fine")
+        raise RuntimeError("boom in hook")
+
+
+class InvalidSchemaPlugin:
+    @hookimpl
+    def fturun_register_metrics(self, register):
+        register("good_metric", lambda p, c: None, {"type": "object"}, "fine")
+        register("bad_metric", lambda p, c: None, {"type": "not-a-type"}, "bad schema")
+
+
+class BadNamePlugin:
+    @hookimpl
+    def fturun_register_metrics(self, register):
+        register("Bad Name", lambda p, c: None, {}, "bad name")
+
+
+class WrongArgumentPlugin:
+    @hookimpl
+    def fturun_register_metrics(self, reg):  # pluggy refuses unknown argument names
+        pass
+
+
+def test_failing_plugins_are_reported_and_isolated():
+    loaded = load_plugins(extra_plugins={
+        "raising": RaisingPlugin(), "invalid-schema": InvalidSchemaPlugin(),
+        "bad-name": BadNamePlugin(), "wrong-arg": WrongArgumentPlugin()})
+    by_name = {p.name: p for p in loaded.plugins}
+    assert by_name["raising"].status == "failed"
+    assert "boom in hook" in by_name["raising"].errors[0]
+    assert "fturun_register_losses" in by_name["raising"].errors[0]
+    assert by_name["invalid-schema"].status == "failed"
+    assert "bad_metric" in by_name["invalid-schema"].errors[0]
+    assert "invalid params schema" in by_name["invalid-schema"].errors[0]
+    assert "invalid" in by_name["bad-name"].errors[0]
+    assert by_name["wrong-arg"].status == "failed"
+    # all or nothing: nothing of a failed plugin is registered; built-ins all work
+    assert "ok_loss" not in loaded.registry.components["loss"]
+    assert "good_metric" not in loaded.registry.components["metric"]
+    assert "accuracy" in loaded.registry.components["metric"]
+
+
+def test_duplicate_name_is_refused_naming_both_plugins():
+    class Dup:
+        @hookimpl
+        def fturun_register_adapters(self, register):
+            register("lora", lambda p, c: None, {"type": "object"}, "my lora")
+
+    loaded = load_plugins(extra_plugins={"mine": Dup()})
+    info = next(p for p in loaded.plugins if p.name == "mine")
+    assert info.status == "failed"
+    assert "builtin.adapters" in info.errors[0] and "mine" in info.errors[0]
+    assert loaded.registry.get("adapter", "lora").plugin == "builtin.adapters"
+
+
+def test_every_hook_is_documented_and_named_for_its_kind():
+    hooks = {name for name in dir(hookspecs) if name.startswith("fturun_register_")}
+    assert hooks == {f"fturun_register_{PLURALS[k]}" for k in KINDS}
+    for name in hooks:
+        doc = getattr(hookspecs, name).__doc__
+        assert doc and "Factory contract" in doc, name
+
+
+def test_every_builtin_component_has_description_and_schema():
+    loaded = load_plugins()
+    for kind in KINDS:
+        for component in loaded.registry.components[kind].values():
+            if component.plugin.startswith("builtin."):
+                assert component.description and "\n" not in component.description
+                assert component.params_schema.get("type") == "object"
+                assert component.factory.__doc__, f"{kind} {component.name} factory undocumented"
+
+
+def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_site):
+    env = {"PYTHONPATH": str(plugin_site)}
+    result = run_fturun("plugins", env=env)
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["good"]["status"] == "ok"
+    assert plugins["good"]["version"] == "1.2.3"
+    assert plugins["good"]["components"] == {"loss": ["squared_hinge"],
+                                             "metric": ["balanced_accuracy"]}
+    assert plugins["broken"]["status"] == "failed"
+    assert "a_module_that_does_not_exist" in plugins["broken"]["errors"][0]
+    assert plugins["dup"]["status"] == "failed"
+    assert "builtin.losses" in plugins["dup"]["errors"][0]
+
+    schema = run_fturun("schema", env=env)
+    assert schema.returncode == 0
+    assert "squared_hinge" in schema.stdout
+    assert "warning: plugin 'broken' not loaded" in schema.stderr
+
+    recipe = RECIPES / "lora_cls.json"
+    ok = run_fturun("validate", recipe, "--set", 'loss={"name": "squared_hinge", '
+                    '"params": {"margin": 1}}', env=env)
+    assert ok.returncode == 0, ok.stderr
+    bad = run_fturun("validate", recipe, "--set", 'loss={"name": "squared_hinge", '
+                     '"params": {"margn": 1}}', env=env)
+    assert bad.returncode == 2
+    assert "$.loss.params.margn" in bad.stderr and "did you mean 'margin'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_disable_plugins_by_name(plugin_site):
+    env = {"PYTHONPATH": str(plugin_site), "FTURUN_DISABLE_PLUGINS": "broken, good,dup"}
+    result = run_fturun("plugins", env=env)
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["broken"]["status"] == "disabled"
+    assert plugins["good"]["status"] == "disabled"
+    schema = run_fturun("schema", env=env)
+    assert "squared_hinge" not in schema.stdout
+    assert "warning" not in schema.stderr
+    os.environ.pop("FTURUN_DISABLE_PLUGINS", None)
