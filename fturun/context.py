@@ -58,6 +58,9 @@ class BuildContext:
     train_dataset: Any = None
     eval_dataset: Any = None
     training_args: dict = field(default_factory=dict)
+    #: the run's MLflow tracker: ``log_artifact(path, artifact_path=None)``,
+    #: ``log_metrics(dict, step)``, ``set_tags(dict)``; does nothing when tracking is off
+    tracker: Any = None
     log: Any = print
 
     def resolve_path(self, path: str) -> str:
