@@ -28,6 +28,111 @@ COMPONENT_SECTIONS = {
     "scheduler": ("scheduler", False),
 }
 
+AUTO = {"const": "auto"}
+_INT_OR_AUTO = {"anyOf": [{"type": "integer", "minimum": 1}, AUTO]}
+_BOOL_OR_AUTO = {"anyOf": [{"type": "boolean"}, AUTO]}
+_OFFLOAD = {
+    "type": "object",
+    "properties": {
+        "device": {"enum": ["none", "cpu", "nvme"]},
+        "pin_memory": {"type": "boolean"},
+        "nvme_path": {"type": "string"},
+    },
+}
+DEEPSPEED_CONFIG = {
+    "type": "object",
+    "description": "a DeepSpeed config; 'auto' values are filled from 'training' by the Trainer",
+    "properties": {
+        "train_batch_size": _INT_OR_AUTO,
+        "train_micro_batch_size_per_gpu": _INT_OR_AUTO,
+        "gradient_accumulation_steps": _INT_OR_AUTO,
+        "gradient_clipping": {"anyOf": [{"type": "number", "minimum": 0}, AUTO]},
+        "steps_per_print": {"type": "integer", "minimum": 1},
+        "wall_clock_breakdown": {"type": "boolean"},
+        "fp16": {"type": "object", "properties": {"enabled": _BOOL_OR_AUTO}},
+        "bf16": {"type": "object", "properties": {"enabled": _BOOL_OR_AUTO}},
+        "optimizer": {"type": "object", "required": ["type"],
+                      "properties": {"type": {"type": "string"}, "params": {"type": "object"}}},
+        "scheduler": {"type": "object", "required": ["type"],
+                      "properties": {"type": {"type": "string"}, "params": {"type": "object"}}},
+        "zero_optimization": {
+            "type": "object",
+            "required": ["stage"],
+            "properties": {
+                "stage": {"enum": [0, 1, 2, 3],
+                          "description": "0 off, 1 optimizer states, 2 + gradients, "
+                                         "3 + parameters"},
+                "offload_optimizer": _OFFLOAD,
+                "offload_param": _OFFLOAD,
+                "overlap_comm": {"type": "boolean"},
+                "contiguous_gradients": {"type": "boolean"},
+                "allgather_partitions": {"type": "boolean"},
+                "reduce_scatter": {"type": "boolean"},
+                "allgather_bucket_size": {"anyOf": [{"type": "number", "minimum": 1}, AUTO]},
+                "reduce_bucket_size": {"anyOf": [{"type": "number", "minimum": 1}, AUTO]},
+                "stage3_prefetch_bucket_size": {"anyOf": [{"type": "number", "minimum": 1},
+                                                          AUTO]},
+                "stage3_param_persistence_threshold": {"anyOf": [{"type": "number"}, AUTO]},
+                "stage3_gather_16bit_weights_on_model_save": {"type": "boolean"},
+                "sub_group_size": {"type": "number", "minimum": 1},
+                "round_robin_gradients": {"type": "boolean"},
+            },
+        },
+    },
+}
+
+_SPACE_ENTRY = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["float", "int", "categorical"]},
+        "low": {"type": "number"},
+        "high": {"type": "number"},
+        "step": {"type": "number", "exclusiveMinimum": 0},
+        "log": {"type": "boolean", "default": False},
+        "choices": {"type": "array", "minItems": 1},
+    },
+    "allOf": [
+        {"if": {"properties": {"type": {"enum": ["float", "int"]}}},
+         "then": {"required": ["low", "high"]}},
+        {"if": {"properties": {"type": {"const": "categorical"}}},
+         "then": {"required": ["choices"]}},
+    ],
+}
+SEARCH = {
+    "type": "object",
+    "description": "hyperparameter search with Optuna: every trial is a nested MLflow run",
+    "required": ["space"],
+    "properties": {
+        "metric": {"type": "string", "description": "the eval metric to optimise (default: "
+                                                    "training.metric_for_best_model, else loss)"},
+        "direction": {"enum": ["maximize", "minimize"],
+                      "description": "default: minimize for loss/perplexity, else maximize"},
+        "n_trials": {"type": "integer", "minimum": 1, "default": 10},
+        "timeout_minutes": {"type": "number", "exclusiveMinimum": 0,
+                            "description": "stop starting trials after this long"},
+        "sampler": {"enum": ["tpe", "random", "grid"], "default": "tpe"},
+        "seed": {"type": "integer", "minimum": 0,
+                 "description": "sampler seed (default: the recipe seed)"},
+        "pruner": {"enum": ["none", "median", "hyperband", "successive_halving"],
+                   "default": "median"},
+        "pruner_warmup_steps": {"type": "integer", "minimum": 0, "default": 0},
+        "storage": {"type": "string", "description": "Optuna storage URL shared by several "
+                                                     "processes or machines, e.g. "
+                                                     "sqlite:///study.db or "
+                                                     "postgresql://host/db"},
+        "study_name": {"type": "string", "minLength": 1},
+        "space": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "dotted recipe key -> distribution, e.g. "
+                           "{\"training.learning_rate\": {\"type\": \"float\", "
+                           "\"low\": 1e-5, \"high\": 1e-3, \"log\": true}}",
+            "additionalProperties": _SPACE_ENTRY,
+        },
+    },
+}
+
 _SPLIT_SIZE = {
     "description": "a fraction of the source (0 < x < 1) or a number of rows (>= 1)",
     "type": "number",
@@ -164,6 +269,13 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
             },
         },
     }
+    properties["deepspeed"] = {
+        "description": "DeepSpeed: a config object, or the path of a DeepSpeed JSON config "
+                       "(relative to the recipe)",
+        "anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/$defs/deepspeed_config"}],
+    }
+    properties["search"] = SEARCH
+    defs["deepspeed_config"] = DEEPSPEED_CONFIG
     for section, (kind, is_list) in COMPONENT_SECTIONS.items():
         properties[section] = {"type": "array", "items": ref(kind)} if is_list else ref(kind)
     return {
@@ -248,6 +360,15 @@ def _problems_from_error(recipe: Recipe, error) -> list:
         listing = ", ".join(_short(o) for o in options)
         return [_problem(recipe, path, f"{_short(error.instance)} is not one of: {listing}"
                          f"{suggest(error.instance, [o for o in options if isinstance(o, str)])}")]
+    if validator in ("anyOf", "oneOf") and error.context:
+        from jsonschema.exceptions import best_match
+
+        # the branch that fits the value's type says the most useful thing
+        same_type = [e for e in error.context if e.validator != "type"]
+        return _problems_from_error(recipe, best_match(same_type or error.context))
+    if validator == "const":
+        return [_problem(recipe, path, f"must be {_short(error.validator_value)}, got "
+                         f"{_short(error.instance)}")]
     if validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
@@ -344,11 +465,143 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
                 and isinstance(metric, str)):
             add(["callbacks", index], "early_stopping needs training.load_best_model_at_end="
                 "true and training.metric_for_best_model (the metric it watches)")
+    _check_search(recipe, registry, data, add)
+    _check_deepspeed(recipe, data, training, add)
     for section, key in (("optimizer", "optim"), ("scheduler", "lr_scheduler_type")):
         if data.get(section) is not None and key in training:
             add(["training", key], f"set both here and in '{section}'; keep one (the "
                 f"'{section}' component can take params)")
     return problems
+
+
+def _check_search(recipe, registry, data, add) -> None:
+    search = data.get("search")
+    if not isinstance(search, dict):
+        return
+    space = search.get("space")
+    if isinstance(space, dict):
+        schema = compose_schema(registry)
+        for key, entry in space.items():
+            message = check_recipe_key(schema, data, key)
+            if message:
+                add(["search", "space", key], message)
+            if isinstance(entry, dict) and entry.get("type") in ("float", "int"):
+                low, high = entry.get("low"), entry.get("high")
+                if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+                    if low >= high:
+                        add(["search", "space", key], f"low ({low}) must be below high ({high})")
+                    if entry.get("log") and low <= 0:
+                        add(["search", "space", key], "a log scale needs low > 0")
+    metric = search.get("metric")
+    if isinstance(metric, str):
+        computed = ["loss"] + computed_metric_names(data)
+        bare = metric[len("eval_"):] if metric.startswith("eval_") else metric
+        if bare not in computed:
+            add(["search", "metric"], f"'{metric}' is not a metric this recipe computes"
+                f"{suggest(bare, computed)}; computed: {', '.join(computed)}")
+    if "n_trials" not in search and "timeout_minutes" not in search:
+        pass  # n_trials defaults to 10
+
+
+def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
+    """None when ``dotted`` (e.g. ``adapter.params.r``) names a settable key of this recipe,
+    else a message with a suggestion. Component params are looked up for the component the
+    recipe names at that place."""
+    node = {"$ref": "#"}
+    value = data
+    walked = []
+    for part in dotted.split("."):
+        node = _deref(schema, node)
+        if "else" in node and "if" in node and node.get("type") == ["string", "object"]:
+            node = node["else"]  # a component reference, written as an object
+            if isinstance(value, str):
+                value = {"name": value}
+        where = ".".join(walked) or "the recipe"
+        if node.get("type") == "array" or "items" in node:
+            if not part.isdigit():
+                return f"'{dotted}': {where} is a list; use an index, e.g. {where}.0"
+            node = node.get("items", {})
+            value = value[int(part)] if isinstance(value, list) and int(part) < len(value) \
+                else None
+        else:
+            props = dict(node.get("properties", {}))
+            if part == "params" and isinstance(value, dict) and "allOf" in node:
+                name = value.get("name")
+                for branch in node["allOf"]:
+                    if branch["if"]["properties"]["name"].get("const") == name:
+                        props["params"] = branch["then"]["properties"]["params"]
+                        break
+                else:
+                    return f"'{dotted}': {where} names no component with params"
+            if part not in props:
+                if isinstance(node.get("additionalProperties"), dict):
+                    node = node["additionalProperties"]
+                    value = value.get(part) if isinstance(value, dict) else None
+                    walked.append(part)
+                    continue
+                return (f"'{dotted}' is not a recipe key: {where} has no '{part}'"
+                        f"{suggest(part, props)}")
+            node = props[part]
+            value = value.get(part) if isinstance(value, dict) else None
+        walked.append(part)
+    return None
+
+
+def _deref(schema, node):
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        node = schema
+        for piece in ref.lstrip("#/").split("/"):
+            if piece:
+                node = node[piece]
+    return node
+
+
+def _check_deepspeed(recipe, data, training, add) -> None:
+    config = data.get("deepspeed")
+    if isinstance(config, str):
+        from .context import resolve_path
+
+        path = resolve_path(config, recipe.base_dir)
+        import os
+
+        if not os.path.isfile(path):
+            add(["deepspeed"], f"DeepSpeed config '{config}' not found (looked for {path}; "
+                "the path is relative to the recipe)")
+            return
+        try:
+            with open(path) as f:
+                config = json.load(f)
+        except (OSError, ValueError) as exc:
+            add(["deepspeed"], f"DeepSpeed config '{config}' is not valid JSON: {exc}")
+            return
+        from jsonschema import Draft202012Validator
+
+        for error in Draft202012Validator(DEEPSPEED_CONFIG).iter_errors(config):
+            where = json_path(error.absolute_path).replace("$", f"{path}::$", 1)
+            add(["deepspeed"], f"{where}: {error.message}")
+    if not isinstance(config, dict):
+        return
+    zero = config.get("zero_optimization") if isinstance(config.get("zero_optimization"),
+                                                         dict) else {}
+    if "offload_param" in zero and zero.get("stage") != 3:
+        add(["deepspeed", "zero_optimization", "offload_param"],
+            f"offload_param needs ZeRO stage 3 (stage is {zero.get('stage')}); use "
+            "offload_optimizer with stage 1-2")
+    pairs = [("train_micro_batch_size_per_gpu", "per_device_train_batch_size", 8),
+             ("gradient_accumulation_steps", "gradient_accumulation_steps", 1)]
+    for ds_key, arg, default in pairs:
+        value = config.get(ds_key)
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                value != training.get(arg, default):
+            add(["deepspeed", ds_key], f"{value} contradicts training.{arg} "
+                f"({training.get(arg, default)}); write \"auto\" to take it from training")
+    for precision in ("fp16", "bf16"):
+        section = config.get(precision)
+        if isinstance(section, dict) and section.get("enabled") is True and \
+                training.get(precision) is not True:
+            add(["deepspeed", precision, "enabled"], f"DeepSpeed {precision} is on but "
+                f"training.{precision} is not; write \"auto\" or set training.{precision}")
 
 
 def computed_metric_names(data: dict) -> list:
