@@ -63,3 +63,11 @@ class RecipeRuntimeError(FturunError):
     target modules that match nothing, ...). The message says what to change."""
 
     exit_code = 1
+
+
+class Interrupted(FturunError):
+    """Training stopped by Ctrl-C or SIGTERM after saving a checkpoint: exit 130 or 143."""
+
+    def __init__(self, message: str, exit_code: int):
+        self.exit_code = exit_code
+        super().__init__(message)

@@ -95,12 +95,32 @@ def _linear_module_suffixes(model):
     return sorted(names)
 
 
-def _peft_factory(config_class):
+def _takes_past_key_values(peft_model) -> bool:
+    """Whether prefix tuning can feed its prefixes to this model (peft's own test, made before
+    training instead of failing at the first step)."""
+    import inspect
+
+    def takes(module):
+        return "past_key_values" in inspect.signature(module.forward).parameters
+
+    base = peft_model.base_model
+    if takes(base):
+        return True
+    backbone = getattr(peft_model, "transformer_backbone_name", None)
+    return bool(backbone) and takes(base.get_submodule(backbone))
+
+
+def _peft_factory(config_class, schema):
+    # fturun hands factories the params without schema defaults; peft leaves some of them unset
+    # (num_virtual_tokens is None in peft's configs), so the schema's defaults are applied here
+    defaults = {key: prop["default"] for key, prop in schema["properties"].items()
+                if "default" in prop}
+
     def build(params, context):
         """Wrap ``context.model`` with the peft adapter; errors name the params to fix."""
         import peft
 
-        kwargs = dict(params)
+        kwargs = {**defaults, **params}
         task_type = PEFT_TASK_TYPES.get(context.task)
         if task_type:
             kwargs["task_type"] = task_type
@@ -111,11 +131,17 @@ def _peft_factory(config_class):
             model = peft.get_peft_model(context.model, config)
         except (ValueError, TypeError) as exc:
             text = str(exc)
-            if "not found in the base model" in text or "Target module" in text:
+            if ("not found in the base model" in text or "Target module" in text
+                    or "No modules were targeted" in text):
                 text = (f"adapter.params.target_modules {params.get('target_modules')} match no "
                         f"module of the model; its linear modules are: "
                         f"{', '.join(_linear_module_suffixes(context.model))}")
             raise RecipeRuntimeError(f"cannot build adapter: {text}") from None
+        if config_class == "PrefixTuningConfig" and not _takes_past_key_values(model):
+            raise RecipeRuntimeError(
+                f"adapter 'prefix_tuning' needs a model that takes past_key_values, and "
+                f"{type(context.model).__name__} does not (in this transformers version); use "
+                "'prompt_tuning', 'p_tuning' or 'lora' instead")
         trainable, total = count_parameters(model)
         context.log(f"adapter: {trainable:,} trainable of {total:,} parameters "
                     f"({100 * trainable / total:.2f}%)")
@@ -127,17 +153,17 @@ def _peft_factory(config_class):
 @hookimpl
 def fturun_register_adapters(register):
     """The built-in peft adapters."""
-    register("lora", _peft_factory("LoraConfig"), LORA_SCHEMA,
+    register("lora", _peft_factory("LoraConfig", LORA_SCHEMA), LORA_SCHEMA,
              "LoRA low-rank adapters (use_dora / use_rslora for DoRA and rsLoRA)")
-    register("loha", _peft_factory("LoHaConfig"), LOHA_LOKR_SCHEMA,
+    register("loha", _peft_factory("LoHaConfig", LOHA_LOKR_SCHEMA), LOHA_LOKR_SCHEMA,
              "LoHa: low-rank Hadamard product adapters")
-    register("lokr", _peft_factory("LoKrConfig"), LOHA_LOKR_SCHEMA,
+    register("lokr", _peft_factory("LoKrConfig", LOHA_LOKR_SCHEMA), LOHA_LOKR_SCHEMA,
              "LoKr: low-rank Kronecker product adapters")
-    register("ia3", _peft_factory("IA3Config"), IA3_SCHEMA,
+    register("ia3", _peft_factory("IA3Config", IA3_SCHEMA), IA3_SCHEMA,
              "IA3: learned rescaling of activations")
-    register("prefix_tuning", _peft_factory("PrefixTuningConfig"), PREFIX_SCHEMA,
+    register("prefix_tuning", _peft_factory("PrefixTuningConfig", PREFIX_SCHEMA), PREFIX_SCHEMA,
              "Prefix tuning: trainable key/value prefixes in every layer")
-    register("prompt_tuning", _peft_factory("PromptTuningConfig"), PROMPT_SCHEMA,
+    register("prompt_tuning", _peft_factory("PromptTuningConfig", PROMPT_SCHEMA), PROMPT_SCHEMA,
              "Prompt tuning: trainable soft prompt tokens")
-    register("p_tuning", _peft_factory("PromptEncoderConfig"), P_TUNING_SCHEMA,
+    register("p_tuning", _peft_factory("PromptEncoderConfig", P_TUNING_SCHEMA), P_TUNING_SCHEMA,
              "P-tuning: soft prompt tokens from a small prompt encoder")

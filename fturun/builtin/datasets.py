@@ -105,28 +105,49 @@ def load_files(params, context):
 
 
 def load_text_folder(params, context):
-    """One row per text file, labelled with the name of the folder it is in."""
-    from datasets import Dataset
+    """One row per text file, labelled with the name of the folder it is in.
+
+    The rows are written once to the ``datasets`` cache (keyed on every file's path, size and
+    modification time), so a second run reads them back and reuses the tokenization cache."""
+    from datasets import Dataset, Features, Value
+    from datasets.exceptions import DatasetGenerationError
 
     root = context.resolve_path(params["path"])
     if not os.path.isdir(root):
         raise RecipeRuntimeError(f"text folder '{params['path']}' not found (looked for {root})")
     extension = params.get("extension", ".txt")
     encoding = params.get("encoding", "utf-8")
-    texts, labels = [], []
+    files = []
     for label in sorted(os.listdir(root)):
         folder = os.path.join(root, label)
         if not os.path.isdir(folder) or label.startswith((".", "_")):
             continue
         for name in sorted(os.listdir(folder)):
-            if not name.endswith(extension):
-                continue
-            with open(os.path.join(folder, name), encoding=encoding, errors="strict") as f:
-                texts.append(f.read().strip())
-            labels.append(label)
-    if not texts:
+            if name.endswith(extension):
+                path = os.path.join(folder, name)
+                stat = os.stat(path)
+                files.append((label, path, stat.st_size, stat.st_mtime_ns))
+    if not files:
         raise RecipeRuntimeError(f"no '*{extension}' files in the label folders of {root}")
-    return Dataset.from_dict({"text": texts, "label": labels})
+    try:
+        return Dataset.from_generator(
+            _text_folder_rows, gen_kwargs={"files": [files], "encoding": encoding},
+            features=Features({"text": Value("string"), "label": Value("string")}))
+    except DatasetGenerationError as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UnicodeDecodeError):
+            raise RecipeRuntimeError(
+                f"cannot read the files of {root} as {encoding} ({cause.reason} at byte "
+                f"{cause.start}); set params.encoding, e.g. \"latin-1\"") from None
+        raise RecipeRuntimeError(f"cannot read the files of {root}: {cause}") from None
+
+
+def _text_folder_rows(files, encoding):
+    # gen_kwargs lists are sharded by datasets: the list of files comes wrapped in a list
+    for shard in files:
+        for label, path, _size, _mtime in shard:
+            with open(path, encoding=encoding, errors="strict") as f:
+                yield {"text": f.read().strip(), "label": label}
 
 
 def load_hub(params, context):

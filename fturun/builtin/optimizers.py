@@ -75,7 +75,12 @@ def _torch_factory(class_name):
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
         kwargs.setdefault("lr", context.training_args.get("learning_rate", 5e-5))
-        return {"optimizer_cls_and_kwargs": (getattr(torch.optim, class_name), kwargs)}
+        result = {"optimizer_cls_and_kwargs": (getattr(torch.optim, class_name), kwargs)}
+        if "weight_decay" in kwargs:
+            # the Trainer's parameter groups set weight_decay (from training.weight_decay, 0 for
+            # biases and norms), which would silently override it as an optimizer kwarg
+            result["training_args"] = {"weight_decay": kwargs.pop("weight_decay")}
+        return result
 
     return build
 
