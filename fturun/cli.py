@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import FturunError, RecipeError, UsageError
@@ -23,7 +24,7 @@ overrides are KEY=VALUE with a dotted KEY; VALUE is parsed as JSON, else taken a
   callbacks.0.params.patience=2   training.report_to='["tensorboard"]'   tracking.enabled=false
 """
 
-COMMANDS = ("run", "check", "validate", "schema", "plugins", "components")
+COMMANDS = ("run", "check", "validate", "schema", "plugins", "components", "runs", "rerun")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
                             help="only this kind: dataset, model, adapter, collator, loss, "
                                  "metric, callback, optimizer, scheduler")
     components.add_argument("--json", action="store_true", help="machine-readable output")
+    runs = sub.add_parser("runs", help="list MLflow runs of fturun recipes (name, status, "
+                                       "metrics, recipe)")
+    runs.add_argument("experiment", nargs="?", metavar="EXPERIMENT",
+                      help="only this experiment (default: all)")
+    runs.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else "
+                                             "sqlite:///mlflow.db here")
+    runs.add_argument("--max", type=int, default=20, help="at most this many runs (default 20)")
+    rerun = sub.add_parser("rerun", help="fetch the recipe logged with an MLflow run and run it "
+                                         "again (with overrides)")
+    rerun.add_argument("run_id", metavar="RUN_ID")
+    rerun.add_argument("overrides", metavar="KEY=VALUE", nargs="*")
+    rerun.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else "
+                                              "sqlite:///mlflow.db here")
     return parser
 
 
@@ -79,7 +93,18 @@ def main(argv=None) -> int:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "run")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # overrides after --resume CHECKPOINT land here; anything else is a usage error
+        if args.command in ("run", "check", "rerun") and all(
+                "=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    resume = getattr(args, "resume", None)
+    if resume and resume != "latest" and "=" in resume and not os.path.exists(resume):
+        args.overrides = list(args.overrides) + [resume]  # `--resume KEY=VALUE`: an override
+        args.resume = "latest"
     if args.command is None:
         parser.print_help()
         return 2
@@ -231,7 +256,85 @@ def cmd_check(args) -> int:
     return check_recipe(recipe, loaded.registry)
 
 
+def _client(uri):
+    from .tracking import check_reachable, default_tracking_uri
+
+    uri = uri or default_tracking_uri()
+    check_reachable(uri)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def cmd_runs(args) -> int:
+    """List runs: newest first, with their final eval metrics and recipe."""
+    client, uri = _client(args.tracking_uri)
+    if args.experiment:
+        experiment = client.get_experiment_by_name(args.experiment)
+        if experiment is None:
+            names = [e.name for e in client.search_experiments()]
+            from .registry import suggest
+
+            raise UsageError(f"no experiment '{args.experiment}' at {uri}"
+                             f"{suggest(args.experiment, names)}; experiments: "
+                             f"{', '.join(names) or 'none'}")
+        experiments = [experiment]
+    else:
+        experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments],
+                              filter_string="tags.`fturun.version` != ''",
+                              order_by=["attributes.start_time DESC"], max_results=args.max)
+    names = {e.experiment_id: e.name for e in experiments}
+    if not runs:
+        print(f"no fturun runs at {uri}")
+        return 0
+    print(f"{'run id':<32}  {'experiment':<16} {'name':<22} {'status':<9} metrics / recipe")
+    for run in runs:
+        metrics = {k: v for k, v in run.data.metrics.items()
+                   if k.startswith(("eval_", "test_")) and not k.endswith(
+                       ("runtime", "per_second", "epoch"))}
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())[:4])
+        recipe = run.data.tags.get("fturun.recipe_path", "")
+        print(f"{run.info.run_id:<32}  {names.get(run.info.experiment_id, '?')[:16]:<16} "
+              f"{(run.info.run_name or '')[:22]:<22} {run.info.status:<9} {shown}  {recipe}")
+    return 0
+
+
+def cmd_rerun(args) -> int:
+    """Download the resolved recipe of a run and run it again."""
+    import os
+    import tempfile
+
+    client, uri = _client(args.tracking_uri)
+    try:
+        run = client.get_run(args.run_id)
+    except Exception as exc:  # mlflow raises its own exception types per store
+        raise UsageError(f"no run '{args.run_id}' at {uri}: {exc}") from None
+    folder = tempfile.mkdtemp(prefix="fturun-rerun-")
+    try:
+        path = client.download_artifacts(args.run_id, "recipe/resolved.json", folder)
+    except Exception:
+        raise UsageError(f"run '{args.run_id}' has no recipe/resolved.json artifact: it was "
+                         "not made by fturun") from None
+    original = run.data.tags.get("fturun.recipe_path")
+    name = os.path.basename(original) if original else "rerun.json"
+    named = os.path.join(folder, name)
+    os.replace(path, named)
+    recipe, loaded = load_valid_recipe(named, args.overrides)
+    if original:
+        recipe.base_dir = os.path.dirname(original)  # relative data paths as in the original
+    tracking = recipe.data.setdefault("tracking", {})
+    tracking.setdefault("tracking_uri", uri)
+    tags = tracking.setdefault("tags", {})
+    tags["fturun.rerun_of"] = args.run_id
+    from .runner import run_recipe
+
+    return run_recipe(recipe, loaded.registry, resume=None)
+
+
 COMMAND_FUNCTIONS = {
+    "runs": cmd_runs,
+    "rerun": cmd_rerun,
     "run": cmd_run,
     "check": cmd_check,
     "validate": cmd_validate,

@@ -27,6 +27,11 @@ class Recipe:
     # JSON path tuple -> (file, line or None, col or None)
     origins: dict = field(default_factory=dict)
     files: list = field(default_factory=list)  # every file read: the recipe and its bases
+    base_dir: str = ""  # relative data/model paths are looked up here (default: the file's folder)
+
+    def __post_init__(self):
+        if not self.base_dir:
+            self.base_dir = os.path.dirname(os.path.abspath(self.path))
 
     def locate(self, path: tuple):
         """``(file, line, col)`` for a JSON path, or of its closest located ancestor."""

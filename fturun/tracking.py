@@ -1,0 +1,434 @@
+"""MLflow tracking owned by fturun (the Trainer's own MLflow callback is never used): one run per
+recipe run, reattached on ``--resume``; params = flattened recipe + effective TrainingArguments,
+logged in batches within the server's limits; step-wise metrics; tags; artifacts; the model.
+
+Only rank 0 of a multi-process launch talks to MLflow. A tracking server that goes away mid-run
+never stops training: every metric is also appended to ``OUTPUT_DIR/metrics.jsonl``, and logging
+errors are reported once and then skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+
+from .errors import RecipeRuntimeError
+
+RUN_FILE = "mlflow_run.json"
+METRICS_FILE = "metrics.jsonl"
+MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
+MAX_KEY = 250  # MLflow's limit on a key
+BATCH = 100  # MLflow's limit on params/tags per log_batch
+SECRET_KEY = re.compile(r"(token|password|passwd|secret|api[_-]?key|credential|auth)", re.I)
+REDACTED = "***"
+PACKAGES = ("fturun", "torch", "transformers", "datasets", "evaluate", "accelerate", "peft",
+            "mlflow", "pluggy", "jsonschema", "deepspeed", "optuna", "tokenizers", "numpy")
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or not launched by torchrun/accelerate/deepspeed)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else MLflow 3's own default: SQLite in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{os.path.abspath('mlflow.db')}"
+
+
+def redact(key: str, value):
+    """Hide values of keys that look like credentials."""
+    return REDACTED if SECRET_KEY.search(str(key)) and value not in (None, "", False) else value
+
+
+def flatten(data, prefix="") -> dict:
+    """``{"a": {"b": [1, {"c": 2}]}}`` -> ``{"a.b.0": 1, "a.b.1.c": 2}``; secrets redacted."""
+    out = {}
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return {prefix: redact(prefix, data)}
+    if not data and prefix:
+        out[prefix] = json.dumps(data)
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, (dict, list)):
+            out.update(flatten(value, name))
+        else:
+            out[name] = redact(name, value)
+    return out
+
+
+def mlflow_key(key: str) -> str:
+    """A key MLflow accepts: alphanumerics, ``_ - . : /`` and spaces, at most 250 characters."""
+    return re.sub(r"[^\w\-. :/]", "_", str(key))[:MAX_KEY]
+
+
+def param_value(value) -> str:
+    """A param value as MLflow stores it, cut to the server's limit with a visible marker."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > MAX_PARAM_VALUE:
+        marker = "...[truncated; full value in the recipe artifact]"
+        text = text[: MAX_PARAM_VALUE - len(marker)] + marker
+    return text
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`RecipeRuntimeError` within seconds when an HTTP tracking server does not
+    answer, before any model is loaded."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise RecipeRuntimeError(
+        f"MLflow tracking server {uri} is not reachable ({reason}). Start it, fix "
+        "tracking.tracking_uri or MLFLOW_TRACKING_URI, or run without tracking: "
+        "tracking.enabled=false")
+
+
+def git_info(path: str) -> dict:
+    """Commit and dirty flag of the git work tree holding ``path`` ({} outside git)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        commit = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+        if commit.returncode != 0:
+            return {}
+        status = subprocess.run(["git", "-C", folder, "status", "--porcelain"],
+                                capture_output=True, text=True, timeout=5)
+        return {"fturun.git_commit": commit.stdout.strip(),
+                "fturun.git_dirty": str(bool(status.stdout.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def environment() -> dict:
+    """Python, platform and package versions, for the environment artifact."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version, "platform": platform.platform(), "packages": versions,
+            "executable": sys.executable}
+
+
+class NullTracker:
+    """Tracking disabled (or not rank 0): every call does nothing."""
+
+    run_id = None
+    experiment_id = None
+    tracking_uri = None
+
+    def callback(self):
+        """No callback."""
+        return None
+
+    def log_params(self, params: dict) -> None:
+        """Nothing."""
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Nothing."""
+
+    def set_tags(self, tags: dict) -> None:
+        """Nothing."""
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """Nothing."""
+
+    def log_input(self, *args, **kwargs) -> None:
+        """Nothing."""
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Nothing."""
+
+
+class Tracker:
+    """One MLflow run of a recipe run."""
+
+    def __init__(self, client, run_id, experiment_id, tracking_uri, output_dir):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tracking_uri = tracking_uri
+        self.output_dir = output_dir
+        self.failed_calls = 0
+
+    @classmethod
+    def open(cls, recipe, output_dir: str, resume: bool, plugins=()) -> "Tracker | NullTracker":
+        """Start (or on resume, reattach) the MLflow run of ``recipe``. Returns a
+        :class:`NullTracker` when tracking is disabled or this is not rank 0."""
+        settings = recipe.data.get("tracking") or {}
+        if not settings.get("enabled", True) or not is_main_process():
+            return NullTracker()
+        uri = settings.get("tracking_uri") or default_tracking_uri()
+        check_reachable(uri)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        experiment_name = settings.get("experiment") or _stem(recipe.path)
+        experiment = client.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment else \
+            client.create_experiment(experiment_name)
+        run_file = os.path.join(output_dir, RUN_FILE)
+        run_id = None
+        if resume and os.path.exists(run_file):
+            with open(run_file) as f:
+                saved = json.load(f)
+            if saved.get("tracking_uri") == uri:
+                run_id = saved["run_id"]
+                client.update_run(run_id, status="RUNNING")
+        tags = dict(settings.get("tags") or {})
+        tags.update(run_tags(recipe, plugins))
+        if run_id is None:
+            run = client.create_run(experiment_id, run_name=settings.get("run_name"),
+                                    tags={k: str(v) for k, v in tags.items()})
+            run_id = run.info.run_id
+        os.makedirs(output_dir, exist_ok=True)
+        with open(run_file, "w") as f:
+            json.dump({"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri},
+                      f)
+        tracker = cls(client, run_id, experiment_id, uri, output_dir)
+        if resume:
+            tracker.set_tags({"fturun.resumed": "true"})
+        return tracker
+
+    def _safely(self, what, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # a tracking outage must not stop training
+            self.failed_calls += 1
+            if self.failed_calls == 1:
+                print(f"warning: MLflow {what} failed ({type(exc).__name__}: {exc}); training "
+                      f"goes on, metrics are kept in {os.path.join(self.output_dir, METRICS_FILE)}",
+                      file=sys.stderr)
+            return None
+
+    def log_params(self, params: dict) -> None:
+        """Log params in batches of at most 100, values cut to MLflow's limit."""
+        from mlflow.entities import Param
+
+        existing = {}
+        run = self._safely("get_run", self.client.get_run, self.run_id)
+        if run is not None:
+            existing = run.data.params
+        items = [Param(key, param_value(v)) for key, v in
+                 ((mlflow_key(k), v) for k, v in params.items() if k != "$schema")
+                 if key not in existing]  # a resumed run keeps its params
+        for i in range(0, len(items), BATCH):
+            self._safely("log_batch(params)", self.client.log_batch, self.run_id,
+                         params=items[i:i + BATCH])
+
+    def set_tags(self, tags: dict) -> None:
+        """Set run tags (values cut to MLflow's limit)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(mlflow_key(k), str(redact(k, v))[:8000]) for k, v in tags.items()]
+        for i in range(0, len(items), BATCH):
+            self._safely("log_batch(tags)", self.client.log_batch, self.run_id,
+                         tags=items[i:i + BATCH])
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Log numeric metrics at ``step`` (asynchronously), and append them to metrics.jsonl."""
+        from mlflow.entities import Metric
+
+        numeric = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not numeric:
+            return
+        with open(os.path.join(self.output_dir, METRICS_FILE), "a") as f:
+            f.write(json.dumps({"step": step, **numeric}) + "\n")
+        now = int(time.time() * 1000)
+        items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()]
+        self._safely("log_batch(metrics)", self.client.log_batch, self.run_id, metrics=items,
+                     synchronous=False)
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """Log a file or a folder."""
+        if os.path.isdir(path):
+            self._safely("log_artifacts", self.client.log_artifacts, self.run_id, path,
+                         artifact_path)
+        elif os.path.exists(path):
+            self._safely("log_artifact", self.client.log_artifact, self.run_id, path,
+                         artifact_path)
+
+    def log_input(self, name: str, source: str, fingerprint: str, num_rows: int,
+                  context: str) -> None:
+        """Record a dataset (source and fingerprint) as a run input."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=str(fingerprint)[:36], source_type="fturun",
+                          source=json.dumps({"source": source}),
+                          profile=json.dumps({"num_rows": num_rows}))
+        tags = [InputTag("mlflow.data.context", context)]
+        self._safely("log_inputs", self.client.log_inputs, self.run_id,
+                     datasets=[DatasetInput(dataset, tags)])
+
+    def register_model(self, name: str, artifact_path: str) -> None:
+        """Register the logged model folder as a new version of ``name`` in the registry."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self._safely("create_registered_model", self.client.create_registered_model, name)
+        run = self._safely("get_run", self.client.get_run, self.run_id)
+        if run is not None:
+            source = f"{run.info.artifact_uri}/{artifact_path}"
+            self._safely("create_model_version", self.client.create_model_version, name,
+                         source, run_id=self.run_id)
+
+    def callback(self):
+        """A TrainerCallback that logs every Trainer log line with its global step."""
+        from transformers import TrainerCallback
+
+        tracker = self
+
+        class FturunMlflowCallback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and state.is_world_process_zero:
+                    tracker.log_metrics(logs, state.global_step)
+
+        return FturunMlflowCallback()
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Flush async logging and end the run as FINISHED, FAILED or KILLED."""
+        import mlflow
+
+        self._safely("flush", mlflow.flush_async_logging)
+        if error:
+            self.set_tags({"fturun.error": error[:8000]})
+            path = os.path.join(self.output_dir, "error.txt")
+            with open(path, "w") as f:
+                f.write(error)
+            self.log_artifact(path)
+        self._safely("set_terminated", self.client.set_terminated, self.run_id, status)
+
+
+def run_tags(recipe, plugins=()) -> dict:
+    """Tags that make a run findable and reproducible."""
+    from . import __version__
+
+    tags = {"fturun.version": __version__, "fturun.recipe_path": os.path.abspath(recipe.path),
+            "fturun.task": recipe.data.get("task", "sequence-classification")}
+    try:
+        with open(recipe.path, "rb") as f:
+            tags["fturun.recipe_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        pass
+    if recipe.overrides:
+        tags["fturun.overrides"] = " ".join(recipe.overrides)
+    for plugin in plugins:
+        if plugin.status == "ok":
+            tags[f"fturun.plugin.{plugin.name}"] = plugin.version
+    model = recipe.data.get("model")
+    if isinstance(model, dict) and (model.get("params") or {}).get("trust_remote_code"):
+        tags["fturun.trust_remote_code"] = "true"
+    tags.update(git_info(recipe.path))
+    return tags
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def plot_curves(log_history: list, path: str) -> str | None:
+    """A PNG of training loss and eval metrics over steps; None when there is nothing to plot."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = {}
+    for entry in log_history:
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)) and \
+                    not key.endswith(("runtime", "per_second")) and key != "eval_epoch":
+                evals.setdefault(key, []).append((entry["step"], value))
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        axes[0].plot(*zip(*train), label="train loss")
+    if "eval_loss" in evals:
+        axes[0].plot(*zip(*evals["eval_loss"]), marker="o", label="eval loss")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    for key, points in evals.items():
+        if key != "eval_loss":
+            axes[1].plot(*zip(*points), marker="o", label=key)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("eval metrics")
+    if len(evals) > 1:
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_dir: str | None,
+                    results_file: str | None) -> None:
+    """Log the end-of-run artifacts: the recipe as written (with its bases) and resolved, the
+    environment, the eval report, the loss/metric curves, and the model (registered if asked)."""
+    if isinstance(tracker, NullTracker):
+        return
+    for path in recipe.files:
+        tracker.log_artifact(path, "recipe")
+    resolved = os.path.join(output_dir, "recipe.json")
+    if not os.path.exists(resolved):
+        with open(resolved, "w") as f:
+            json.dump(recipe.data, f, indent=2)
+    staging = os.path.join(output_dir, ".mlflow-staging")
+    os.makedirs(staging, exist_ok=True)
+    resolved_copy = os.path.join(staging, "resolved.json")
+    with open(resolved_copy, "w") as f:
+        json.dump(redact_tree(recipe.data), f, indent=2)
+    tracker.log_artifact(resolved_copy, "recipe")
+    env_file = os.path.join(staging, "environment.json")
+    with open(env_file, "w") as f:
+        json.dump(environment(), f, indent=2)
+    tracker.log_artifact(env_file)
+    if results_file:
+        tracker.log_artifact(results_file)
+    curves = plot_curves(log_history, os.path.join(staging, "curves.png"))
+    if curves:
+        tracker.log_artifact(curves)
+    settings = recipe.data.get("tracking") or {}
+    if model_dir and settings.get("log_model", True) and os.path.isdir(model_dir):
+        tracker.log_artifact(model_dir, "model")
+        name = settings.get("registered_model_name")
+        if name:
+            tracker.register_model(name, "model")
+
+
+def redact_tree(data):
+    """A copy of a JSON tree with credential-like values replaced."""
+    if isinstance(data, dict):
+        return {k: (redact(k, v) if not isinstance(v, (dict, list)) else redact_tree(v))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact_tree(v) for v in data]
+    return data

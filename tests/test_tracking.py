@@ -1,0 +1,170 @@
+"""MLflow tracking against a real `mlflow server` process (and the embedded SQLite default)."""
+
+import json
+import os
+import time
+
+import pytest
+from conftest import RECIPES
+
+LONG = "x" * 7000  # longer than MLflow's 6000-character param limit
+
+TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
+        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
+        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
+        "training.per_device_train_batch_size=8"]
+
+
+def _run(cli, *args):
+    from fturun import plugins
+    from fturun.cli import main
+
+    plugins._DEFAULT = None
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tracked_run(mlflow_server, tmp_path_factory):
+    """One tiny LoRA run tracked on the real server, shared by the assertions below."""
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path_factory.mktemp("tracked")
+    code = _run(None, RECIPES / "lora_cls.json", *TINY, f"training.output_dir={out}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-tracking",
+                "tracking.run_name=tiny", "tracking.tags.team=nlp",
+                "tracking.registered_model_name=bbc-lora", f"description={LONG}",
+                "output.merge_adapter=true")
+    assert code == 0
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    return client, client.get_run(run_id), out
+
+
+def test_status_params_and_tags(tracked_run):
+    client, run, _ = tracked_run
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "tiny"
+    params = run.data.params
+    assert params["training.learning_rate"] == "0.002"
+    assert params["adapter.params.target_modules.0"] == "query"
+    assert params["args.per_device_train_batch_size"] == "8"  # effective TrainingArguments
+    assert len(params["description"]) == 6000 and params["description"].endswith("artifact]")
+    tags = run.data.tags
+    assert tags["team"] == "nlp"
+    assert tags["fturun.version"]
+    assert len(tags["fturun.recipe_sha256"]) == 64
+    assert tags["fturun.plugin.builtin.adapters"]
+    assert "training.max_steps=4" in tags["fturun.overrides"]
+
+
+def test_stepwise_metrics(tracked_run):
+    client, run, _ = tracked_run
+    loss = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in loss] == [1, 2, 3, 4]
+    assert {m.step for m in client.get_metric_history(run.info.run_id, "eval_accuracy")} >= {2, 4}
+    for key in ("learning_rate", "grad_norm", "eval_loss", "train_samples_per_second"):
+        assert key in run.data.metrics, key
+    assert "trainable_params" in run.data.metrics
+
+
+def test_artifacts_and_inputs(tracked_run):
+    client, run, _ = tracked_run
+    paths = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"recipe", "environment.json", "eval_results.json", "curves.png", "model"} <= paths
+    recipe_files = {a.path for a in client.list_artifacts(run.info.run_id, "recipe")}
+    assert {"recipe/lora_cls.json", "recipe/resolved.json"} <= recipe_files
+    inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} >= {"train", "eval"}
+
+
+def test_model_loads_back_from_mlflow_and_predicts(tracked_run, tmp_path):
+    import torch
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import AutoTokenizer
+
+    client, run, _ = tracked_run
+    local = client.download_artifacts(run.info.run_id, "model", str(tmp_path))
+    labels = json.loads(open(os.path.join(local, "labels.json")).read())
+    labels["id2label"] = {int(k): v for k, v in labels["id2label"].items()}  # JSON keys are str
+    model = AutoPeftModelForSequenceClassification.from_pretrained(local, **labels)
+    tokenizer = AutoTokenizer.from_pretrained(local)
+    batch = tokenizer(["Shares rose as the bank reported profits"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (1, 5)
+    assert model.config.id2label[0] == "business"
+    versions = client.search_model_versions("name='bbc-lora'")
+    assert versions and versions[0].run_id == run.info.run_id
+
+
+def test_resume_reattaches_the_same_run(tracked_run, mlflow_server):
+    client, run, out = tracked_run
+    code = _run(None, RECIPES / "lora_cls.json", *TINY, "training.max_steps=6",
+                f"training.output_dir={out}", f"tracking.tracking_uri={mlflow_server}",
+                "tracking.experiment=test-tracking", "tracking.run_name=tiny",
+                f"description={LONG}", "--resume")
+    assert code == 0
+    runs = client.search_runs([run.info.experiment_id])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["fturun.resumed"] == "true"
+    assert max(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == 6
+
+
+def test_runs_and_rerun_commands(tracked_run, mlflow_server, cli, tmp_path):
+    client, run, _ = tracked_run
+    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert run.info.run_id in out and "FINISHED" in out and "eval_accuracy=" in out
+    code, _, err = cli("runs", "test-trackin", "--tracking-uri", mlflow_server)
+    assert code == 2 and "did you mean 'test-tracking'" in err
+    code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,
+                         f"training.output_dir={tmp_path}",
+                         "tracking.run_name=again", "tracking.registered_model_name=bbc-lora",
+                         "training.max_steps=2")
+    assert code == 0, err
+    again = client.search_runs([run.info.experiment_id], "attributes.run_name = 'again'")
+    assert len(again) == 1
+    assert again[0].data.tags["fturun.rerun_of"] == run.info.run_id
+    assert again[0].data.params["training.learning_rate"] == "0.002"
+
+
+def test_failed_run_is_marked_failed(mlflow_server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    code = _run(None, RECIPES / "lora_cls.json", *TINY, f"training.output_dir={tmp_path}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-failed",
+                "data.train.params.path=/nonexistent/folder")
+    assert code == 1
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("test-failed")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert "/nonexistent/folder" in run.data.tags["fturun.error"]
+
+
+def test_unreachable_server_fails_fast_before_loading(cli, tmp_path):
+    start = time.monotonic()
+    code, out, err = cli(RECIPES / "lora_cls.json", f"training.output_dir={tmp_path}",
+                         "tracking.tracking_uri=http://127.0.0.1:9")
+    assert code == 1
+    assert time.monotonic() - start < 15
+    assert "MLflow tracking server http://127.0.0.1:9 is not reachable" in err
+    assert "tracking.enabled=false" in err
+    assert not os.path.exists(tmp_path / "model")
+
+
+def test_embedded_default_store(cli, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(RECIPES / "lora_cls.json", *TINY, "training.max_steps=2",
+                       f"training.output_dir={tmp_path / 'out'}", "tracking.log_model=false")
+    assert code == 0, err
+    assert (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("bbc-topics").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert "model" not in {a.path for a in client.list_artifacts(run.info.run_id)}
