@@ -93,8 +93,10 @@ def fturun_register_metrics(register):
 
     Factory contract: ``factory(params, context) -> metric_fn(predictions, references) -> dict``
     where predictions are already arg-maxed class ids (classification) and the dict maps metric
-    names (without the ``eval_`` prefix) to floats. The name the recipe uses for
-    ``metric_for_best_model`` is the key the function returns.
+    names (without the ``eval_`` prefix) to floats. Return the component's name as the key (or
+    keys starting with ``<name>_``); a metric returning other keys declares them as a regular
+    expression in its params schema, ``"x-fturun-keys": "f1_.*"``, so that
+    ``metric_for_best_model`` can name them.
     """
 
 
@@ -110,9 +112,9 @@ def fturun_register_callbacks(register):
 def fturun_register_optimizers(register):
     """Register optimizers (``optimizer`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> dict`` of either
-    ``{"training_args": {...}}`` (settings for TrainingArguments, such as ``optim``/``optim_args``)
-    or ``{"optimizer_cls_and_kwargs": (cls, kwargs)}`` passed to the Trainer.
+    Factory contract: ``factory(params, context) -> dict`` with ``"training_args": {...}``
+    (settings for TrainingArguments, such as ``optim``/``optim_args``/``weight_decay``),
+    ``"optimizer_cls_and_kwargs": (cls, kwargs)`` (passed to the Trainer), or both.
     """
 
 
@@ -120,6 +122,7 @@ def fturun_register_optimizers(register):
 def fturun_register_schedulers(register):
     """Register learning-rate schedulers (``scheduler`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> dict`` of settings for TrainingArguments,
-    typically ``{"lr_scheduler_type": name, "lr_scheduler_kwargs": {...}}``.
+    Factory contract: ``factory(params, context) -> {"training_args": {...}}``, settings for
+    TrainingArguments, typically ``lr_scheduler_type``, ``lr_scheduler_kwargs`` and
+    ``warmup_steps``.
     """

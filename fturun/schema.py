@@ -454,7 +454,8 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
     if isinstance(metric, str):
         computed = ["loss"] + computed_metric_names(data)
         bare = metric[len("eval_"):] if metric.startswith("eval_") else metric
-        if not any(bare == m or bare.startswith(m + "_") for m in computed):
+        if not any(bare == m or bare.startswith(m + "_") for m in computed) and \
+                not _declared_metric_key(registry, data, bare):
             add(["training", "metric_for_best_model"], f"'{metric}' is not a metric this recipe "
                 f"computes{suggest(bare, computed)}; computed: {', '.join(computed)} (add it to "
                 "'metrics')")
@@ -602,6 +603,20 @@ def _check_deepspeed(recipe, data, training, add) -> None:
                 training.get(precision) is not True:
             add(["deepspeed", precision, "enabled"], f"DeepSpeed {precision} is on but "
                 f"training.{precision} is not; write \"auto\" or set training.{precision}")
+
+
+def _declared_metric_key(registry, data, key: str) -> bool:
+    """Whether a metric of the recipe declares (``"x-fturun-keys"``: a regular expression in its
+    params schema) that it returns ``key``, e.g. ``f1_sports`` from a per-class metric."""
+    import re
+
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), list) else []
+    for ref in metrics:
+        component = registry.components["metric"].get(_component_name(ref) or "")
+        pattern = component.params_schema.get("x-fturun-keys") if component else None
+        if isinstance(pattern, str) and re.fullmatch(pattern, key):
+            return True
+    return False
 
 
 def computed_metric_names(data: dict) -> list:
