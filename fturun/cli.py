@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
+import time
+
+#: when this process started running fturun (for "seconds to first step" figures)
+PROCESS_START = time.time()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 from .errors import FturunError, RecipeError, UsageError
 
@@ -108,6 +113,10 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .redaction import RedactingStream
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
         return COMMAND_FUNCTIONS[args.command](args)
     except FturunError as exc:
@@ -122,6 +131,8 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 def _plugins():
@@ -139,6 +150,9 @@ def load_valid_recipe(path, overrides, loaded=None):
 
     loaded = loaded or _plugins()
     recipe = load_recipe(path, overrides)
+    from .redaction import remember_recipe_secrets
+
+    remember_recipe_secrets(recipe.data)
     problems = validate_recipe(recipe, loaded.registry)
     if problems:
         raise RecipeError(problems)

@@ -98,8 +98,9 @@ def _run(recipe, registry, resume) -> int:
         with stop:
             build = build_run(recipe, registry, output_dir, tracker=tracker)
             build.trainer_kwargs["callbacks"] = list(build.trainer_kwargs.get("callbacks") or [])
+            clock = FirstStepClock()
             build.trainer_kwargs["callbacks"] += [c for c in (tracker.callback(),
-                                                              stop.callback()) if c]
+                                                              stop.callback(), clock) if c]
             trainer = make_trainer(build)
             context = build.context
             if tracker.run_id:
@@ -120,6 +121,8 @@ def _run(recipe, registry, resume) -> int:
             if stop.requested:
                 raise stop.exception()
             metrics = {"train": dict(train_result.metrics)}
+            if clock.seconds is not None:
+                metrics["train"]["seconds_to_first_step"] = round(clock.seconds, 3)
             trainer.save_metrics("train", metrics["train"])
             trainer.save_state()
             if build.splits.get("eval") is not None:
@@ -707,6 +710,23 @@ class GracefulStop:
 
 # --------------------------------------------------------------------------------------------
 # callbacks the runner itself uses (built on demand: transformers is imported only when needed)
+
+
+def FirstStepClock():  # noqa: N802 - used like a class
+    """A callback noting the seconds from process start (``fturun.cli.PROCESS_START``) to the
+    end of the first optimizer step: startup, data preparation and model loading included."""
+    from transformers import TrainerCallback
+
+    from .cli import PROCESS_START
+
+    class FirstStepClock(TrainerCallback):
+        seconds = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.seconds is None:
+                self.seconds = time.time() - PROCESS_START
+
+    return FirstStepClock()
 
 
 def FirstStepMarker():  # noqa: N802 - used like a class

@@ -20,14 +20,13 @@ import time
 from importlib import metadata
 
 from .errors import RecipeRuntimeError
+from .redaction import redact, redact_override, redact_tree
 
 RUN_FILE = "mlflow_run.json"
 METRICS_FILE = "metrics.jsonl"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 MAX_KEY = 250  # MLflow's limit on a key
 BATCH = 100  # MLflow's limit on params/tags per log_batch
-SECRET_KEY = re.compile(r"(token|password|passwd|secret|api[_-]?key|credential|auth)", re.I)
-REDACTED = "***"
 PACKAGES = ("fturun", "torch", "transformers", "datasets", "evaluate", "accelerate", "peft",
             "mlflow", "pluggy", "jsonschema", "deepspeed", "optuna", "tokenizers", "numpy")
 
@@ -41,11 +40,6 @@ def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI``, else MLflow 3's own default: SQLite in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or \
         f"sqlite:///{os.path.abspath('mlflow.db')}"
-
-
-def redact(key: str, value):
-    """Hide values of keys that look like credentials."""
-    return REDACTED if SECRET_KEY.search(str(key)) and value not in (None, "", False) else value
 
 
 def flatten(data, prefix="") -> dict:
@@ -175,9 +169,12 @@ class Tracker:
         self.failed_calls = 0
 
     @classmethod
-    def open(cls, recipe, output_dir: str, resume: bool, plugins=()) -> "Tracker | NullTracker":
+    def open(cls, recipe, output_dir: str, resume: bool, plugins=(), run_name=None,
+             parent_run_id=None, extra_tags=None) -> "Tracker | NullTracker":
         """Start (or on resume, reattach) the MLflow run of ``recipe``. Returns a
-        :class:`NullTracker` when tracking is disabled or this is not rank 0."""
+        :class:`NullTracker` when tracking is disabled or this is not rank 0. ``run_name``
+        replaces ``tracking.run_name``; ``parent_run_id`` nests the run under that run (a search
+        trial under its study); ``extra_tags`` are added to the new run's tags."""
         settings = recipe.data.get("tracking") or {}
         if not settings.get("enabled", True) or not is_main_process():
             return NullTracker()
@@ -188,8 +185,15 @@ class Tracker:
         client = MlflowClient(tracking_uri=uri)
         experiment_name = settings.get("experiment") or _stem(recipe.path)
         experiment = client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else \
-            client.create_experiment(experiment_name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(experiment_name)
+            except Exception:  # another process created it meanwhile (a shared search study)
+                experiment = client.get_experiment_by_name(experiment_name)
+                if experiment is None:
+                    raise
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
         run_file = os.path.join(output_dir, RUN_FILE)
         run_id = None
         if resume and os.path.exists(run_file):
@@ -200,9 +204,13 @@ class Tracker:
                 client.update_run(run_id, status="RUNNING")
         tags = dict(settings.get("tags") or {})
         tags.update(run_tags(recipe, plugins))
+        tags.update(extra_tags or {})
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
         if run_id is None:
-            run = client.create_run(experiment_id, run_name=settings.get("run_name"),
-                                    tags={k: str(v) for k, v in tags.items()})
+            run = client.create_run(experiment_id, run_name=run_name or settings.get("run_name"),
+                                    tags={mlflow_key(k): str(redact(k, v))[:8000]
+                                          for k, v in tags.items()})
             run_id = run.info.run_id
         os.makedirs(output_dir, exist_ok=True)
         with open(run_file, "w") as f:
@@ -337,7 +345,7 @@ def run_tags(recipe, plugins=()) -> dict:
     except OSError:
         pass
     if recipe.overrides:
-        tags["fturun.overrides"] = " ".join(recipe.overrides)
+        tags["fturun.overrides"] = " ".join(redact_override(o) for o in recipe.overrides)
     for plugin in plugins:
         if plugin.status == "ok":
             tags[f"fturun.plugin.{plugin.name}"] = plugin.version
@@ -395,14 +403,23 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
     environment, the eval report, the loss/metric curves, and the model (registered if asked)."""
     if isinstance(tracker, NullTracker):
         return
+    staging = os.path.join(output_dir, ".mlflow-staging")
+    os.makedirs(os.path.join(staging, "written"), exist_ok=True)
     for path in recipe.files:
+        # the recipe as written, unless it holds a credential: then a redacted copy
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+        data = json.loads(text)
+        safe = redact_tree(data)
+        if safe != data:
+            path = os.path.join(staging, "written", os.path.basename(path))
+            with open(path, "w") as f:
+                json.dump(safe, f, indent=2)
         tracker.log_artifact(path, "recipe")
     resolved = os.path.join(output_dir, "recipe.json")
     if not os.path.exists(resolved):
         with open(resolved, "w") as f:
             json.dump(recipe.data, f, indent=2)
-    staging = os.path.join(output_dir, ".mlflow-staging")
-    os.makedirs(staging, exist_ok=True)
     resolved_copy = os.path.join(staging, "resolved.json")
     with open(resolved_copy, "w") as f:
         json.dump(redact_tree(recipe.data), f, indent=2)
@@ -422,13 +439,3 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
         name = settings.get("registered_model_name")
         if name:
             tracker.register_model(name, "model")
-
-
-def redact_tree(data):
-    """A copy of a JSON tree with credential-like values replaced."""
-    if isinstance(data, dict):
-        return {k: (redact(k, v) if not isinstance(v, (dict, list)) else redact_tree(v))
-                for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact_tree(v) for v in data]
-    return data
