@@ -61,6 +61,9 @@ class BuildContext:
     #: the run's MLflow tracker: ``log_artifact(path, artifact_path=None)``,
     #: ``log_metrics(dict, step)``, ``set_tags(dict)``; does nothing when tracking is off
     tracker: Any = None
+    #: a few raw rows per split before tokenization (``{"eval": [{"text": ...}, ...]}``), e.g.
+    #: the prompts of a run's sample generations
+    samples: dict = field(default_factory=dict)
     log: Any = print
 
     def resolve_path(self, path: str) -> str:

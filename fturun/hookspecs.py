@@ -92,8 +92,12 @@ def fturun_register_metrics(register):
     """Register evaluation metrics (``metrics`` in a recipe, a list).
 
     Factory contract: ``factory(params, context) -> metric_fn(predictions, references) -> dict``
-    where predictions are already arg-maxed class ids (classification) and the dict maps metric
-    names (without the ``eval_`` prefix) to floats. Return the component's name as the key (or
+    where the dict maps metric names (without the ``eval_`` prefix) to floats. What the
+    function receives follows ``context.task`` (:func:`fturun.tasks.metric_inputs`): arg-maxed
+    class ids (sequence classification), token ids at the labelled positions (masked/causal LM),
+    lists of tag names per sentence (token classification), decoded texts (seq2seq). A function
+    with the attribute ``uses_loss = True`` is also called with ``eval_loss=`` (e.g.
+    perplexity). Return the component's name as the key (or
     keys starting with ``<name>_``); a metric returning other keys declares them as a regular
     expression in its params schema, ``"x-fturun-keys": "f1_.*"``, so that
     ``metric_for_best_model`` can name them.

@@ -1,4 +1,5 @@
-"""Built-in dataset sources: local files, a folder-per-label text corpus, and Hugging Face Hub datasets.
+"""Built-in dataset sources: local files, a folder-per-label text corpus, Hugging Face Hub datasets,
+conversation files (prompt -> response pairs) and CoNLL/IOB tagged files.
 
 This module is also the example to copy for a plugin: one ``@hookimpl`` per kind, factories that
 import their heavy dependencies inside, and a params schema per component.
@@ -150,6 +151,157 @@ def _text_folder_rows(files, encoding):
                 yield {"text": f.read().strip(), "label": label}
 
 
+CONVERSATIONS_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": PATHS,
+        "encoding": {"type": "string", "default": "utf-8"},
+        "field": {"type": "string", "minLength": 1, "default": "conversations",
+                  "description": "the key of each file's top-level mapping that holds the list "
+                                 "of conversations"},
+        "pairs": {"enum": ["consecutive", "first"], "default": "consecutive",
+                  "description": "'consecutive': every turn -> the next turn; 'first': only "
+                                 "the first turn -> the second"},
+    },
+}
+
+CONLL_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": PATHS,
+        "encoding": {"type": "string", "default": "utf-8"},
+        "columns": {"type": "array", "items": {"type": "string", "minLength": 1},
+                    "minItems": 2, "uniqueItems": True, "default": ["tokens", "ner_tags"],
+                    "description": "a name for each whitespace-separated column of a line, "
+                                   "the token first; e.g. CoNLL-2003: [\"tokens\", \"pos_tags\", "
+                                   "\"chunk_tags\", \"ner_tags\"]"},
+        "delimiter": {"type": "string", "minLength": 1,
+                      "description": "column separator (default: any whitespace)"},
+        "comment_prefix": {"type": "string", "minLength": 1,
+                           "description": "skip lines starting with this, e.g. '#'"},
+    },
+}
+
+
+def _file_stats(paths):
+    """``[(path, size, mtime)]`` of every file the paths (and globs) name, sorted."""
+    import glob
+
+    files = []
+    for path in paths:
+        matches = sorted(glob.glob(path)) if any(ch in path for ch in "*?[") else [path]
+        files.extend(m for m in matches if os.path.isfile(m))
+    if not files:
+        raise RecipeRuntimeError(f"no files match {', '.join(paths)}")
+    return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+
+
+def _from_generator(generator, files, features, what, encoding, **kwargs):
+    """A dataset written once to the ``datasets`` cache (keyed on the files' paths, sizes and
+    modification times); read errors become :class:`RecipeRuntimeError`."""
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return Dataset.from_generator(generator, features=features,
+                                      gen_kwargs={"files": [files], "encoding": encoding,
+                                                  **kwargs})
+    except DatasetGenerationError as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UnicodeDecodeError):
+            raise RecipeRuntimeError(
+                f"cannot read {what} as {encoding} ({cause.reason} at byte {cause.start}); "
+                "set params.encoding, e.g. \"latin-1\"") from None
+        if isinstance(cause, RecipeRuntimeError):
+            raise cause from None
+        raise RecipeRuntimeError(f"cannot read {what}: {cause}") from None
+
+
+def load_conversations(params, context):
+    """Question -> answer pairs from YAML (or JSON) files holding lists of conversations, each
+    a list of turns, e.g. the ``chatterbot-corpus`` package
+    (``package:chatterbot_corpus/data/english/*.yml``). One row per pair: ``prompt``,
+    ``response`` and ``source`` (the file's name without extension)."""
+    from datasets import Features, Value
+
+    files = _file_stats(_paths(context, params["path"]))
+    encoding = params.get("encoding", "utf-8")
+    features = Features({"prompt": Value("string"), "response": Value("string"),
+                         "source": Value("string")})
+    return _from_generator(_conversation_rows, files, features, f"{len(files)} file(s)",
+                           encoding, field=params.get("field", "conversations"),
+                           pairs=params.get("pairs", "consecutive"))
+
+
+def _conversation_rows(files, encoding, field, pairs):
+    import yaml
+
+    for shard in files:
+        for path, _size, _mtime in shard:
+            with open(path, encoding=encoding, errors="strict") as f:
+                try:
+                    document = yaml.safe_load(f)
+                except yaml.YAMLError as exc:
+                    raise RecipeRuntimeError(f"{path}: not valid YAML: {exc}") from None
+            if not isinstance(document, dict) or not isinstance(document.get(field), list):
+                keys = ", ".join(map(str, document)) if isinstance(document, dict) else \
+                    type(document).__name__
+                raise RecipeRuntimeError(
+                    f"{path}: no list of conversations under '{field}' (found: {keys}); set "
+                    "params.field")
+            source = os.path.splitext(os.path.basename(path))[0]
+            for conversation in document[field]:
+                if isinstance(conversation, str) or not isinstance(conversation, list):
+                    continue
+                turns = ["" if t is None else str(t) for t in conversation]
+                last = 1 if pairs == "first" else len(turns) - 1
+                for i in range(min(last, len(turns) - 1)):
+                    yield {"prompt": turns[i], "response": turns[i + 1], "source": source}
+
+
+def load_conll(params, context):
+    """Sentences from CoNLL/IOB files: one token per line with its tags in further columns,
+    a blank line between sentences, ``-DOCSTART-`` lines skipped. One row per sentence, a list
+    per column (default ``tokens`` and ``ner_tags``)."""
+    from datasets import Features, List, Value
+
+    files = _file_stats(_paths(context, params["path"]))
+    columns = list(params.get("columns", ["tokens", "ner_tags"]))
+    features = Features({name: List(Value("string")) for name in columns})
+    return _from_generator(_conll_rows, files, features, f"{len(files)} CoNLL file(s)",
+                           params.get("encoding", "utf-8"), columns=tuple(columns),
+                           delimiter=params.get("delimiter"),
+                           comment_prefix=params.get("comment_prefix"))
+
+
+def _conll_rows(files, encoding, columns, delimiter, comment_prefix):
+    for shard in files:
+        for path, _size, _mtime in shard:
+            sentence = {name: [] for name in columns}
+            with open(path, encoding=encoding, errors="strict") as f:
+                for number, line in enumerate(f, 1):
+                    line = line.rstrip("\r\n")
+                    if comment_prefix and line.startswith(comment_prefix):
+                        continue
+                    if not line.strip() or line.startswith("-DOCSTART-"):
+                        if sentence[columns[0]]:
+                            yield sentence
+                        sentence = {name: [] for name in columns}
+                        continue
+                    fields = line.split(delimiter) if delimiter else line.split()
+                    if len(fields) != len(columns):
+                        raise RecipeRuntimeError(
+                            f"{path}:{number}: {len(fields)} columns, expected {len(columns)} "
+                            f"({', '.join(columns)}): {line[:60]!r}; set params.columns to a "
+                            "name per column")
+                    for name, value in zip(columns, fields):
+                        sentence[name].append(value)
+            if sentence[columns[0]]:
+                yield sentence
+
+
 def load_hub(params, context):
     """A dataset from the Hugging Face Hub (or its local cache)."""
     from datasets import load_dataset
@@ -171,3 +323,7 @@ def fturun_register_datasets(register):
     register("text_folder", load_text_folder, TEXT_FOLDER_SCHEMA,
              "A folder with one sub-folder of text files per label (label = folder name)")
     register("hub", load_hub, HUB_SCHEMA, "A dataset from the Hugging Face Hub by name")
+    register("conversations", load_conversations, CONVERSATIONS_SCHEMA,
+             "Prompt -> response pairs from YAML/JSON lists of conversations (chatterbot-corpus)")
+    register("conll", load_conll, CONLL_SCHEMA,
+             "CoNLL/IOB files: a token and its tags per line, sentences between blank lines")

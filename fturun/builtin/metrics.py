@@ -1,6 +1,11 @@
 """Built-in evaluation metrics, computed through ``evaluate`` modules that ship inside fturun (see
 ``metric_modules/``), so they work offline. Multi-class precision/recall/f1 average 'macro' unless
-the recipe says otherwise."""
+the recipe says otherwise.
+
+What a metric function receives depends on the task (see :mod:`fturun.tasks`): class ids
+(sequence classification), token ids at the labelled positions (language models), lists of tag
+names per sentence (token classification: ``seqeval``), or decoded texts (seq2seq: ``rouge``,
+``bleu``). ``perplexity`` uses the eval loss."""
 
 from __future__ import annotations
 
@@ -14,6 +19,21 @@ AVERAGE_SCHEMA = {"type": "object", "properties": {
     "average": {"enum": ["macro", "micro", "weighted", "binary"], "default": "macro",
                 "description": "how per-class scores are combined; 'binary' needs two labels"}}}
 NO_PARAMS = {"type": "object", "properties": {}}
+ROUGE_SCHEMA = {"type": "object", "x-fturun-keys": "rouge([1-9]|L)", "properties": {
+    "rouge_types": {"type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"type": "string", "pattern": "^rouge([1-9]|L)$"},
+                    "default": ["rouge1", "rouge2", "rougeL"],
+                    "description": "rouge1..rouge9 (n-gram overlap) and rougeL (longest common "
+                                   "subsequence)"}}}
+BLEU_SCHEMA = {"type": "object", "properties": {
+    "max_order": {"type": "integer", "minimum": 1, "maximum": 9, "default": 4,
+                  "description": "the longest n-gram counted"},
+    "smooth": {"type": "boolean", "default": False,
+               "description": "add-one smoothing of the n-gram precisions (short texts)"}}}
+SEQEVAL_SCHEMA = {"type": "object", "properties": {
+    "mode": {"enum": ["default", "strict"], "default": "default",
+             "description": "'default': conlleval span rules (an I- tag may start an entity); "
+                            "'strict': IOB2, entities start at B- only"}}}
 
 
 def load_module(name):
@@ -25,7 +45,7 @@ def load_module(name):
 
 def _metric_factory(name):
     def build(params, context):
-        """``metric_fn(predictions, references) -> {name: value}`` over class ids."""
+        """``metric_fn(predictions, references) -> {name: value}``."""
         module = load_module(name)
         kwargs = dict(params)
 
@@ -63,3 +83,9 @@ def fturun_register_metrics(register):
     register("matthews_correlation", _metric_factory("matthews_correlation"), NO_PARAMS,
              "Matthews correlation coefficient (robust to class imbalance)")
     register("perplexity", perplexity, NO_PARAMS, "exp(eval loss), for language-model tasks")
+    register("rouge", _metric_factory("rouge"), ROUGE_SCHEMA,
+             "seq2seq: ROUGE-1/2/L F-measure of generated vs target texts (rouge1, rouge2, rougeL)")
+    register("bleu", _metric_factory("bleu"), BLEU_SCHEMA,
+             "seq2seq: corpus BLEU of generated vs target texts (bleu, bleu_brevity_penalty)")
+    register("seqeval", _metric_factory("seqeval"), SEQEVAL_SCHEMA,
+             "token-classification: entity-level precision/recall/F1 (seqeval_f1, ...)")

@@ -32,6 +32,9 @@ PRETRAINED_SCHEMA = {
                               "description": "run Python code shipped with the model; only "
                                              "for models you trust (flagged in the run's tags)"},
         "ignore_mismatched_sizes": {"type": "boolean", "default": False},
+        "attn_implementation": {"type": "string", "minLength": 1,
+                                "description": "'sdpa' (default where supported), 'eager', "
+                                               "'flash_attention_2', ..."},
         "allow_pickle": {"type": "boolean", "default": False,
                          "description": "allow loading pickle-based weights (.bin); "
                                         "safetensors only by default"},
@@ -44,6 +47,9 @@ FROM_CONFIG_SCHEMA = {
     "properties": {
         "tokenizer": {"type": "string", "minLength": 1,
                       "description": "a tokenizer folder, 'package:...' path, or Hub name"},
+        "attn_implementation": {"type": "string", "minLength": 1,
+                                "description": "'sdpa' (default where supported), 'eager', "
+                                               "'flash_attention_2', ..."},
         "config": {
             "description": "a config folder/file, or an object with 'model_type' and the "
                            "config fields to set (e.g. n_layer, hidden_size)",
@@ -109,6 +115,8 @@ def load_pretrained(params, context):
     kwargs["dtype"] = "auto" if dtype == "auto" else getattr(torch, dtype)
     if params.get("ignore_mismatched_sizes"):
         kwargs["ignore_mismatched_sizes"] = True
+    if params.get("attn_implementation"):
+        kwargs["attn_implementation"] = params["attn_implementation"]
     if not params.get("allow_pickle", False):
         kwargs["use_safetensors"] = True
     try:
@@ -142,16 +150,32 @@ def build_from_config(params, context):
     config.vocab_size = len(tokenizer)
     for key, value in context.model_kwargs.items():
         setattr(config, key, value)
-    if tokenizer.pad_token_id is not None:
-        config.pad_token_id = tokenizer.pad_token_id
-    for attr in ("bos_token_id", "eos_token_id"):
-        value = getattr(tokenizer, attr, None)
-        if value is not None:
-            setattr(config, attr, value)
-    if context.task == "seq2seq" and getattr(config, "decoder_start_token_id", None) is None:
-        config.decoder_start_token_id = tokenizer.pad_token_id
-    model = _auto_class(context.task).from_config(config)
+    special = special_token_ids(tokenizer)
+    for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        # the tokenizer's ids, not the config class's defaults (GPT-2's 50256 is not in a
+        # BERT vocabulary); a generator stops at eos
+        setattr(config, attr, special[attr])
+    if context.task == "seq2seq":
+        config.decoder_start_token_id = special["bos_token_id"] \
+            if special["bos_token_id"] is not None else special["pad_token_id"]
+    kwargs = {}
+    if params.get("attn_implementation"):
+        kwargs["attn_implementation"] = params["attn_implementation"]
+    try:
+        model = _auto_class(context.task).from_config(config, **kwargs)
+    except (ValueError, ImportError) as exc:
+        raise RecipeRuntimeError(f"model.params: cannot build a {config.model_type} model for "
+                                 f"task '{context.task}': {exc}") from None
     return model, tokenizer
+
+
+def special_token_ids(tokenizer) -> dict:
+    """pad/bos/eos ids for a model built around ``tokenizer``. A BERT-style tokenizer has no
+    bos/eos: its ``[CLS]`` starts and its ``[SEP]`` ends a sequence, so they stand in."""
+    pad = tokenizer.pad_token_id
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return {"pad_token_id": pad, "bos_token_id": bos, "eos_token_id": eos}
 
 
 @hookimpl
