@@ -33,8 +33,9 @@ TORCH_OPTIMIZERS = {
 
 def needs_bitsandbytes(name: str) -> bool:
     """Whether an ``optim`` name runs on bitsandbytes (8-bit/paged optimizers: CUDA only)."""
-    return any(tag in name for tag in ("8bit", "bnb", "paged", "32bit")) and \
-        not name.startswith("adamw_torch")
+    from ..hardware import BNB_OPTIMIZERS
+
+    return name in BNB_OPTIMIZERS
 
 
 def _check_hardware(name):
