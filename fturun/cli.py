@@ -21,6 +21,10 @@ examples:
   fturun recipes/lora_cls.json training.learning_rate=3e-4 data.max_train_samples=200
   fturun recipes/lora_cls.json --resume             continue from the latest checkpoint
   fturun check recipes/lora_cls.json                build everything, 2 steps, no tracking
+  fturun search recipes/search_cls.json             hyperparameter search (Optuna, nested MLflow
+                                                    runs); 'fturun RECIPE' does the same when the
+                                                    recipe has a search section (--no-search: one
+                                                    run with the recipe's own values)
   fturun validate recipes/*.json                    exit 0 when valid, 2 with every problem
   fturun components adapter                         what a recipe can name, with params
   fturun schema > recipe.schema.json                the schema for your editor
@@ -29,7 +33,8 @@ overrides are KEY=VALUE with a dotted KEY; VALUE is parsed as JSON, else taken a
   callbacks.0.params.patience=2   training.report_to='["tensorboard"]'   tracking.enabled=false
 """
 
-COMMANDS = ("run", "check", "validate", "schema", "plugins", "components", "runs", "rerun")
+COMMANDS = ("run", "search", "check", "validate", "schema", "plugins", "components", "runs", "rerun",
+            "launch")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     run = recipe_command("run", "train, evaluate and save as the recipe says (the default "
-                                "command: 'fturun RECIPE' is 'fturun run RECIPE')")
+                                "command: 'fturun RECIPE' is 'fturun run RECIPE'); a recipe with "
+                                "a 'search' section runs its study (see 'search')")
     run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                      help="resume from the latest checkpoint in the output dir, or from "
                           "CHECKPOINT (a checkpoint folder)")
+    run.add_argument("--no-search", action="store_true",
+                     help="train once with the recipe's own values even when it has a 'search' "
+                          "section (without it, such a recipe runs its study, as 'fturun search')")
+    recipe_command("search", "hyperparameter search: run the Optuna study of the recipe's "
+                             "'search' section, each trial a fresh build tracked as a nested "
+                             "MLflow run; writes best_recipe.json next to the outputs. "
+                             "search.storage shares one study between processes or machines")
     recipe_command("check", "start small: build every part, print the plan, run two optimizer "
                             "steps and one eval batch on a few examples, without tracking")
     validate = sub.add_parser("validate", help="validate recipes (exit 0 valid, 2 invalid)",
@@ -89,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     rerun.add_argument("overrides", metavar="KEY=VALUE", nargs="*")
     rerun.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else "
                                               "sqlite:///mlflow.db here")
+    from .launch import add_arguments as add_launch_arguments
+
+    add_launch_arguments(recipe_command(
+        "launch", "validate, then run the recipe in N processes through torchrun (DDP, "
+                  "DeepSpeed; several nodes with --nnodes/--node-rank/--master-addr)"))
     return parser
 
 
@@ -101,7 +119,7 @@ def main(argv=None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         # overrides after --resume CHECKPOINT land here; anything else is a usage error
-        if args.command in ("run", "check", "rerun") and all(
+        if args.command in ("run", "search", "check", "rerun", "launch") and all(
                 "=" in e and not e.startswith("-") for e in extra):
             args.overrides = list(args.overrides) + extra
         else:
@@ -257,9 +275,28 @@ def cmd_components(args) -> int:
 def cmd_run(args) -> int:
     """Validate, then train/evaluate/save as the recipe says."""
     recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
+    if recipe.data.get("search") and not args.no_search:
+        if args.resume:
+            raise UsageError("--resume continues one run; a study continues through "
+                             "search.storage (run the same command again), or train once with "
+                             "--no-search --resume")
+        from .search import run_search
+
+        return run_search(recipe, loaded.registry)
     from .runner import run_recipe
 
     return run_recipe(recipe, loaded.registry, resume=args.resume)
+
+
+def cmd_search(args) -> int:
+    """Validate, then run the recipe's hyperparameter search."""
+    recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
+    if not recipe.data.get("search"):
+        raise UsageError(f"{args.recipe} has no 'search' section: add one with a 'space' "
+                         "(README, 'Hyperparameter search'), or train it with 'fturun run'")
+    from .search import run_search
+
+    return run_search(recipe, loaded.registry)
 
 
 def cmd_check(args) -> int:
@@ -350,9 +387,11 @@ COMMAND_FUNCTIONS = {
     "runs": cmd_runs,
     "rerun": cmd_rerun,
     "run": cmd_run,
+    "search": cmd_search,
     "check": cmd_check,
     "validate": cmd_validate,
     "schema": cmd_schema,
     "plugins": cmd_plugins,
     "components": cmd_components,
+    "launch": lambda args: __import__("fturun.launch", fromlist=["cmd_launch"]).cmd_launch(args),
 }

@@ -19,6 +19,11 @@ from .builtin.adapters import count_parameters
 from .context import BuildContext
 from .data import component_ref, prepare_datasets, subsample, tokenize_datasets
 from .errors import Interrupted, RecipeRuntimeError
+from .launch import (EngineReport, fix_loss_scaling, is_main_process, launch_arguments,
+                     load_deepspeed_config, main_process_first, quiet_off_main,
+                     single_process_environment)
+from .schema import effective_metrics
+from .tasks import GENERATIVE, configure_task, metric_inputs, trainer_classes
 
 #: default collator per task (a recipe's ``collator`` overrides it)
 DEFAULT_COLLATORS = {
@@ -27,6 +32,7 @@ DEFAULT_COLLATORS = {
     "masked-lm": {"name": "language_modeling", "params": {"mlm": True}},
     "causal-lm": {"name": "language_modeling", "params": {"mlm": False}},
     "seq2seq": "seq2seq",
+    "causal-lm+packing": "packing",  # data.packing
 }
 
 #: rows per split that ``fturun check`` builds and runs on
@@ -100,8 +106,12 @@ def _run(recipe, registry, resume) -> int:
             build.trainer_kwargs["callbacks"] = list(build.trainer_kwargs.get("callbacks") or [])
             clock = FirstStepClock()
             build.trainer_kwargs["callbacks"] += [c for c in (tracker.callback(),
-                                                              stop.callback(), clock) if c]
+                                                              stop.callback(), clock,
+                                                              CompleteMarker()) if c]
+            engine_report = EngineReport(output_dir, tracker)
+            build.trainer_kwargs["callbacks"].append(engine_report)
             trainer = make_trainer(build)
+            engine_report.trainer = trainer
             context = build.context
             if tracker.run_id:
                 print(f"MLflow run {tracker.run_id} at {tracker.tracking_uri}")
@@ -115,7 +125,7 @@ def _run(recipe, registry, resume) -> int:
             trainable, total = count_parameters(build.model)
             tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
 
-            if checkpoint is None:
+            if checkpoint is None and is_main_process():
                 remove_stale_checkpoints(output_dir)
             train_result = train(trainer, checkpoint)
             if stop.requested:
@@ -133,14 +143,20 @@ def _run(recipe, registry, resume) -> int:
                 metrics["test"] = dict(prediction.metrics)
                 trainer.save_metrics("test", metrics["test"])
                 tracker.log_metrics(metrics["test"], trainer.state.global_step)
-                write_predictions(prediction, context,
-                                  os.path.join(output_dir, "test_predictions.jsonl"))
+                if is_main_process():
+                    write_predictions(prediction, context,
+                                      os.path.join(output_dir, "test_predictions.jsonl"))
+            if context.task in GENERATIVE:  # a few generations: printed, saved, tracked
+                from .tasks import log_samples
+
+                log_samples(trainer.model, build.tokenizer, context, output_dir)
 
             saved = save_outputs(trainer, build, data, output_dir)
-            write_json(os.path.join(output_dir, "recipe.json"), data)
             results_file = os.path.join(output_dir, "eval_results.json")
-            write_json(results_file, {k: v for part in ("eval", "test")
-                                      for k, v in metrics.get(part, {}).items()})
+            if is_main_process():  # one writer; the other ranks only train and evaluate
+                write_json(os.path.join(output_dir, "recipe.json"), data)
+                write_json(results_file, {k: v for part in ("eval", "test")
+                                          for k, v in metrics.get(part, {}).items()})
             model_dir = saved.get("adapter") or saved.get("model")
             log_run_results(tracker, recipe, trainer.state.log_history, output_dir, model_dir,
                             results_file)
@@ -151,6 +167,8 @@ def _run(recipe, registry, resume) -> int:
             tracker.close("FAILED", error=f"{type(exc).__name__}: {exc}")
         raise
     tracker.close("FINISHED")
+    if not is_main_process():
+        return 0
     print_summary(metrics, saved, output_dir, time.monotonic() - started, trainer)
     if tracker.run_id:
         print(f"  MLflow run: {tracker.run_id} (experiment {tracker.experiment_id}) at "
@@ -218,33 +236,43 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     task = data.get("task", "sequence-classification")
     seed = data.get("seed", 42)
     training = dict(data.get("training") or {})
-    check_precision(training)
+    from .hardware import check_hardware, check_model
+
+    check_hardware(data, deepspeed_config=load_deepspeed_config(recipe))
+    cuda = _has_cuda()
+    if data.get("deepspeed") is not None:
+        single_process_environment(quiet_off_main())  # no-op under a launcher
     set_seed(seed)
     context = BuildContext(recipe=data, task=task,
                            recipe_dir=recipe.base_dir, output_dir=output_dir, seed=seed,
-                           tracker=tracker, log=print)
+                           tracker=tracker, log=quiet_off_main())
     context.training_args = training
 
     data_cfg = data["data"]
-    splits = prepare_datasets(data_cfg, registry, context)
+    with main_process_first(training, cuda):  # fills the cache the other processes read
+        splits = prepare_datasets(data_cfg, registry, context)
     real_sizes = {split: len(ds) for split, ds in splits.items()}
     if check_rows:
         splits = {split: subsample(ds, check_rows, seed) for split, ds in splits.items()}
 
     model, tokenizer = build_component(registry, "model", data["model"], context)
     context.model, context.tokenizer = model, tokenizer
-    splits = tokenize_datasets(splits, data_cfg, context)
+    with main_process_first(training, cuda):
+        splits = tokenize_datasets(splits, data_cfg, context)
 
     if data.get("adapter") is not None:
         model = build_component(registry, "adapter", data["adapter"], context)
         context.model = model
+    check_model(model, training)
+    fix_loss_scaling(model, task)  # mean-loss heads: no x N loss under DDP / accumulation
     check_mergeable(data, model)
-    collator_ref = data.get("collator") or DEFAULT_COLLATORS.get(task, "padding")
+    collator_ref = data.get("collator") or DEFAULT_COLLATORS.get(
+        task + ("+packing" if data_cfg.get("packing") else ""), "padding")
     collator = build_component(registry, "collator", collator_ref, context)
     loss_fn = build_component(registry, "loss", data["loss"], context) \
         if data.get("loss") is not None else None
     metric_fns = [(component_ref(ref)[0], build_component(registry, "metric", ref, context))
-                  for ref in data.get("metrics") or []]
+                  for ref in effective_metrics(data)]  # the recipe's, else the task's
 
     args_kwargs = dict(training)
     args_kwargs["output_dir"] = output_dir
@@ -267,7 +295,8 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     callbacks = [build_component(registry, "callback", ref, context)
                  for ref in data.get("callbacks") or []]
     args_kwargs["report_to"] = report_to_without_mlflow(args_kwargs.get("report_to"))
-    if not _has_cuda():
+    args_kwargs.update(launch_arguments(recipe, cuda))  # deepspeed; use_cpu+gloo for CPU DDP
+    if not cuda:
         args_kwargs.setdefault("dataloader_pin_memory", False)  # pinning is for CUDA only
 
     trainer_kwargs.update(
@@ -277,9 +306,10 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
         processing_class=tokenizer,
         data_collator=collator,
         compute_loss_func=loss_fn,
-        compute_metrics=make_compute_metrics(metric_fns) if metric_fns else None,
+        compute_metrics=make_compute_metrics(metric_fns, context) if metric_fns else None,
         callbacks=callbacks or None,
     )
+    configure_task(context, metric_fns, args_kwargs, trainer_kwargs)
     return Build(context=context, splits=splits, model=model, tokenizer=tokenizer,
                  trainer_kwargs=trainer_kwargs, args_kwargs=args_kwargs, real_sizes=real_sizes)
 
@@ -313,11 +343,11 @@ def check_mergeable(data: dict, model) -> None:
 
 
 def check_precision(training: dict) -> None:
-    """fp16/bf16 training needs a CUDA GPU here: say so before anything is loaded."""
-    for flag in ("fp16", "bf16"):
-        if training.get(flag) and not _has_cuda():
-            raise RecipeRuntimeError(f"{flag} needs a CUDA GPU; remove training.{flag} or run "
-                                     "on a GPU")
+    """fp16/bf16 (and the other hardware-bound options) against this machine: say so before
+    anything is loaded. See :mod:`fturun.hardware`."""
+    from .hardware import check_hardware
+
+    check_hardware({"training": training})
 
 
 def report_to_without_mlflow(value) -> list | str:
@@ -334,20 +364,21 @@ def report_to_without_mlflow(value) -> list | str:
     return names or "none"
 
 
-def make_compute_metrics(metric_fns):
-    """One ``compute_metrics(eval_pred)`` for the Trainer: arg-max the logits, then merge what
-    each metric function returns."""
-    import numpy as np
+def make_compute_metrics(metric_fns, context=None):
+    """One ``compute_metrics(eval_pred)`` for the Trainer: the task's predictions and references
+    (:func:`fturun.tasks.metric_inputs`: arg-maxed class ids for classification), then merge
+    what each metric function returns. A function with ``uses_loss`` also gets ``eval_loss``."""
+    from .tasks import loss_from_eval_pred
 
     def compute_metrics(eval_pred):
-        logits = eval_pred.predictions
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        predictions = np.argmax(logits, axis=-1)
-        references = eval_pred.label_ids
+        predictions, references = metric_inputs(eval_pred, context)
         results = {}
         for name, metric_fn in metric_fns:
-            value = metric_fn(predictions, references)
+            if getattr(metric_fn, "uses_loss", False):
+                value = metric_fn(predictions, references,
+                                  eval_loss=loss_from_eval_pred(eval_pred))
+            else:
+                value = metric_fn(predictions, references)
             if not isinstance(value, dict):
                 raise RecipeRuntimeError(f"metric '{name}' returned {type(value).__name__}, "
                                          "not a dict of name -> value")
@@ -360,13 +391,12 @@ def make_compute_metrics(metric_fns):
 def make_trainer(build: Build):
     """The TrainingArguments and Trainer of a build; bad argument combinations are reported as
     :class:`RecipeRuntimeError`."""
-    from transformers import Trainer, TrainingArguments
-
+    trainer_class, arguments_class = trainer_classes(build.context.task)
     try:
-        args = TrainingArguments(**build.args_kwargs)
+        args = arguments_class(**build.args_kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeRuntimeError(f"training: {exc}") from None
-    return Trainer(args=args, **build.trainer_kwargs)
+    return trainer_class(args=args, **build.trainer_kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,9 +408,7 @@ def resolve_resume(resume: str, output_dir: str) -> str:
     ``"latest"``, else the given folder. Raise :class:`RecipeRuntimeError` when there is none or
     it is not a complete Trainer checkpoint."""
     if resume == "latest":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        checkpoint = latest_complete_checkpoint(output_dir)
         if checkpoint is None:
             raise RecipeRuntimeError(
                 f"--resume: no checkpoint-N folder in {output_dir}; run without --resume to "
@@ -406,6 +434,59 @@ def resolve_resume(resume: str, output_dir: str) -> str:
                                  "checkpoint or start fresh") from None
     print(f"resuming from {checkpoint}")
     return checkpoint
+
+
+COMPLETE_MARKER = "fturun-complete.json"
+
+
+def checkpoint_is_complete(folder: str) -> bool:
+    """A checkpoint fturun finished writing: the marker written after the Trainer's save is
+    there, and trainer_state.json parses. A crash mid-save leaves no marker."""
+    try:
+        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as f:
+            json.load(f)
+        return os.path.exists(os.path.join(folder, COMPLETE_MARKER))
+    except (OSError, ValueError):
+        return False
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``output_dir``; newer partial or corrupt ones are
+    skipped with a warning (and left in place for inspection)."""
+    import re
+    import sys
+
+    if not os.path.isdir(output_dir):
+        return None
+    found = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", name))
+                   and os.path.isdir(os.path.join(output_dir, name)))
+    for _, name in reversed(found):
+        folder = os.path.join(output_dir, name)
+        if checkpoint_is_complete(folder):
+            return folder
+        print(f"warning: skipping {folder}: incomplete or corrupt checkpoint (interrupted "
+              "while saving?)", file=sys.stderr)
+    return None
+
+
+def CompleteMarker():  # noqa: N802 - used like a class
+    """A callback marking each checkpoint complete once the Trainer has written all of it."""
+    from transformers import TrainerCallback
+
+    class CompleteMarker(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+                if os.path.isdir(folder):
+                    tmp = os.path.join(folder, COMPLETE_MARKER + ".tmp")
+                    with open(tmp, "w") as f:
+                        json.dump({"global_step": state.global_step}, f)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, os.path.join(folder, COMPLETE_MARKER))
+
+    return CompleteMarker()
 
 
 def remove_stale_checkpoints(output_dir: str) -> list:
@@ -462,12 +543,14 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
         return saved
     model_dir = os.path.join(output_dir, "model")
     trainer.save_model(model_dir)  # the tokenizer too: it is the Trainer's processing_class
+    saved["adapter" if is_peft_model(trainer.model) else "model"] = model_dir
+    if not is_main_process():  # save_model runs on every rank (ZeRO-3 gathers); rank 0 writes
+        return saved
     if is_peft_model(trainer.model) and build.context.model_kwargs:
         # the label map beside the adapter: AutoPeftModelFor...from_pretrained(model_dir,
         # **labels) rebuilds the base model with the right head (a config.json here would make
         # transformers take the folder for a full model)
         write_json(os.path.join(model_dir, "labels.json"), build.context.model_kwargs)
-    saved["adapter" if is_peft_model(trainer.model) else "model"] = model_dir
     if output.get("merge_adapter"):
         if not is_peft_model(trainer.model):
             print("note: output.merge_adapter is set but the recipe has no adapter; nothing "
@@ -506,6 +589,12 @@ def write_json(path: str, value) -> None:
 def write_predictions(prediction, context, path: str) -> None:
     """One JSON line per test row: the predicted label (and the true one when known)."""
     import numpy as np
+
+    if getattr(context, "task", "sequence-classification") != "sequence-classification":
+        from .tasks import write_predictions as write_task_predictions
+
+        write_task_predictions(prediction, context, path)
+        return
 
     logits = prediction.predictions
     if isinstance(logits, (tuple, list)):
@@ -546,9 +635,12 @@ def total_steps(n_rows: int, training: dict, n_devices: int = 1) -> int:
 
 
 def _devices() -> int:
+    """Processes under a launcher, else the GPUs one process drives (DataParallel)."""
     import torch
 
-    return max(torch.cuda.device_count(), 1)
+    from .launch import world_size
+
+    return world_size() if world_size() > 1 else max(torch.cuda.device_count(), 1)
 
 
 def print_plan(build: Build, real: dict, args_kwargs: dict, output_dir: str) -> None:
@@ -696,10 +788,17 @@ class GracefulStop:
         """A TrainerCallback that turns a requested stop into save + stop."""
         from transformers import TrainerCallback
 
+        from .launch import StopVote
+
         stop = self
+        vote = StopVote()  # several processes stop at the same step, or none does
 
         class GracefulStopCallback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
+                if vote.any(stop.requested is not None) and stop.requested is None:
+                    import signal
+
+                    stop.requested = signal.SIGTERM  # another process was signalled
                 if stop.requested is not None:
                     control.should_save = True
                     control.should_training_stop = True

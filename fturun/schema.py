@@ -16,6 +16,15 @@ TRAINING_SCHEMA_FILE = Path(__file__).resolve().parent / "training_arguments.sch
 
 TASKS = ["sequence-classification", "token-classification", "masked-lm", "causal-lm", "seq2seq"]
 
+#: metrics a task computes when the recipe has no ``metrics`` (language models always add
+#: perplexity)
+TASK_DEFAULT_METRICS = {
+    "token-classification": ["seqeval"],
+    "masked-lm": ["perplexity"],
+    "causal-lm": ["perplexity"],
+    "seq2seq": ["rouge", "bleu"],
+}
+
 # recipe section -> (component kind, is a list)
 COMPONENT_SECTIONS = {
     "model": ("model", False),
@@ -116,7 +125,16 @@ SEARCH = {
                  "description": "sampler seed (default: the recipe seed)"},
         "pruner": {"enum": ["none", "median", "hyperband", "successive_halving"],
                    "default": "median"},
-        "pruner_warmup_steps": {"type": "integer", "minimum": 0, "default": 0},
+        "pruner_warmup_steps": {"type": "integer", "minimum": 0, "default": 0,
+                                "description": "steps before the median pruner prunes; the "
+                                               "min_resource of hyperband/successive_halving"},
+        "pruner_startup_trials": {"type": "integer", "minimum": 0,
+                                  "description": "trials that finish before the median pruner "
+                                                 "prunes (default: n_trials/4, at most 5)"},
+        "enqueue": {"type": "array", "items": {"type": "object"},
+                    "description": "trials to run first, e.g. the recipe's own values: "
+                                   "[{\"training.learning_rate\": 2e-4}] (space keys; keys "
+                                   "left out are sampled)"},
         "storage": {"type": "string", "description": "Optuna storage URL shared by several "
                                                      "processes or machines, e.g. "
                                                      "sqlite:///study.db or "
@@ -130,6 +148,26 @@ SEARCH = {
                            "\"low\": 1e-5, \"high\": 1e-3, \"log\": true}}",
             "additionalProperties": _SPACE_ENTRY,
         },
+    },
+}
+
+GENERATION = {
+    "type": "object",
+    "description": "causal-lm/seq2seq: how evaluation (seq2seq) and the sample generations at "
+                   "the end of a run generate",
+    "additionalProperties": False,
+    "properties": {
+        "max_new_tokens": {"type": "integer", "minimum": 1, "default": 32},
+        "num_beams": {"type": "integer", "minimum": 1, "default": 1},
+        "do_sample": {"type": "boolean", "default": False},
+        "temperature": {"type": "number", "exclusiveMinimum": 0},
+        "top_k": {"type": "integer", "minimum": 0},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "prompts": {"type": "array", "items": {"type": "string", "minLength": 1},
+                    "description": "prompts of the sample generations (default: the first "
+                                   "eval rows)"},
+        "num_samples": {"type": "integer", "minimum": 0, "default": 3,
+                        "description": "sample generations written at the end (0: none)"},
     },
 }
 
@@ -239,6 +277,21 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
                 "max_train_samples": {"type": "integer", "minimum": 1},
                 "max_eval_samples": {"type": "integer", "minimum": 1},
                 "max_test_samples": {"type": "integer", "minimum": 1},
+                "block_size": {"type": "integer", "minimum": 2,
+                               "description": "masked-lm/causal-lm: concatenate the tokenized "
+                                              "texts and cut them into blocks of this many "
+                                              "tokens (instead of one truncated row per text)"},
+                "packing": {"type": "boolean", "default": False,
+                            "description": "causal-lm: pack each batch's texts into one row "
+                                           "without attention across them (no padding); the "
+                                           "default collator becomes 'packing'"},
+                "max_target_length": {"type": "integer", "minimum": 1,
+                                      "description": "seq2seq: tokens per target after "
+                                                     "truncation (default: max_length)"},
+                "label_all_tokens": {"type": "boolean", "default": False,
+                                     "description": "token-classification: label every word "
+                                                    "piece of a word (training), not only the "
+                                                    "first"},
             },
         },
         "training": ref("training"),
@@ -275,6 +328,7 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
         "anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/$defs/deepspeed_config"}],
     }
     properties["search"] = SEARCH
+    properties["generation"] = GENERATION
     defs["deepspeed_config"] = DEEPSPEED_CONFIG
     for section, (kind, is_list) in COMPONENT_SECTIONS.items():
         properties[section] = {"type": "array", "items": ref(kind)} if is_list else ref(kind)
@@ -466,6 +520,7 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
                 and isinstance(metric, str)):
             add(["callbacks", index], "early_stopping needs training.load_best_model_at_end="
                 "true and training.metric_for_best_model (the metric it watches)")
+    _check_task_data(data, data_section, add)
     _check_search(recipe, registry, data, add)
     _check_deepspeed(recipe, data, training, add)
     for section, key in (("optimizer", "optim"), ("scheduler", "lr_scheduler_type")):
@@ -473,6 +528,28 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
             add(["training", key], f"set both here and in '{section}'; keep one (the "
                 f"'{section}' component can take params)")
     return problems
+
+
+def _check_task_data(data, data_section, add) -> None:
+    """Data settings that only some tasks use."""
+    task = data.get("task", "sequence-classification")
+    if not isinstance(task, str):
+        return
+    for key, tasks in (("block_size", ("masked-lm", "causal-lm")), ("packing", ("causal-lm",)),
+                       ("max_target_length", ("seq2seq",)),
+                       ("label_all_tokens", ("token-classification",))):
+        if data_section.get(key) not in (None, False) and task not in tasks:
+            add(["data", key], f"data.{key} is for task {' or '.join(tasks)}, not '{task}'")
+    if data_section.get("packing") is True and task == "causal-lm":
+        if data_section.get("block_size") is not None:
+            add(["data", "packing"], "data.packing and data.block_size both shape the rows; "
+                "keep one (packing: whole texts without padding; block_size: fixed blocks)")
+        collator = _component_name(data.get("collator"))
+        if collator is not None and collator != "packing":
+            add(["collator"], f"data.packing needs the 'packing' collator, not '{collator}'; "
+                "remove 'collator' (packing is the default then)")
+    if data.get("generation") is not None and task not in ("causal-lm", "seq2seq"):
+        add(["generation"], f"'generation' is for task causal-lm or seq2seq, not '{task}'")
 
 
 def _check_search(recipe, registry, data, add) -> None:
@@ -497,11 +574,61 @@ def _check_search(recipe, registry, data, add) -> None:
     if isinstance(metric, str):
         computed = ["loss"] + computed_metric_names(data)
         bare = metric[len("eval_"):] if metric.startswith("eval_") else metric
-        if bare not in computed:
+        if not any(bare == m or bare.startswith(m + "_") for m in computed) and \
+                not _declared_metric_key(registry, data, bare):
             add(["search", "metric"], f"'{metric}' is not a metric this recipe computes"
                 f"{suggest(bare, computed)}; computed: {', '.join(computed)}")
+    _check_search_execution(data, search, space if isinstance(space, dict) else {}, add)
     if "n_trials" not in search and "timeout_minutes" not in search:
         pass  # n_trials defaults to 10
+
+
+def _check_search_execution(data, search, space, add) -> None:
+    """What Optuna would refuse at run time: eval data, grid-able spaces, enqueued values,
+    step with log, integer bounds, the storage's form."""
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    split = data_section.get("split") if isinstance(data_section.get("split"), dict) else {}
+    if "eval" not in data_section and "eval" not in split:
+        add(["search"], "a search scores trials on eval data: add data.eval (a dataset) or "
+            "data.split.eval (e.g. 0.2)")
+    entries = {k: e for k, e in space.items() if isinstance(e, dict)}
+    for key, entry in entries.items():
+        kind = entry.get("type")
+        if kind in ("float", "int") and entry.get("log") and entry.get("step") is not None:
+            add(["search", "space", key], "step and log cannot both be set; keep one")
+        if kind == "int":
+            for bound in ("low", "high", "step"):
+                value = entry.get(bound)
+                if isinstance(value, float) and not value.is_integer():
+                    add(["search", "space", key, bound], f"an int range needs a whole number, "
+                        f"got {value}")
+        if search.get("sampler") == "grid" and kind == "float" and entry.get("step") is None:
+            add(["search", "space", key], "the grid sampler needs a finite grid: make this "
+                "space categorical, or give the float range a step")
+    enqueue = search.get("enqueue")
+    for index, point in enumerate(enqueue if isinstance(enqueue, list) else []):
+        if not isinstance(point, dict):
+            continue
+        for key, value in point.items():
+            where = ["search", "enqueue", index, key]
+            entry = entries.get(key)
+            if entry is None:
+                add(where, f"'{key}' is not a key of search.space{suggest(key, list(space))}")
+            elif entry.get("type") == "categorical":
+                if value not in (entry.get("choices") or []):
+                    add(where, f"{json.dumps(value)} is not one of the choices "
+                        f"{json.dumps(entry.get('choices'))}")
+            elif not isinstance(value, (int, float)) or isinstance(value, bool):
+                add(where, f"a {entry.get('type')} range needs a number, got {json.dumps(value)}")
+            elif isinstance(entry.get("low"), (int, float)) and \
+                    isinstance(entry.get("high"), (int, float)) and \
+                    not entry["low"] <= value <= entry["high"]:
+                add(where, f"{value} is outside the range [{entry['low']}, {entry['high']}]")
+    storage = search.get("storage")
+    if isinstance(storage, str) and "://" not in storage and \
+            not storage.endswith((".log", ".journal")):
+        add(["search", "storage"], f"'{storage}' is neither a database URL (sqlite:///study.db, "
+            "postgresql://host/db, mysql://...) nor a journal file path ending .log")
 
 
 def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
@@ -610,8 +737,7 @@ def _declared_metric_key(registry, data, key: str) -> bool:
     params schema) that it returns ``key``, e.g. ``f1_sports`` from a per-class metric."""
     import re
 
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), list) else []
-    for ref in metrics:
+    for ref in effective_metrics(data):
         component = registry.components["metric"].get(_component_name(ref) or "")
         pattern = component.params_schema.get("x-fturun-keys") if component else None
         if isinstance(pattern, str) and re.fullmatch(pattern, key):
@@ -621,14 +747,22 @@ def _declared_metric_key(registry, data, key: str) -> bool:
 
 def computed_metric_names(data: dict) -> list:
     """Names of the metrics a recipe computes (the keys its metric functions return)."""
-    names = []
+    return [n for n in (_component_name(m) for m in effective_metrics(data)) if n]
+
+
+def effective_metrics(data: dict) -> list:
+    """The metric references a recipe computes: its ``metrics``, else its task's defaults
+    (:data:`TASK_DEFAULT_METRICS`); language models always compute perplexity."""
     metrics = data.get("metrics")
-    if isinstance(metrics, list):
-        names = [n for n in (_component_name(m) for m in metrics) if n]
     task = data.get("task")
-    if task in ("masked-lm", "causal-lm"):
-        names.append("perplexity")
-    return names
+    if isinstance(metrics, list):
+        refs = list(metrics)
+    else:
+        refs = list(TASK_DEFAULT_METRICS.get(task if isinstance(task, str) else "", []))
+    if task in ("masked-lm", "causal-lm") and "perplexity" not in [_component_name(r)
+                                                                   for r in refs]:
+        refs.append("perplexity")
+    return refs
 
 
 def _check_bare_name(registry, kind, ref, path, add) -> None:

@@ -20,6 +20,7 @@ import time
 from importlib import metadata
 
 from .errors import RecipeRuntimeError
+from .launch import is_main_process
 from .redaction import redact, redact_override, redact_tree
 
 RUN_FILE = "mlflow_run.json"
@@ -29,11 +30,6 @@ MAX_KEY = 250  # MLflow's limit on a key
 BATCH = 100  # MLflow's limit on params/tags per log_batch
 PACKAGES = ("fturun", "torch", "transformers", "datasets", "evaluate", "accelerate", "peft",
             "mlflow", "pluggy", "jsonschema", "deepspeed", "optuna", "tokenizers", "numpy")
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or not launched by torchrun/accelerate/deepspeed)."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
 def default_tracking_uri() -> str:

@@ -88,3 +88,141 @@ def test_pickle_weights_need_an_explicit_flag(cli, tmp_path):
     assert "allow_pickle" in err and "no safetensors weights" in err
     code, _, err = cli(*args, "model.params.allow_pickle=true")
     assert code == 0, err
+
+
+SLOW = ["data.max_train_samples=96", "data.max_eval_samples=24", "data.max_length=128",
+        "training.per_device_train_batch_size=16", "training.max_steps=12",
+        "training.eval_strategy=steps", "training.eval_steps=6", "training.save_strategy=steps",
+        "training.save_steps=2", "training.logging_steps=1", "training.save_total_limit=10",
+        "training.load_best_model_at_end=false"]
+
+
+def _start(args, env=None):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "fturun", *map(str, args)], cwd=ROOT,
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for_checkpoint(out, process, timeout=240):
+    from fturun.runner import checkpoint_is_complete
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists():
+            done = [p for p in out.glob("checkpoint-*") if checkpoint_is_complete(str(p))]
+            if done:
+                return done
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _results(out):
+    results = json.loads((out / "eval_results.json").read_text())
+    state = json.loads((out / "trainer_state.json").read_text())
+    return results, state["global_step"]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    recipe = RECIPES / "lora_cls.json"
+    straight = tmp_path / "straight"
+    result = run_fturun(recipe, *SLOW, f"training.output_dir={straight}",
+                        "tracking.enabled=false", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected, expected_steps = _results(straight)
+
+    out = tmp_path / "killed"
+    tracking = [f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=kill-resume"]
+    process = _start([recipe, *SLOW, f"training.output_dir={out}", *tracking])
+    _wait_for_checkpoint(out, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "eval_results.json").exists()  # it really died mid-training
+
+    resumed = run_fturun(recipe, *SLOW, f"training.output_dir={out}", *tracking, "--resume",
+                         timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    got, steps = _results(out)
+    assert steps == expected_steps == 12
+    assert got["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
+    assert got["eval_accuracy"] == expected["eval_accuracy"]
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("kill-resume")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server, tmp_path,
+                                                                    signum, code):
+    from mlflow.tracking import MlflowClient
+
+    from fturun.runner import checkpoint_is_complete
+
+    out = tmp_path / "out"
+    experiment_name = f"graceful-{code}"
+    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.save_steps=100",
+                      "training.max_steps=200", f"training.output_dir={out}",
+                      f"tracking.tracking_uri={mlflow_server}",
+                      f"tracking.experiment={experiment_name}"])
+    deadline = time.monotonic() + 240
+    while not list(out.glob("metrics.jsonl")) or "loss" not in (out / "metrics.jsonl").read_text():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 60
+    assert process.returncode == code, stderr[-3000:]
+    assert "a checkpoint was saved" in stderr
+    assert "Traceback" not in stderr
+    checkpoints = [p for p in out.glob("checkpoint-*") if checkpoint_is_complete(str(p))]
+    assert checkpoints, "no checkpoint saved on the signal"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    assert run.info.status == "KILLED"
+
+
+def test_second_interrupt_exits_at_once(tmp_path):
+    out = tmp_path / "out"
+    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
+                      f"training.output_dir={out}", "tracking.enabled=false"])
+    deadline = time.monotonic() + 240
+    while "checkpoint" not in " ".join(p.name for p in out.glob("*")) if out.exists() else True:
+        assert process.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=20)
+    assert process.returncode == 130
+
+
+def test_partial_checkpoint_is_skipped_for_the_previous_good_one(cli, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = cli(RECIPES / "lora_cls.json", *TINY, f"training.output_dir={out}",
+                       "tracking.enabled=false", "training.save_total_limit=5")
+    assert code == 0, err
+    good = out / "checkpoint-4"
+    assert (good / "fturun-complete.json").exists()
+    partial = out / "checkpoint-6"  # a save that crashed half-way: no marker
+    partial.mkdir()
+    (partial / "trainer_state.json").write_text('{"global_step": 6, "log_hist')
+    corrupt = out / "checkpoint-8"
+    corrupt.mkdir()
+    (corrupt / "fturun-complete.json").write_text("{}")
+    (corrupt / "trainer_state.json").write_text("not json")
+    code, out_text, err = cli(RECIPES / "lora_cls.json", *TINY, "training.max_steps=6",
+                              f"training.output_dir={out}", "tracking.enabled=false",
+                              "--resume")
+    assert code == 0, err
+    assert f"skipping {corrupt}" in err and f"skipping {partial}" in err
+    assert f"resuming from {good}" in out_text
