@@ -25,6 +25,7 @@ after): sequence classification, token classification, masked LM, causal LM and 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -95,6 +96,8 @@ def tokenize_datasets(splits: dict, recipe_data: dict, context) -> dict:
         label_names=tuple(context.label_names or ()),
     )
     check_model_positions(settings, context.model)
+    for split, ds in splits.items():  # every split before any work: fail early, not midway
+        check_room(ds, split, preprocessing, context.tokenizer, settings)
     splits = {split: preprocessing.tokenize(ds, context.tokenizer, settings, split)
               for split, ds in splits.items()}
     _set_context_datasets(splits, context)
@@ -112,6 +115,84 @@ class TokenizeSettings:
     max_target_length: int | None = None
     label_all_tokens: bool = False
     label_names: tuple = ()
+
+
+# --------------------------------------------------------------------------------------------
+# bounded resources: sources stream into Arrow files (memory-mapped), and tokenization writes
+# its result next to them; a dataset whose tokenized form would not fit fails before the work
+
+SIZE_SAMPLE_ROWS = 64  # rows tokenized to measure the bytes a tokenized row takes
+SIZE_MARGIN = 1.2  # Arrow offsets, cache metadata
+
+
+def free_bytes(path: str) -> int:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
+    import shutil
+
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def available_memory() -> int:
+    """Memory available to new allocations (``MemAvailable``), in bytes."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def datasets_cache_dir() -> str:
+    """Where ``datasets`` writes the Arrow files of sources (``$HF_DATASETS_CACHE``)."""
+    import datasets
+
+    return str(datasets.config.HF_DATASETS_CACHE)
+
+
+def check_room(ds, split: str, preprocessing, tokenizer, settings) -> None:
+    """Raise :class:`RecipeRuntimeError` when tokenizing ``ds`` would need more room than is
+    free where the result goes: the disk of its Arrow cache files, or memory for an in-memory
+    dataset. The size of a tokenized row is measured on a few rows, tokenized in memory."""
+    import datasets
+
+    rows = len(ds)
+    if rows == 0:
+        return
+    n = min(rows, SIZE_SAMPLE_ROWS)
+    sample = datasets.Dataset.from_list(ds.select(range(n)).to_list(), features=ds.features)
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # no bar for the sample
+    try:
+        tokenized = preprocessing.tokenize(sample, tokenizer, settings, split)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    needed = tokenized.data.nbytes / n * rows * SIZE_MARGIN
+    if ds.cache_files:
+        folder = os.path.dirname(ds.cache_files[0]["filename"])
+        free, where = free_bytes(folder), f"of disk in {folder}"
+        fix = ", or set HF_DATASETS_CACHE to a folder on a larger disk"
+    else:
+        free, where, fix = available_memory(), "of memory", ""
+    if needed > free:
+        raise RecipeRuntimeError(
+            f"data.{split}: tokenizing {rows:,} rows needs about {human_bytes(needed)} {where}, "
+            f"but only {human_bytes(free)} is free there; set data.max_{split}_samples, lower "
+            f"data.max_length{fix}")
 
 
 def max_positions(model) -> int | None:

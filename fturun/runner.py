@@ -541,8 +541,13 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
     saved = {}
     if not output.get("save_model", True):
         return saved
+    import shutil
+
     model_dir = os.path.join(output_dir, "model")
-    trainer.save_model(model_dir)  # the tokenizer too: it is the Trainer's processing_class
+    partial = model_dir + ".partial"  # the same name on every rank
+    if is_main_process() and os.path.isdir(partial):
+        shutil.rmtree(partial)  # left by a crash
+    trainer.save_model(partial)  # the tokenizer too: it is the Trainer's processing_class
     saved["adapter" if is_peft_model(trainer.model) else "model"] = model_dir
     if not is_main_process():  # save_model runs on every rank (ZeRO-3 gathers); rank 0 writes
         return saved
@@ -550,7 +555,8 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
         # the label map beside the adapter: AutoPeftModelFor...from_pretrained(model_dir,
         # **labels) rebuilds the base model with the right head (a config.json here would make
         # transformers take the folder for a full model)
-        write_json(os.path.join(model_dir, "labels.json"), build.context.model_kwargs)
+        write_json(os.path.join(partial, "labels.json"), build.context.model_kwargs)
+    replace_folder(partial, model_dir)
     if output.get("merge_adapter"):
         if not is_peft_model(trainer.model):
             print("note: output.merge_adapter is set but the recipe has no adapter; nothing "
@@ -563,9 +569,10 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
                 raise RecipeRuntimeError(f"output.merge_adapter: this adapter cannot be merged "
                                          f"into the model ({exc}); remove "
                                          "output.merge_adapter") from None
-            merged.save_pretrained(merged_dir)
+            merged.save_pretrained(merged_dir + ".partial")
             if build.tokenizer is not None:
-                build.tokenizer.save_pretrained(merged_dir)
+                build.tokenizer.save_pretrained(merged_dir + ".partial")
+            replace_folder(merged_dir + ".partial", merged_dir)
             saved["merged model"] = merged_dir
     return saved
 
@@ -579,11 +586,24 @@ def is_peft_model(model) -> bool:
 
 
 def write_json(path: str, value) -> None:
-    """Write ``value`` as indented JSON."""
+    """Write ``value`` as indented JSON, atomically: a temporary file, then a rename, so that a
+    crash (or another process reading it) never meets a half-written file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2, ensure_ascii=False)
         f.write("\n")
+    os.replace(tmp, path)
+
+
+def replace_folder(partial: str, final: str) -> None:
+    """Put a completely written folder in place of ``final``: a crash while writing leaves the
+    previous ``final`` (or none) and a ``.partial`` folder, never a half-written ``final``."""
+    import shutil
+
+    if os.path.isdir(final):
+        shutil.rmtree(final)
+    os.replace(partial, final)
 
 
 def write_predictions(prediction, context, path: str) -> None:

@@ -743,6 +743,7 @@ def finish_study(study, recipe, plan, output_dir, parent) -> dict:
     without its search section). Returns a summary."""
     from optuna.trial import TrialState
 
+    from .runner import write_json
     from .tracking import log_run_results
 
     trials = study.get_trials(deepcopy=False)
@@ -758,7 +759,7 @@ def finish_study(study, recipe, plan, output_dir, parent) -> dict:
              "error": t.user_attrs.get("error"),
              "seconds": t.duration.total_seconds() if t.duration else None} for t in trials]
     trials_file = os.path.join(output_dir, "trials.json")
-    write_json_atomic(trials_file, rows)
+    write_json(trials_file, rows)
     summary = {"counts": counts, "best": None, "files": {"trials": trials_file}}
     plot = plot_history(trials, plan, os.path.join(output_dir, "optimization_history.png"))
     if plot:
@@ -773,12 +774,12 @@ def finish_study(study, recipe, plan, output_dir, parent) -> dict:
                            "output_dir": best.user_attrs.get("output_dir"),
                            "overrides": best_recipe.overrides}
         params_file = os.path.join(output_dir, "best_params.json")
-        write_json_atomic(params_file, {"metric": plan.metric_key, "direction": plan.direction,
+        write_json(params_file, {"metric": plan.metric_key, "direction": plan.direction,
                                  "value": best.value, "trial": best.number,
                                  "params": values, "mlflow_run_id":
                                      best.user_attrs.get("mlflow_run_id")})
         recipe_file = os.path.join(output_dir, "best_recipe.json")
-        write_json_atomic(recipe_file, best_recipe.data)
+        write_json(recipe_file, best_recipe.data)
         summary["files"].update({"best params": params_file, "best recipe": recipe_file})
         parent.set_tags({"fturun.best_trial": str(best.number),
                          "fturun.best_run_id": best.user_attrs.get("mlflow_run_id") or ""})
@@ -800,16 +801,6 @@ def best_recipe_for(recipe, values: dict, output_dir: str) -> Recipe:
     best.overrides.append(text)
     best.data.pop("$schema", None)  # a path relative to the original recipe's folder
     return best
-
-
-def write_json_atomic(path: str, value) -> None:
-    """Write JSON through a temporary file and a rename: processes sharing a study and an output
-    folder never see a half-written file."""
-    from .runner import write_json
-
-    tmp = f"{path}.{os.getpid()}.tmp"
-    write_json(tmp, value)
-    os.replace(tmp, path)
 
 
 def plot_history(trials, plan, path) -> str | None:

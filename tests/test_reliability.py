@@ -226,3 +226,36 @@ def test_partial_checkpoint_is_skipped_for_the_previous_good_one(cli, tmp_path):
     assert code == 0, err
     assert f"skipping {corrupt}" in err and f"skipping {partial}" in err
     assert f"resuming from {good}" in out_text
+
+
+def test_output_files_are_replaced_atomically(tmp_path):
+    """A write that fails half-way (here: a value JSON cannot hold) leaves the previous file
+    whole, and no temporary file behind once a write succeeds."""
+    from fturun.runner import write_json
+
+    path = tmp_path / "eval_results.json"
+    write_json(str(path), {"eval_accuracy": 0.9})
+    with pytest.raises(TypeError):
+        write_json(str(path), {"eval_accuracy": 0.95, "oops": object()})
+    assert json.loads(path.read_text()) == {"eval_accuracy": 0.9}
+    write_json(str(path), {"eval_accuracy": 0.95})
+    assert json.loads(path.read_text()) == {"eval_accuracy": 0.95}
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == \
+        ["eval_results.json"]
+
+
+def test_model_folder_is_put_in_place_whole(tmp_path):
+    """The final model is written to model.partial and renamed: a crash mid-save leaves the
+    previous model/ (and a .partial folder the next save clears), never a half-written one."""
+    from fturun.runner import replace_folder
+
+    final, partial = tmp_path / "model", tmp_path / "model.partial"
+    final.mkdir()
+    (final / "adapter_model.safetensors").write_text("old")
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_text("new")
+    (partial / "labels.json").write_text("{}")
+    replace_folder(str(partial), str(final))
+    assert not partial.exists()
+    assert (final / "adapter_model.safetensors").read_text() == "new"
+    assert (final / "labels.json").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from fturun.data import datasets_cache_dir, free_bytes, human_bytes
 from fturun.errors import RecipeRuntimeError
 from fturun.hookspecs import hookimpl
 
@@ -90,6 +91,8 @@ def load_files(params, context):
                                      f"{', '.join(sorted(FORMATS))}")
         fmt = ext
     builder = FORMATS[fmt]
+    stats = _file_stats(paths)
+    check_cache_room([size for _, size, _ in stats], f"{len(stats):,} file(s) of {paths[0]}")
     kwargs = {}
     if builder == "csv":
         kwargs["sep"] = params.get("delimiter", "\t" if fmt == "tsv" else ",")
@@ -130,6 +133,7 @@ def load_text_folder(params, context):
                 files.append((label, path, stat.st_size, stat.st_mtime_ns))
     if not files:
         raise RecipeRuntimeError(f"no '*{extension}' files in the label folders of {root}")
+    check_cache_room([size for _, _, size, _ in files], f"{len(files):,} file(s) of {root}")
     try:
         return Dataset.from_generator(
             _text_folder_rows, gen_kwargs={"files": [files], "encoding": encoding},
@@ -198,12 +202,27 @@ def _file_stats(paths):
     return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
 
 
+def check_cache_room(sizes, what: str) -> None:
+    """Sources are written row by row to Arrow files in the ``datasets`` cache (then
+    memory-mapped, never held whole in memory): refuse before reading when the files are larger
+    than the free space there."""
+    total = sum(sizes)
+    cache = datasets_cache_dir()
+    free = free_bytes(cache)
+    if total > free:
+        raise RecipeRuntimeError(
+            f"{what} ({human_bytes(total)}) would be written to the datasets cache in {cache}, "
+            f"but only {human_bytes(free)} is free there; set HF_DATASETS_CACHE to a folder on "
+            "a larger disk, or read fewer files")
+
+
 def _from_generator(generator, files, features, what, encoding, **kwargs):
     """A dataset written once to the ``datasets`` cache (keyed on the files' paths, sizes and
     modification times); read errors become :class:`RecipeRuntimeError`."""
     from datasets import Dataset
     from datasets.exceptions import DatasetGenerationError
 
+    check_cache_room([size for _, size, _ in files], what)
     try:
         return Dataset.from_generator(generator, features=features,
                                       gen_kwargs={"files": [files], "encoding": encoding,
