@@ -28,6 +28,15 @@ METRICS_FILE = "metrics.jsonl"
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 MAX_KEY = 250  # MLflow's limit on a key
 BATCH = 100  # MLflow's limit on params/tags per log_batch
+METRIC_BATCH = 1000  # MLflow's limit on metrics per log_batch
+MAX_PENDING = 100_000  # metric values held for a server that is down
+OUTAGE_PAUSE = 60.0  # seconds between attempts while the tracking server does not answer
+#: MLflow's HTTP retries, unless set in the environment: its defaults (7 retries, backoff
+#: factor 2, 120 s timeout) hold a call for about 4 minutes when the server is down
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+FAILED = object()  # what a failed or skipped tracking call returns
 PACKAGES = ("fturun", "torch", "transformers", "datasets", "evaluate", "accelerate", "peft",
             "mlflow", "pluggy", "jsonschema", "deepspeed", "optuna", "tokenizers", "numpy")
 
@@ -163,6 +172,11 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.output_dir = output_dir
         self.failed_calls = 0
+        self.skipped_calls = 0
+        self.failed_kinds = set()
+        self.down_since = None  # when the server stopped answering (None: it answers)
+        self.last_attempt = 0.0
+        self.pending = []  # metrics not sent during an outage, sent when it answers again
 
     @classmethod
     def open(cls, recipe, output_dir: str, resume: bool, plugins=(), run_name=None,
@@ -176,6 +190,8 @@ class Tracker:
             return NullTracker()
         uri = settings.get("tracking_uri") or default_tracking_uri()
         check_reachable(uri)
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
@@ -218,15 +234,48 @@ class Tracker:
         return tracker
 
     def _safely(self, what, fn, *args, **kwargs):
+        """Call ``fn``; a failure never reaches training. When the server stops answering,
+        calls pause for :data:`OUTAGE_PAUSE` seconds between attempts (each attempt's retries
+        are bounded, see :data:`HTTP_DEFAULTS`), so an outage costs training seconds, not
+        minutes per logging step. Returns :data:`FAILED` for a failed or skipped call."""
+        now = time.monotonic()
+        if self.down_since is not None and now - self.last_attempt < OUTAGE_PAUSE:
+            self.skipped_calls += 1
+            return FAILED
+        self.last_attempt = now
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except Exception as exc:  # a tracking outage must not stop training
             self.failed_calls += 1
-            if self.failed_calls == 1:
+            if self.down_since is None and not self._answers():
+                self.down_since = now
+                print(f"warning: MLflow {what} failed: the server at {self.tracking_uri} does "
+                      f"not answer ({type(exc).__name__}); training goes on, metrics are kept "
+                      f"in {os.path.join(self.output_dir, METRICS_FILE)} and sent when it "
+                      f"answers again (tried every {OUTAGE_PAUSE:.0f} s)", file=sys.stderr)
+            elif self.down_since is None and what not in self.failed_kinds:
+                self.failed_kinds.add(what)  # the server answers: this call itself is refused
                 print(f"warning: MLflow {what} failed ({type(exc).__name__}: {exc}); training "
-                      f"goes on, metrics are kept in {os.path.join(self.output_dir, METRICS_FILE)}",
-                      file=sys.stderr)
-            return None
+                      "goes on", file=sys.stderr)
+            return FAILED
+        if self.down_since is not None:
+            outage = now - self.down_since
+            self.down_since = None
+            pending, self.pending = self.pending, []
+            for i in range(0, len(pending), METRIC_BATCH):
+                self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                             metrics=pending[i:i + METRIC_BATCH])
+            print(f"note: MLflow answers again after {outage:.0f} s; {len(pending)} metric "
+                  "values logged meanwhile were sent", file=sys.stderr)
+        return result
+
+    def _answers(self) -> bool:
+        """Whether the tracking server answers its health check (a local store always does)."""
+        try:
+            check_reachable(self.tracking_uri, timeout=3.0)
+            return True
+        except RecipeRuntimeError:
+            return False
 
     def log_params(self, params: dict) -> None:
         """Log params in batches of at most 100, values cut to MLflow's limit."""
@@ -234,7 +283,7 @@ class Tracker:
 
         existing = {}
         run = self._safely("get_run", self.client.get_run, self.run_id)
-        if run is not None:
+        if run is not FAILED:
             existing = run.data.params
         items = [Param(key, param_value(v)) for key, v in
                  ((mlflow_key(k), v) for k, v in params.items() if k != "$schema")
@@ -264,8 +313,10 @@ class Tracker:
             f.write(json.dumps({"step": step, **numeric}) + "\n")
         now = int(time.time() * 1000)
         items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()]
-        self._safely("log_batch(metrics)", self.client.log_batch, self.run_id, metrics=items,
-                     synchronous=False)
+        # synchronous: a failure is seen here, and the outage pause applies to it
+        if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                        metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
+            self.pending.extend(items)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         """Log a file or a folder."""
@@ -292,12 +343,14 @@ class Tracker:
         """Register the logged model folder as a new version of ``name`` in the registry."""
         from mlflow.exceptions import MlflowException
 
+        if self.down_since is not None:
+            return
         try:
             self.client.get_registered_model(name)
         except MlflowException:
             self._safely("create_registered_model", self.client.create_registered_model, name)
         run = self._safely("get_run", self.client.get_run, self.run_id)
-        if run is not None:
+        if run is not FAILED:
             source = f"{run.info.artifact_uri}/{artifact_path}"
             self._safely("create_model_version", self.client.create_model_version, name,
                          source, run_id=self.run_id)
@@ -316,17 +369,20 @@ class Tracker:
         return FturunMlflowCallback()
 
     def close(self, status: str, error: str | None = None) -> None:
-        """Flush async logging and end the run as FINISHED, FAILED or KILLED."""
-        import mlflow
-
-        self._safely("flush", mlflow.flush_async_logging)
+        """End the run as FINISHED, FAILED or KILLED."""
+        if self.down_since is not None:
+            self.last_attempt = 0.0  # one last attempt, whatever the pause
         if error:
             self.set_tags({"fturun.error": error[:8000]})
             path = os.path.join(self.output_dir, "error.txt")
             with open(path, "w") as f:
                 f.write(error)
             self.log_artifact(path)
-        self._safely("set_terminated", self.client.set_terminated, self.run_id, status)
+        if self._safely("set_terminated", self.client.set_terminated, self.run_id,
+                        status) is FAILED and self.down_since is not None:
+            print(f"warning: MLflow still does not answer: run {self.run_id} keeps the status "
+                  f"RUNNING there; its metrics are in "
+                  f"{os.path.join(self.output_dir, METRICS_FILE)}", file=sys.stderr)
 
 
 def run_tags(recipe, plugins=()) -> dict:

@@ -4,6 +4,7 @@ packages pip-installed once per session."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,39 +63,52 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` process on 127.0.0.1 (SQLite backend, local artifact store),
-    started once per test session; yields its URI."""
+def start_mlflow_server(root: Path, port: int | None = None):
+    """Start a real `mlflow server` on a free port of 127.0.0.1 (SQLite backend, local artifact
+    store, in its own process group) and wait until it is healthy; returns (process, uri)."""
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = port or _free_port()
     uri = f"http://127.0.0.1:{port}"
-    log = open(root / "server.log", "w")
+    log = open(root / "server.log", "a")
     mlflow_exe = Path(sys.executable).with_name("mlflow")
     process = subprocess.Popen(
         [str(mlflow_exe), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+    log.close()
     deadline = time.monotonic() + 90
     while True:
         try:
             with urllib.request.urlopen(uri + "/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return process, uri
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            stop_mlflow_server(process)
             raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()}")
         time.sleep(0.5)
-    yield uri
-    process.terminate()
+
+
+def stop_mlflow_server(process, sig=signal.SIGTERM) -> None:
+    """Stop the server and its workers (uvicorn, job consumers): its whole process group."""
     try:
+        os.killpg(process.pid, sig)
         process.wait(timeout=20)
+    except ProcessLookupError:
+        pass
     except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` process on 127.0.0.1, started once per test session; yields its
+    URI."""
+    process, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield uri
+    stop_mlflow_server(process)

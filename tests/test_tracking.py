@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from conftest import RECIPES
+from conftest import RECIPES, ROOT, start_mlflow_server, stop_mlflow_server
 
 LONG = "x" * 7000  # longer than MLflow's 6000-character param limit
 
@@ -168,3 +168,78 @@ def test_embedded_default_store(cli, tmp_path, monkeypatch):
     (run,) = client.search_runs([client.get_experiment_by_name("bbc-topics").experiment_id])
     assert run.info.status == "FINISHED"
     assert "model" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_server_that_goes_away_mid_run_never_stops_training(tmp_path):
+    """The tracking server dies while the run trains: training goes on, one warning says so,
+    every metric is still in metrics.jsonl and the model is saved."""
+    import signal
+    import subprocess
+    import sys
+
+    server, uri = start_mlflow_server(tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fturun", str(RECIPES / "lora_cls.json"), *TINY,
+         "training.max_steps=16", "training.eval_steps=8", "training.save_steps=8",
+         f"training.output_dir={out}", f"tracking.tracking_uri={uri}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        metrics = out / "metrics.jsonl"
+        while not (metrics.exists() and '"loss"' in metrics.read_text()):
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        stop_mlflow_server(server, signal.SIGKILL)
+        killed = time.monotonic()
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        stop_mlflow_server(server, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    assert time.monotonic() - killed < 90  # one bounded attempt, then a pause: not minutes a step
+    # one warning when it went away (not one per step), one at the end about the run's status
+    assert stderr.count("failed: the server at") == 1, stderr[-3000:]
+    assert "training goes on" in stderr and "keeps the status RUNNING there" in stderr
+    steps = {row["step"] for row in map(json.loads, metrics.read_text().splitlines())
+             if "loss" in row}
+    assert steps == set(range(1, 17))  # every logging step, before and after the outage
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] > 0
+    assert (out / "model" / "adapter_model.safetensors").exists()
+
+
+def test_metrics_logged_during_an_outage_are_sent_when_the_server_answers_again(tmp_path,
+                                                                                monkeypatch):
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from fturun import tracking
+
+    monkeypatch.setattr(tracking, "OUTAGE_PAUSE", 1.0)  # retry after 1 s instead of 60
+    for name, value in tracking.HTTP_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    server, uri = start_mlflow_server(tmp_path)
+    port = int(uri.rsplit(":", 1)[1])
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.create_experiment("outage")
+        run = client.create_run(experiment)
+        tracker = tracking.Tracker(client, run.info.run_id, experiment, uri, str(tmp_path))
+        tracker.log_metrics({"loss": 1.0}, 1)
+        stop_mlflow_server(server, signal.SIGKILL)
+        tracker.log_metrics({"loss": 0.9}, 2)  # fails: kept
+        tracker.log_metrics({"loss": 0.8}, 3)  # within the pause: skipped, kept
+        assert tracker.down_since is not None and len(tracker.pending) == 2
+        server, _ = start_mlflow_server(tmp_path, port=port)  # same store, same port
+        time.sleep(1.1)
+        tracker.log_metrics({"loss": 0.7}, 4)
+        assert tracker.down_since is None and tracker.pending == []
+        history = client.get_metric_history(run.info.run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == \
+            [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7)]
+    finally:
+        stop_mlflow_server(server, signal.SIGKILL)
