@@ -16,6 +16,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 
@@ -37,6 +38,7 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 FAILED = object()  # what a failed or skipped tracking call returns
+FLUSH_TIMEOUT = 120.0  # seconds the end of a run waits for queued metrics
 PACKAGES = ("fturun", "torch", "transformers", "datasets", "evaluate", "accelerate", "peft",
             "mlflow", "pluggy", "jsonschema", "deepspeed", "optuna", "tokenizers", "numpy")
 
@@ -177,6 +179,8 @@ class Tracker:
         self.down_since = None  # when the server stopped answering (None: it answers)
         self.last_attempt = 0.0
         self.pending = []  # metrics not sent during an outage, sent when it answers again
+        self._lock = threading.RLock()  # the sender thread and the main thread share the state
+        self._sender = self._queue = None
 
     @classmethod
     def open(cls, recipe, output_dir: str, resume: bool, plugins=(), run_name=None,
@@ -238,6 +242,10 @@ class Tracker:
         calls pause for :data:`OUTAGE_PAUSE` seconds between attempts (each attempt's retries
         are bounded, see :data:`HTTP_DEFAULTS`), so an outage costs training seconds, not
         minutes per logging step. Returns :data:`FAILED` for a failed or skipped call."""
+        with self._lock:
+            return self._call(what, fn, *args, **kwargs)
+
+    def _call(self, what, fn, *args, **kwargs):
         now = time.monotonic()
         if self.down_since is not None and now - self.last_attempt < OUTAGE_PAUSE:
             self.skipped_calls += 1
@@ -302,7 +310,8 @@ class Tracker:
                          tags=items[i:i + BATCH])
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        """Log numeric metrics at ``step`` (asynchronously), and append them to metrics.jsonl."""
+        """Append numeric metrics at ``step`` to metrics.jsonl and queue them for a sender
+        thread, so that a slow or absent server never slows training."""
         from mlflow.entities import Metric
 
         numeric = {k: float(v) for k, v in metrics.items()
@@ -313,10 +322,46 @@ class Tracker:
             f.write(json.dumps({"step": step, **numeric}) + "\n")
         now = int(time.time() * 1000)
         items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()]
-        # synchronous: a failure is seen here, and the outage pause applies to it
-        if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
-                        metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
-            self.pending.extend(items)
+        if self._sender is None:
+            import queue
+
+            self._queue = queue.Queue()
+            self._sender = threading.Thread(target=self._send_metrics, name="fturun-mlflow",
+                                            daemon=True)
+            self._sender.start()
+        self._queue.put(items)  # training never waits for the server
+
+    def _send_metrics(self) -> None:
+        """The sender thread: queued metrics in batches; those that fail wait in ``pending``."""
+        while True:
+            items = self._queue.get()
+            if items is None:  # closed
+                self._queue.task_done()
+                return
+            try:
+                while len(items) < METRIC_BATCH and not self._queue.empty():
+                    more = self._queue.get_nowait()
+                    self._queue.task_done()
+                    if more is None:
+                        self._queue.put(None)  # seen after this batch
+                        break
+                    items = items + more
+                if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                                metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
+                    self.pending.extend(items)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until the queued metrics are sent (or kept as pending); False on timeout."""
+        if self._sender is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         """Log a file or a folder."""
@@ -369,7 +414,13 @@ class Tracker:
         return FturunMlflowCallback()
 
     def close(self, status: str, error: str | None = None) -> None:
-        """End the run as FINISHED, FAILED or KILLED."""
+        """Send the queued metrics, then end the run as FINISHED, FAILED or KILLED."""
+        if not self.flush():
+            print(f"warning: MLflow: metrics not sent within {FLUSH_TIMEOUT:.0f} s; they are in "
+                  f"{os.path.join(self.output_dir, METRICS_FILE)}", file=sys.stderr)
+        if self._sender is not None:
+            self._queue.put(None)  # the sender thread ends
+            self._sender = None
         if self.down_since is not None:
             self.last_attempt = 0.0  # one last attempt, whatever the pause
         if error:

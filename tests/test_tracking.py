@@ -230,13 +230,17 @@ def test_metrics_logged_during_an_outage_are_sent_when_the_server_answers_again(
         run = client.create_run(experiment)
         tracker = tracking.Tracker(client, run.info.run_id, experiment, uri, str(tmp_path))
         tracker.log_metrics({"loss": 1.0}, 1)
+        assert tracker.flush()
         stop_mlflow_server(server, signal.SIGKILL)
         tracker.log_metrics({"loss": 0.9}, 2)  # fails: kept
+        assert tracker.flush()
         tracker.log_metrics({"loss": 0.8}, 3)  # within the pause: skipped, kept
+        assert tracker.flush()
         assert tracker.down_since is not None and len(tracker.pending) == 2
         server, _ = start_mlflow_server(tmp_path, port=port)  # same store, same port
         time.sleep(1.1)
         tracker.log_metrics({"loss": 0.7}, 4)
+        assert tracker.flush()
         assert tracker.down_since is None and tracker.pending == []
         history = client.get_metric_history(run.info.run_id, "loss")
         assert sorted((m.step, m.value) for m in history) == \
