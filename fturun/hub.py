@@ -46,3 +46,23 @@ def _cached(what: str, name: str) -> bool:
                    for r in scan_cache_dir().repos)
     except Exception:
         return False
+
+
+def check_push_to_hub(training: dict) -> None:
+    """``training.push_to_hub`` uploads after training: refuse it before training when the Hub
+    cannot be reached, rather than after an hour of training."""
+    if not training.get("push_to_hub"):
+        return
+    from .errors import RecipeRuntimeError
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if hub_offline():
+        reason = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable():
+        reason = f"the Hub ({endpoint}) is not reachable"
+    else:
+        return
+    raise RecipeRuntimeError(
+        f"training.push_to_hub: {reason}, so the model could not be uploaded after training. "
+        "Remove training.push_to_hub (the model is saved in OUTPUT_DIR/model and can be "
+        "uploaded later), or run where the Hub or your HF_ENDPOINT mirror is reachable")

@@ -239,6 +239,9 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     from .hardware import check_hardware, check_model
 
     check_hardware(data, deepspeed_config=load_deepspeed_config(recipe))
+    from .hub import check_push_to_hub
+
+    check_push_to_hub(training)
     cuda = _has_cuda()
     if data.get("deepspeed") is not None:
         single_process_environment(quiet_off_main())  # no-op under a launcher

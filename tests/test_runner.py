@@ -183,6 +183,33 @@ def test_fp16_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     assert "fp16 needs a CUDA GPU; remove training.fp16 or run on a GPU" in err
 
 
+def test_push_to_hub_offline_fails_before_training(tmp_path, capsys):
+    code, out, err = fturun(capsys, LORA, "training.push_to_hub=true", *TINY,
+                            f"training.output_dir={tmp_path}")
+    assert code == 1
+    assert "training.push_to_hub: HF_HUB_OFFLINE is set" in err
+    assert "Remove training.push_to_hub" in err
+    assert not os.path.exists(os.path.join(tmp_path, "model"))
+    assert "data:" not in out  # refused before any data was read
+
+
+def test_hub_names_offline_fail_fast_with_what_to_do(tmp_path, capsys):
+    import time
+
+    yelp = os.path.join(ROOT, "recipes", "yelp_hub.json")
+    started = time.monotonic()
+    code, _, err = fturun(capsys, yelp, f"training.output_dir={tmp_path}",
+                          "tracking.enabled=false")
+    assert code == 1 and time.monotonic() - started < 15
+    assert "dataset 'yelp_review_full' is a Hub name, and HF_HUB_OFFLINE is set" in err
+    assert "Use a local path" in err and "Traceback" not in err
+    code, _, err = fturun(capsys, LORA, "model.params.path=google-bert/bert-base-uncased",
+                          *TINY, f"training.output_dir={tmp_path}")
+    assert code == 1
+    assert "model 'google-bert/bert-base-uncased' is a Hub name, and HF_HUB_OFFLINE is set" \
+        in err
+
+
 def test_report_to_never_includes_mlflow():
     assert report_to_without_mlflow(None) == "none"
     assert report_to_without_mlflow("mlflow") == "none"
