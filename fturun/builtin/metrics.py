@@ -36,10 +36,17 @@ SEQEVAL_SCHEMA = {"type": "object", "properties": {
                             "'strict': IOB2, entities start at B- only"}}}
 
 
+#: metrics of the one ``classification`` module, chosen by its config name
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "matthews_correlation")
+
+
 def load_module(name):
-    """Load a local evaluate module by name (no Hub access)."""
+    """Load a local evaluate module by name (no Hub access): ``rouge``, ``bleu``, ``seqeval``,
+    or a classification metric (``metric_modules/classification.py`` with that config)."""
     import evaluate
 
+    if name in CLASSIFICATION:
+        return evaluate.load(os.path.join(MODULE_DIR, "classification.py"), name)
     return evaluate.load(os.path.join(MODULE_DIR, f"{name}.py"))
 
 
