@@ -25,6 +25,9 @@ examples:
                                                     runs); 'fturun RECIPE' does the same when the
                                                     recipe has a search section (--no-search: one
                                                     run with the recipe's own values)
+  fturun launch --nproc 2 recipes/lora_cls.json     the same run in 2 processes (torchrun, DDP)
+  fturun runs bbc-topics                            the experiment's runs in MLflow, newest first
+  fturun rerun RUN_ID training.num_train_epochs=6   run a tracked run's recipe again, changed
   fturun validate recipes/*.json                    exit 0 when valid, 2 with every problem
   fturun components adapter                         what a recipe can name, with params
   fturun schema > recipe.schema.json                the schema for your editor
