@@ -359,3 +359,12 @@ def test_plan_defaults():
     assert p.decode(p.encode({"x": ["a"]})) == {"x": ["a"]}
     assert safe_url("postgresql://me:s3cret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert safe_url(None) == "in-memory"
+
+
+def test_search_under_a_distributed_launch_is_refused(cli, monkeypatch, tmp_path):
+    """Under torchrun every process would sample its own trial: refused, with what to do."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = cli(RECIPES / "search_cls.json", f"training.output_dir={tmp_path}")
+    assert code == 1
+    assert "start several 'fturun search' workers with search.storage" in err
+    assert not list(tmp_path.iterdir())  # refused before anything was written
