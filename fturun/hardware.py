@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import RecipeRuntimeError
+from .launch import world_size
 
 BNB_OPTIMIZERS = frozenset({
     "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "ademamix",
@@ -103,13 +104,6 @@ def optimizer_names(data: dict) -> list:
     return names
 
 
-def _world_size(env) -> int:
-    try:
-        return int(env.get("WORLD_SIZE") or 1)
-    except ValueError:
-        return 1
-
-
 def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = None) -> list:
     """Every reason this recipe cannot run as written on ``hw``; [] when it can.
     ``deepspeed_config``: the DeepSpeed config read from its file (default: the inline one)."""
@@ -118,7 +112,7 @@ def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = 
     add = problems.append
     deepspeed = data.get("deepspeed")
     env = hw.environ
-    processes = _world_size(env)
+    processes = world_size(env)
 
     # precision
     for flag in ("fp16", "fp16_full_eval"):

@@ -25,13 +25,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def hub_unusable_reason() -> str | None:
+    """Why the Hub cannot be used now (``HF_HUB_OFFLINE``, or no route), or None when it can."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    if not hub_reachable():
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        return f"the Hub ({endpoint}) is not reachable"
+    return None
+
+
 def hub_unreachable_message(what: str, name: str) -> str | None:
     """A message for a Hub name that cannot be fetched, or None when it can (or is cached)."""
-    if not hub_offline() and hub_reachable():
+    reason = hub_unusable_reason()
+    if reason is None or _cached(what, name):
         return None
-    if _cached(what, name):
-        return None
-    reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hub is not reachable"
     return (f"{what} '{name}' is a Hub name, and {reason} and it is not in the local cache. "
             f"Use a local path (or 'package:NAME/path'), download it where the Hub is reachable "
             f"and copy the cache (HF_HOME), or point HF_ENDPOINT at a mirror.")
@@ -55,12 +63,8 @@ def check_push_to_hub(training: dict) -> None:
         return
     from .errors import RecipeRuntimeError
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    if hub_offline():
-        reason = "HF_HUB_OFFLINE is set"
-    elif not hub_reachable():
-        reason = f"the Hub ({endpoint}) is not reachable"
-    else:
+    reason = hub_unusable_reason()
+    if reason is None:
         return
     raise RecipeRuntimeError(
         f"training.push_to_hub: {reason}, so the model could not be uploaded after training. "

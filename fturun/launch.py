@@ -43,9 +43,10 @@ LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_P
 # where this process stands
 
 
-def world_size() -> int:
-    """Processes in this run (``$WORLD_SIZE``; 1 outside a launcher)."""
-    return _int_env("WORLD_SIZE", 1)
+def world_size(environ=None) -> int:
+    """Processes in this run (``$WORLD_SIZE`` of ``environ``, default ``os.environ``; 1
+    outside a launcher)."""
+    return _int_env("WORLD_SIZE", 1, environ)
 
 
 def rank() -> int:
@@ -63,9 +64,9 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, environ=None) -> int:
     try:
-        return int(os.environ.get(name, "") or default)
+        return int((os.environ if environ is None else environ).get(name, "") or default)
     except ValueError:
         return default
 

@@ -90,7 +90,7 @@ def check_recipe(recipe, registry) -> int:
 
 def _run(recipe, registry, resume) -> int:
     from .plugins import default_plugins
-    from .tracking import Tracker, flatten, log_run_results
+    from .tracking import Tracker, log_run_results
 
     started = time.monotonic()
     data = recipe.data
@@ -115,15 +115,11 @@ def _run(recipe, registry, resume) -> int:
             context = build.context
             if tracker.run_id:
                 print(f"MLflow run {tracker.run_id} at {tracker.tracking_uri}")
-            params = flatten(data)
-            params.update({f"args.{k}": v for k, v in trainer.args.to_dict().items()})
-            tracker.log_params(params)
+            log_run_params(tracker, data, trainer, build.model)
             for split, ds in build.splits.items():
                 ref = data["data"].get(split) or data["data"]["train"]
                 tracker.log_input(split, json.dumps(ref, sort_keys=True), ds._fingerprint,
                                   len(ds), split)
-            trainable, total = count_parameters(build.model)
-            tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
 
             if checkpoint is None and is_main_process():
                 remove_stale_checkpoints(output_dir)
@@ -345,14 +341,6 @@ def check_mergeable(data: dict, model) -> None:
             "cannot be merged into the model's weights; remove output.merge_adapter")
 
 
-def check_precision(training: dict) -> None:
-    """fp16/bf16 (and the other hardware-bound options) against this machine: say so before
-    anything is loaded. See :mod:`fturun.hardware`."""
-    from .hardware import check_hardware
-
-    check_hardware({"training": training})
-
-
 def report_to_without_mlflow(value) -> list | str:
     """The recipe's ``report_to`` without ``mlflow`` (fturun tracks runs itself); ``"none"``
     when nothing is left. ``"all"`` means every installed integration but MLflow."""
@@ -389,6 +377,19 @@ def make_compute_metrics(metric_fns, context=None):
         return results
 
     return compute_metrics
+
+
+def log_run_params(tracker, data: dict, trainer, model, extra: dict | None = None) -> None:
+    """A run's params (the flattened recipe, the effective TrainingArguments as ``args.*``, and
+    ``extra``) and its trainable/total parameter counts."""
+    from .tracking import flatten
+
+    params = flatten(data)
+    params.update({f"args.{k}": v for k, v in trainer.args.to_dict().items()})
+    params.update(extra or {})
+    tracker.log_params(params)
+    trainable, total = count_parameters(model)
+    tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
 
 
 def make_trainer(build: Build):
@@ -544,12 +545,8 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
     saved = {}
     if not output.get("save_model", True):
         return saved
-    import shutil
-
     model_dir = os.path.join(output_dir, "model")
-    partial = model_dir + ".partial"  # the same name on every rank
-    if is_main_process() and os.path.isdir(partial):
-        shutil.rmtree(partial)  # left by a crash
+    partial = partial_folder(model_dir)  # the same name on every rank
     trainer.save_model(partial)  # the tokenizer too: it is the Trainer's processing_class
     saved["adapter" if is_peft_model(trainer.model) else "model"] = model_dir
     if not is_main_process():  # save_model runs on every rank (ZeRO-3 gathers); rank 0 writes
@@ -572,10 +569,11 @@ def save_outputs(trainer, build: Build, data: dict, output_dir: str) -> dict:
                 raise RecipeRuntimeError(f"output.merge_adapter: this adapter cannot be merged "
                                          f"into the model ({exc}); remove "
                                          "output.merge_adapter") from None
-            merged.save_pretrained(merged_dir + ".partial")
+            partial = partial_folder(merged_dir)
+            merged.save_pretrained(partial)
             if build.tokenizer is not None:
-                build.tokenizer.save_pretrained(merged_dir + ".partial")
-            replace_folder(merged_dir + ".partial", merged_dir)
+                build.tokenizer.save_pretrained(partial)
+            replace_folder(partial, merged_dir)
             saved["merged model"] = merged_dir
     return saved
 
@@ -597,6 +595,17 @@ def write_json(path: str, value) -> None:
         json.dump(value, f, indent=2, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def partial_folder(final: str) -> str:
+    """Where ``final`` is written before :func:`replace_folder` puts it in place:
+    ``final + ".partial"``, cleared (by the main process) of what a crashed save left."""
+    import shutil
+
+    partial = final + ".partial"
+    if is_main_process() and os.path.isdir(partial):
+        shutil.rmtree(partial)
+    return partial
 
 
 def replace_folder(partial: str, final: str) -> None:

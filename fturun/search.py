@@ -367,7 +367,9 @@ def run_search(recipe, registry) -> int:
     from .runner import GracefulStop, default_output_dir
     from .tracking import NullTracker
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    from .launch import world_size
+
+    if world_size() > 1:
         raise RecipeRuntimeError(
             "search: a study runs its trials one process each; start several 'fturun search' "
             "workers with search.storage instead of a distributed launch (torchrun, "
@@ -627,10 +629,9 @@ class Objective:
     def _train(self, trial, trial_recipe, trial_dir, tracker) -> float:
         import optuna
 
-        from .builtin.adapters import count_parameters
-        from .runner import build_run, make_trainer, save_outputs, write_json
+        from .runner import build_run, log_run_params, make_trainer, save_outputs, write_json
         from .schema import validate_recipe
-        from .tracking import flatten, log_run_results
+        from .tracking import log_run_results
 
         problems = validate_recipe(trial_recipe, self.registry)
         if problems:
@@ -641,12 +642,8 @@ class Objective:
         build.trainer_kwargs["callbacks"] = list(build.trainer_kwargs.get("callbacks") or []) + [
             c for c in (tracker.callback(), self.stop.callback(), report) if c]
         trainer = make_trainer(build)
-        params = flatten(trial_recipe.data)
-        params.update({f"args.{k}": v for k, v in trainer.args.to_dict().items()})
-        params["trial.number"] = trial.number
-        tracker.log_params(params)
-        trainable, total = count_parameters(build.model)
-        tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
+        log_run_params(tracker, trial_recipe.data, trainer, build.model,
+                       extra={"trial.number": trial.number})
 
         trainer.train()
         if self.stop.requested:

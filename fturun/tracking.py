@@ -173,9 +173,7 @@ class Tracker:
         self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri
         self.output_dir = output_dir
-        self.failed_calls = 0
-        self.skipped_calls = 0
-        self.failed_kinds = set()
+        self.failed_kinds = set()  # calls refused by an answering server, warned about once
         self.down_since = None  # when the server stopped answering (None: it answers)
         self.last_attempt = 0.0
         self.pending = []  # metrics not sent during an outage, sent when it answers again
@@ -248,13 +246,11 @@ class Tracker:
     def _call(self, what, fn, *args, **kwargs):
         now = time.monotonic()
         if self.down_since is not None and now - self.last_attempt < OUTAGE_PAUSE:
-            self.skipped_calls += 1
-            return FAILED
+            return FAILED  # paused: the server did not answer a moment ago
         self.last_attempt = now
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:  # a tracking outage must not stop training
-            self.failed_calls += 1
             if self.down_since is None and not self._answers():
                 self.down_since = now
                 print(f"warning: MLflow {what} failed: the server at {self.tracking_uri} does "

@@ -84,21 +84,15 @@ def plugin_site(tmp_path_factory):
     return target
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_mlflow_server(root: Path, port: int | None = None):
     """Start a real `mlflow server` on a free port of 127.0.0.1 (SQLite backend, local artifact
     store, in its own process group) and wait until it is healthy; returns (process, uri)."""
     import time
     import urllib.request
 
-    port = port or _free_port()
+    from fturun.launch import free_port
+
+    port = port or free_port()
     uri = f"http://127.0.0.1:{port}"
     log = open(root / "server.log", "a")
     mlflow_exe = Path(sys.executable).with_name("mlflow")

@@ -5,7 +5,6 @@ nothing heavy."""
 
 from __future__ import annotations
 
-from fturun.errors import RecipeRuntimeError
 from fturun.hookspecs import hookimpl
 from fturun.schema import training_schema
 
@@ -38,26 +37,10 @@ def needs_bitsandbytes(name: str) -> bool:
     return name in BNB_OPTIMIZERS
 
 
-def _check_hardware(name):
-    if not needs_bitsandbytes(name):
-        return
-    import importlib.util
-
-    import torch
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise RecipeRuntimeError(f"optimizer '{name}' needs bitsandbytes: pip install "
-                                 "bitsandbytes (on a CUDA GPU), or use 'adamw_torch' / "
-                                 "'adafactor' to save memory on CPU")
-    if not torch.cuda.is_available():
-        raise RecipeRuntimeError(f"optimizer '{name}' runs on a CUDA GPU and none is present; "
-                                 "use 'adamw_torch' or 'adafactor' on CPU")
-
-
 def _optim_factory(name):
     def build(params, context):
-        """Settings for TrainingArguments: ``optim`` and ``optim_args``."""
-        _check_hardware(name)
+        """Settings for TrainingArguments: ``optim`` and ``optim_args`` (what the optimizer
+        needs of the machine is checked before the build, by :mod:`fturun.hardware`)."""
         args = {"optim": name}
         extra = params.get("optim_args")
         if extra:
