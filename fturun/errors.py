@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a recipe, located by file, JSON path and (when known) line and column."""
+    """One thing wrong with a recipe, located by file, JSON path and (when known) line and
+    column."""
 
     file: str
     path: str  # a JSON path such as "$.training.learning_rate"; "" for file-level problems

@@ -28,17 +28,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from .dist import world_size
 from .errors import RecipeRuntimeError
-from .launch import world_size
-
-BNB_OPTIMIZERS = frozenset({
-    "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "ademamix",
-    "ademamix_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "lion_8bit", "lion_32bit",
-    "paged_lion_32bit", "paged_lion_8bit", "rmsprop_bnb", "rmsprop_bnb_8bit",
-    "rmsprop_bnb_32bit", "galore_adamw_8bit", "galore_adamw_8bit_layerwise"})
+from .optim_names import BNB_OPTIMIZERS
+from .registry import component_name
 
 #: optim name (or prefix ending "_") -> (module, what to pip install)
 OPTIMIZER_PACKAGES = {
@@ -71,12 +67,12 @@ class Hardware:
     environ: dict = field(default_factory=lambda: dict(os.environ))
 
     @classmethod
-    def detect(cls) -> "Hardware":
+    def detect(cls) -> Hardware:
         """This machine."""
+        if not cuda_available():
+            return cls()
         import torch
 
-        if not torch.cuda.is_available():
-            return cls()
         try:
             bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         except TypeError:  # older torch
@@ -90,6 +86,32 @@ class Hardware:
         return f"{self.gpu_name or 'this GPU'} (compute capability {major}.{minor})"
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU (the one CUDA probe; False without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def cuda_device_count() -> int:
+    """CUDA GPUs torch sees (0 without CUDA or without torch)."""
+    if not cuda_available():
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def release_cuda_memory() -> None:
+    """Return cached CUDA memory to the driver (between search trials); nothing without CUDA."""
+    if cuda_available():
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def optimizer_names(data: dict) -> list:
     """The ``optim`` names a recipe uses: ``training.optim`` and an ``optimizer`` component named
     after one."""
@@ -97,9 +119,8 @@ def optimizer_names(data: dict) -> list:
     training = data.get("training") or {}
     if isinstance(training.get("optim"), str):
         names.append(("training.optim", training["optim"]))
-    ref = data.get("optimizer")
-    name = ref if isinstance(ref, str) else ref.get("name") if isinstance(ref, dict) else None
-    if isinstance(name, str):
+    name = component_name(data.get("optimizer"))
+    if name is not None:
         names.append(("optimizer", name))
     return names
 
@@ -108,13 +129,14 @@ def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = 
     """Every reason this recipe cannot run as written on ``hw``; [] when it can.
     ``deepspeed_config``: the DeepSpeed config read from its file (default: the inline one)."""
     training = data.get("training") or {}
+    return (_precision_problems(training, hw) + _optimizer_problems(data, hw)
+            + _memory_problems(training, hw) + _deepspeed_problems(data, hw, deepspeed_config)
+            + _process_problems(training, hw))
+
+
+def _precision_problems(training: dict, hw: Hardware) -> list:
     problems = []
     add = problems.append
-    deepspeed = data.get("deepspeed")
-    env = hw.environ
-    processes = world_size(env)
-
-    # precision
     for flag in ("fp16", "fp16_full_eval"):
         if training.get(flag) and not hw.cuda:
             add(f"{flag} needs a CUDA GPU; remove training.{flag} or run on a GPU")
@@ -132,8 +154,12 @@ def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = 
         where = hw.describe_gpu() if hw.cuda else "this machine has no CUDA GPU"
         add(f"tf32 needs an NVIDIA GPU of compute capability 8.0+ (Ampere or newer); {where}: "
             "remove training.tf32")
+    return problems
 
-    # optimizers
+
+def _optimizer_problems(data: dict, hw: Hardware) -> list:
+    problems = []
+    add = problems.append
     for where, name in optimizer_names(data):
         if name in BNB_OPTIMIZERS:
             if not hw.installed("bitsandbytes"):
@@ -147,9 +173,14 @@ def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = 
                     not hw.installed(module):
                 add(f"{where} '{name}' needs the {module} package: pip install {pip_name}")
                 break
+    return problems
 
-    # memory
+
+def _memory_problems(training: dict, hw: Hardware) -> list:
+    problems = []
+    add = problems.append
     if training.get("auto_find_batch_size"):
+        processes = world_size(hw.environ)
         if not hw.cuda:
             add("auto_find_batch_size retries after CUDA out-of-memory errors and this machine "
                 "has no CUDA GPU (on CPU the operating system kills the process instead); "
@@ -160,36 +191,46 @@ def hardware_problems(data: dict, hw: Hardware, deepspeed_config: dict | None = 
                 "process, then set per_device_train_batch_size")
         if not hw.installed("accelerate"):
             add("auto_find_batch_size needs accelerate: pip install accelerate")
+    return problems
 
-    # DeepSpeed
-    if deepspeed is not None:
-        if not hw.installed("deepspeed"):
-            add("the recipe's deepspeed section needs DeepSpeed: pip install 'fturun[deepspeed]' "
-                "(or remove deepspeed)")
-        if training.get("use_cpu"):
-            add("training.use_cpu drops DeepSpeed (the Trainer then ignores the deepspeed "
-                "section); remove use_cpu: without a GPU DeepSpeed runs on the CPU by itself")
-        elif str(env.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes"):
-            add("'accelerate launch --cpu' drops DeepSpeed (the Trainer then ignores the "
-                "deepspeed section); launch with torchrun --nproc_per_node N -m fturun RECIPE, "
-                "or accelerate launch without --cpu")
-        config = deepspeed_config if deepspeed_config is not None else \
-            deepspeed if isinstance(deepspeed, dict) else None
-        if config is not None:
-            problems += deepspeed_problems(config, training, optimizer_names(data))
 
-    # processes
-    if processes > 1:
-        backend = training.get("ddp_backend")
-        if backend == "nccl" and not hw.cuda:
-            add("training.ddp_backend 'nccl' needs CUDA GPUs; use 'gloo' on CPU (the default "
-                "there)")
-        local = env.get("LOCAL_WORLD_SIZE")
-        if hw.cuda and local and local.isdigit() and int(local) > hw.gpus and \
-                not training.get("use_cpu"):
-            add(f"{local} processes on this node but {hw.gpus} CUDA GPU"
-                f"{'s' if hw.gpus != 1 else ''}: start one process per GPU "
-                f"(--nproc_per_node {hw.gpus})")
+def _deepspeed_problems(data: dict, hw: Hardware, deepspeed_config: dict | None) -> list:
+    deepspeed = data.get("deepspeed")
+    if deepspeed is None:
+        return []
+    training = data.get("training") or {}
+    problems = []
+    add = problems.append
+    if not hw.installed("deepspeed"):
+        add("the recipe's deepspeed section needs DeepSpeed: pip install 'fturun[deepspeed]' "
+            "(or remove deepspeed)")
+    if training.get("use_cpu"):
+        add("training.use_cpu drops DeepSpeed (the Trainer then ignores the deepspeed "
+            "section); remove use_cpu: without a GPU DeepSpeed runs on the CPU by itself")
+    elif str(hw.environ.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes"):
+        add("'accelerate launch --cpu' drops DeepSpeed (the Trainer then ignores the "
+            "deepspeed section); launch with torchrun --nproc_per_node N -m fturun RECIPE, "
+            "or accelerate launch without --cpu")
+    config = deepspeed_config if deepspeed_config is not None else \
+        deepspeed if isinstance(deepspeed, dict) else None
+    if config is not None:
+        problems += deepspeed_problems(config, training, optimizer_names(data))
+    return problems
+
+
+def _process_problems(training: dict, hw: Hardware) -> list:
+    if world_size(hw.environ) <= 1:
+        return []
+    problems = []
+    if training.get("ddp_backend") == "nccl" and not hw.cuda:
+        problems.append("training.ddp_backend 'nccl' needs CUDA GPUs; use 'gloo' on CPU (the "
+                        "default there)")
+    local = hw.environ.get("LOCAL_WORLD_SIZE")
+    if hw.cuda and local and local.isdigit() and int(local) > hw.gpus and \
+            not training.get("use_cpu"):
+        problems.append(f"{local} processes on this node but {hw.gpus} CUDA GPU"
+                        f"{'s' if hw.gpus != 1 else ''}: start one process per GPU "
+                        f"(--nproc_per_node {hw.gpus})")
     return problems
 
 

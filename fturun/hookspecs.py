@@ -1,7 +1,8 @@
 """The hooks a fturun plugin implements: the one module a plugin author needs to read.
 
 A plugin is a module (or object) with functions decorated by ``fturun.hookimpl`` and named like the
-hooks below. It is found through the ``fturun`` entry-point group::
+hooks below; it imports that, and everything else it needs of fturun, from :mod:`fturun.api`. It
+is found through the ``fturun`` entry-point group::
 
     # pyproject.toml of your distribution
     [project.entry-points.fturun]
@@ -21,11 +22,14 @@ Every hook receives one argument, ``register``, and calls it once per component:
   is an error with a "did you mean" suggestion.
 - ``description``: one line, shown by ``fturun components``.
 
+Tasks are records, not components: ``fturun_register_tasks`` calls ``register(task)`` with a
+:class:`fturun.api.Task` (see that hook).
+
 ``params`` is the validated ``params`` object of the recipe with the schema's defaults *not* filled
 in: use ``params.get(key, default)``. ``context`` is a :class:`fturun.context.BuildContext`; its
-fields (``recipe``, ``task``, ``tokenizer``, ``model``, ``output_dir``, ``label_names``,
-``train_dataset`` ...) are filled in as the runner gets to them, in this order: datasets, tokenizer
-and model, adapter, collator, loss, metrics, optimizer, scheduler, callbacks.
+fields (``recipe``, ``task``, ``task_record``, ``tokenizer``, ``model``, ``output_dir``,
+``label_names``, ``train_dataset`` ...) are filled in as the runner gets to them, in this order:
+datasets, tokenizer and model, adapter, collator, loss, metrics, optimizer, scheduler, callbacks.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ def fturun_register_datasets(register):
 def fturun_register_models(register):
     """Register model loaders (``model`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> (model, tokenizer)``. ``context.task`` tells
-    which auto class to use; ``context.model_kwargs`` holds what the data decided (``num_labels``,
-    ``id2label``, ``label2id`` for classification) and must be passed on to the model.
+    Factory contract: ``factory(params, context) -> (model, tokenizer)``.
+    ``context.task_record.model_class`` names the transformers auto class to use;
+    ``context.model_kwargs`` holds what the data decided (``num_labels``, ``id2label``,
+    ``label2id`` for classification) and must be passed on to the model.
     """
 
 
@@ -93,7 +98,7 @@ def fturun_register_metrics(register):
 
     Factory contract: ``factory(params, context) -> metric_fn(predictions, references) -> dict``
     where the dict maps metric names (without the ``eval_`` prefix) to floats. What the
-    function receives follows ``context.task`` (:func:`fturun.tasks.metric_inputs`): arg-maxed
+    function receives follows the task (``context.task_record.metric_inputs``): arg-maxed
     class ids (sequence classification), token ids at the labelled positions (masked/causal LM),
     lists of tag names per sentence (token classification), decoded texts (seq2seq). A function
     with the attribute ``uses_loss = True`` is also called with ``eval_loss=`` (e.g.
@@ -129,4 +134,23 @@ def fturun_register_schedulers(register):
     Factory contract: ``factory(params, context) -> {"training_args": {...}}``, settings for
     TrainingArguments, typically ``lr_scheduler_type``, ``lr_scheduler_kwargs`` and
     ``warmup_steps``.
+    """
+
+
+@hookspec
+def fturun_register_tasks(register):
+    """Register tasks (``task`` in a recipe): one :class:`fturun.api.Task` record per task.
+
+    Record contract: call ``register(task)`` once per task with a ``Task`` (see its docstring
+    for every field). Its ``name`` is what a recipe writes (lowercase letters, digits, ``_``,
+    ``-``; unique across plugins). ``model_class`` names a transformers auto class,
+    ``trainer`` is ``"trainer"`` or ``"seq2seq"``, ``labels`` ``"classes"``, ``"tags"`` or
+    None, ``data_keys`` a subset of ``block_size``, ``packing``, ``max_target_length``,
+    ``label_all_tokens``; collator and metric references name registered components. The
+    callables run during a run, in this order: ``prepare(sources, recipe_data, context)``
+    before the split, ``tokenize(ds, tokenizer, settings, split)`` once the model exists,
+    ``metric_inputs(eval_pred, context)`` at each evaluation, then
+    ``write_predictions(prediction, context, path)`` and ``generate_samples(model,
+    tokenizer, context)`` at the end. Keep their heavy imports inside them. A record that is
+    not valid, or a name another plugin registered, is reported and the whole plugin skipped.
     """

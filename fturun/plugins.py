@@ -1,9 +1,10 @@
 """The plugin manager: fturun's built-in plugins plus every ``fturun`` entry point, each isolated.
 
-A plugin that fails to import, raises in a hook or registers something invalid is reported with its
-name and the reason, and none of its components are registered (all or nothing, so a recipe never
-runs against half a plugin); the other plugins keep working. ``FTURUN_DISABLE_PLUGINS=a,b`` skips
-plugins by name (see ``fturun plugins`` for the names).
+A plugin that fails to import, raises in a hook or registers something invalid (a component or a
+task record) is reported with its name and the reason, and none of its components and tasks are
+registered (all or nothing, so a recipe never runs against half a plugin); the other plugins keep
+working. ``FTURUN_DISABLE_PLUGINS=a,b`` skips plugins by name (see ``fturun plugins`` for the
+names).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from .registry import KINDS, PLURALS, Registry
+from .tasks import check_task
 
 ENTRY_POINT_GROUP = "fturun"
 
-#: fturun's own components, registered through the same hooks as any third-party plugin.
-BUILTIN_PLUGINS = {f"builtin.{p}": f"fturun.builtin.{p}" for p in PLURALS.values()}
+#: fturun's own components and tasks, registered through the same hooks as any third-party
+#: plugin.
+BUILTIN_PLUGINS = {f"builtin.{p}": f"fturun.builtin.{p}" for p in (*PLURALS.values(), "tasks")}
 
 
 @dataclass
@@ -131,35 +134,51 @@ def _register_plugin(registry: Registry, info: PluginInfo, plugin) -> None:
         info.status = "failed"
         info.errors.append(f"invalid hook implementation: {exc}")
         return
-    staged = []
-    for kind in KINDS:
-        hook_name = f"fturun_register_{PLURALS[kind]}"
-        hook = getattr(pm.hook, hook_name)
-
-        def register(name, factory, params_schema=None, description="", _kind=kind):
-            staged.append((_kind, name, factory, params_schema, description))
-
-        try:
-            hook(register=register)
-        except Exception as exc:
-            info.status = "failed"
-            info.errors.append(
-                f"hook {hook_name} raised {type(exc).__name__}: {exc}"
-            )
-            return
-    added = []
-    for kind, name, factory, schema, description in staged:
+    staged = _staged_registrations(pm, info)
+    if staged is None:
+        return
+    components, tasks = staged
+    added, added_tasks = [], []
+    for kind, name, factory, schema, description in components:
         try:
             added.append(registry.add(kind, name, factory, schema, description, info.name))
+        except PluginError as exc:
+            info.errors.append(exc.reason)
+    for task in tasks:
+        try:
+            added_tasks.append(registry.add_task(check_task(task, info.name), info.name))
         except PluginError as exc:
             info.errors.append(exc.reason)
     if info.errors:
         info.status = "failed"
         for component in added:  # all or nothing
             del registry.components[component.kind][component.name]
+        for task in added_tasks:
+            registry.remove_task(task.name)
         return
     for component in added:
         info.components.setdefault(component.kind, []).append(component.name)
+    for task in added_tasks:
+        info.components.setdefault("task", []).append(task.name)
+
+
+def _staged_registrations(pm, info: PluginInfo):
+    """``(components, tasks)`` the plugin's hooks register, or None when a hook raised."""
+    components, tasks = [], []
+    hooks = [(f"fturun_register_{PLURALS[kind]}", kind) for kind in KINDS]
+    for hook_name, kind in [*hooks, ("fturun_register_tasks", None)]:
+        hook = getattr(pm.hook, hook_name)
+
+        def register(name, factory, params_schema=None, description="", _kind=kind):
+            components.append((_kind, name, factory, params_schema, description))
+
+        try:
+            hook(register=register if kind is not None else tasks.append)
+        except Exception as exc:
+            info.status = "failed"
+            info.errors.append(f"hook {hook_name} raised {type(exc).__name__}: {exc}")
+            return None
+    return components, tasks
 
 
 _DEFAULT = None

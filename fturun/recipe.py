@@ -1,9 +1,11 @@
-"""Read a recipe: JSON with line:col errors, ``extends`` (deep-merged base recipes) and ``a.b.c=value``
-overrides from the command line. Validation is :mod:`fturun.schema`'s job; this module only makes one
-JSON object out of files and overrides and remembers where each value came from."""
+"""Read a recipe: JSON with line:col errors, ``extends`` (deep-merged base recipes) and
+``a.b.c=value`` overrides from the command line. Validation is :mod:`fturun.schema`'s job; this
+module only makes one JSON object out of files and overrides and remembers where each value came
+from."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import os
@@ -292,82 +294,77 @@ def source_map(text: str) -> dict:
     """Map each JSON path (a tuple of keys and indexes) of valid JSON ``text`` to the 1-based
     ``(line, col)`` where its value starts; an object key's own position is stored under
     ``path + ("<key>",)``. Iterative, so deep nesting cannot overflow the stack."""
-    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    return _SourceScanner(text).scan()
 
-    def position(offset):
-        lo, hi = 0, len(line_starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if line_starts[mid] <= offset:
-                lo = mid
+
+class _SourceScanner:
+    """The state of :func:`source_map`: a stack of open containers
+    ``[kind, path, next_index]`` and the path of the value expected next."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.positions = {}
+        self.stack = []
+
+    def position(self, offset: int) -> tuple:
+        line = bisect.bisect_right(self.line_starts, offset) - 1
+        return line + 1, offset - self.line_starts[line] + 1
+
+    def skip_ws(self, i: int) -> int:
+        return _WS.match(self.text, i).end()
+
+    def key(self, i: int, parent: tuple) -> tuple:
+        """Record the key starting at ``i``: ``(the offset after ':', its value's path)``."""
+        key, j = scanstring(self.text, i + 1)
+        self.positions[parent + (key, "<key>")] = self.position(i)
+        return self.skip_ws(j) + 1, parent + (key,)
+
+    def scan(self) -> dict:
+        text = self.text
+        i = self.skip_ws(1 if text.startswith("\ufeff") else 0)
+        path, expecting_value = (), True
+        while True:
+            i = self.skip_ws(i)
+            if i >= len(text):
+                break
+            if expecting_value:
+                i, path, expecting_value = self.value(i, path)
+            elif not self.stack:
+                break
             else:
-                hi = mid - 1
-        return lo + 1, offset - line_starts[lo] + 1
+                i, path, expecting_value = self.after_value(i)
+        return self.positions
 
-    positions = {}
-    i = _WS.match(text, 0).end()
-    if text.startswith("\ufeff"):
-        i = _WS.match(text, 1).end()
-    # stack of [container_kind, path, next_index]
-    stack = []
-    current_path = ()
-    expecting_value = True
-    while i < len(text):
-        i = _WS.match(text, i).end()
-        if i >= len(text):
-            break
-        ch = text[i]
-        if expecting_value:
-            positions[current_path] = position(i)
+    def value(self, i: int, path: tuple) -> tuple:
+        """At the start of a value: ``(next offset, next path, expecting a value)``."""
+        text, ch = self.text, self.text[i]
+        self.positions[path] = self.position(i)
+        if ch in "{[":
+            self.stack.append(["object" if ch == "{" else "array", path, 0])
+            i = self.skip_ws(i + 1)
+            if text[i] in "}]":  # empty
+                self.stack.pop()
+                return i + 1, path, False
             if ch == "{":
-                stack.append(["object", current_path, 0])
-                i = _WS.match(text, i + 1).end()
-                if text[i] == "}":
-                    stack.pop()
-                    i += 1
-                    expecting_value = False
-                    continue
-                key, j = scanstring(text, i + 1)
-                positions[current_path + (key, "<key>")] = position(i)
-                i = _WS.match(text, j).end() + 1  # past ':'
-                current_path = current_path + (key,)
-                continue
-            if ch == "[":
-                stack.append(["array", current_path, 0])
-                i = _WS.match(text, i + 1).end()
-                if text[i] == "]":
-                    stack.pop()
-                    i += 1
-                    expecting_value = False
-                    continue
-                current_path = current_path + (0,)
-                continue
-            if ch == '"':
-                _, i = scanstring(text, i + 1)
-            elif ch in "tfn":
-                i += 4 if text.startswith(("true", "null"), i) else 5
-            else:
-                i = _NUMBER.match(text, i).end()
-            expecting_value = False
-            continue
-        # after a value: ',' or a closing bracket
-        if not stack:
-            break
-        top = stack[-1]
-        if ch == ",":
-            i = _WS.match(text, i + 1).end()
+                return (*self.key(i, path), True)
+            return i, path + (0,), True
+        if ch == '"':
+            _, i = scanstring(text, i + 1)
+        elif ch in "tfn":
+            i += 4 if text.startswith(("true", "null"), i) else 5
+        else:
+            i = _NUMBER.match(text, i).end()
+        return i, path, False
+
+    def after_value(self, i: int) -> tuple:
+        """After a value: a ``,`` or the closing bracket of the innermost container."""
+        top = self.stack[-1]
+        if self.text[i] == ",":
+            i = self.skip_ws(i + 1)
             if top[0] == "object":
-                key, j = scanstring(text, i + 1)
-                positions[top[1] + (key, "<key>")] = position(i)
-                i = _WS.match(text, j).end() + 1
-                current_path = top[1] + (key,)
-            else:
-                top[2] += 1
-                current_path = top[1] + (top[2],)
-            expecting_value = True
-            continue
-        # '}' or ']'
-        stack.pop()
-        i += 1
-        current_path = top[1]
-    return positions
+                return (*self.key(i, top[1]), True)
+            top[2] += 1
+            return i, top[1] + (top[2],), True
+        self.stack.pop()
+        return i + 1, top[1], False

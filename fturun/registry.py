@@ -1,11 +1,13 @@
-"""Components by kind: the names a recipe may use, their factories, params schemas and descriptions."""
+"""Components by kind (the names a recipe may use, their factories, params schemas and
+descriptions) and the task records by name."""
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import PluginError
 
@@ -48,11 +50,37 @@ def suggest(word: str, candidates) -> str:
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
+def component_name(ref) -> str | None:
+    """The name in a component reference (``"name"`` or ``{"name": ..., "params": {...}}``), or
+    ``None`` for anything else: validation reports malformed references, rules skip them."""
+    if isinstance(ref, str):
+        return ref
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+        return ref["name"]
+    return None
+
+
+def component_ref(ref) -> tuple[str, dict]:
+    """``(name, params)`` of a component reference: ``"name"`` or ``{"name", "params"}``; the
+    params are a new dict (``{}`` when left out). Raises ``ValueError`` for anything else, which a
+    validated recipe never holds."""
+    name = component_name(ref)
+    if name is None:
+        raise ValueError(f"not a component reference: {ref!r} (write \"name\" or "
+                         f"{{\"name\": ..., \"params\": {{...}}}})")
+    params = ref.get("params") if isinstance(ref, dict) else None
+    return name, dict(params or {})
+
+
 @dataclass
 class Registry:
     """All components by kind, filled by the plugin manager through the registration hooks."""
 
     components: dict = field(default_factory=lambda: {kind: {} for kind in KINDS})
+    #: task name -> :class:`fturun.tasks.Task` (``fturun_register_tasks``)
+    tasks: dict = field(default_factory=dict)
+    #: task name -> the plugin that registered it
+    task_plugins: dict = field(default_factory=dict)
 
     def add(self, kind: str, name, factory, params_schema, description, plugin: str) -> Component:
         """Check and add one component; raise :class:`PluginError` saying what is wrong."""
@@ -77,6 +105,26 @@ class Registry:
         component = Component(kind, name, factory, params_schema, description.strip(), plugin)
         self.components[kind][name] = component
         return component
+
+    def add_task(self, task, plugin: str):
+        """Add one checked task record (:func:`fturun.tasks.check_task`); raise
+        :class:`PluginError` when its name is taken."""
+        existing = self.task_plugins.get(task.name)
+        if existing is not None:
+            raise PluginError(
+                plugin,
+                f"task '{task.name}' is already registered by plugin '{existing}'; plugin "
+                f"'{plugin}' cannot register it again (rename one of them, or disable a plugin "
+                f"with FTURUN_DISABLE_PLUGINS)",
+            )
+        self.tasks[task.name] = task
+        self.task_plugins[task.name] = plugin
+        return task
+
+    def remove_task(self, name: str) -> None:
+        """Take a task out again (a plugin that failed later: all or nothing)."""
+        self.tasks.pop(name, None)
+        self.task_plugins.pop(name, None)
 
     def names(self, kind: str) -> list:
         """Sorted names of the components of one kind."""

@@ -1,33 +1,225 @@
-"""What each task changes in the Trainer run, beyond the data (:mod:`fturun.data`), the model class
-(:mod:`fturun.builtin.models`) and the default collator (``fturun.runner.DEFAULT_COLLATORS``):
+"""Tasks as data: one :class:`Task` record per task, looked up by name in ``Registry.tasks``.
 
-- the Trainer: ``Seq2SeqTrainer`` with ``predict_with_generate`` for seq2seq, the ``Trainer``
-  otherwise;
-- what metric functions receive (:func:`metric_inputs`): class ids (sequence classification),
-  token ids at the labelled positions (masked and causal LM, so ``accuracy`` is token
-  accuracy), tag names per sentence (token classification), decoded texts (seq2seq);
-- loss-based metrics (``perplexity``, any metric whose function has ``uses_loss = True``) get
-  the eval loss: the Trainer hands ``compute_metrics`` the per-batch losses
-  (``include_for_metrics=["loss"]``) and their mean is the reported ``eval_loss``;
-- language models and token classification arg-max the logits batch by batch
-  (``preprocess_logits_for_metrics``), so evaluation never holds vocabulary-sized logits;
-- generative tasks write a few sample generations at the end of a run (:func:`log_samples`).
+A record says everything a task changes in a run: the model's auto class, the PEFT task type,
+the Trainer classes, the default collator and metrics, the data settings it accepts, how its rows
+are prepared and tokenized, what the metric functions receive, and what it writes (test
+predictions, sample generations). Records are registered through the
+``fturun_register_tasks`` hook (:mod:`fturun.hookspecs`), like any component, so a plugin can
+add a task; fturun's own five live in :mod:`fturun.builtin.tasks`.
+
+This module imports nothing heavy (``fturun validate`` reads the records): the callables of a
+record import torch, numpy or datasets inside.
 
 The recipe's ``generation`` section (``max_new_tokens``, ``num_beams``, ``do_sample``,
-``temperature``, ``top_k``, ``top_p``, ``prompts``, ``num_samples``) sets how seq2seq evaluation
-and the samples generate.
+``temperature``, ``top_k``, ``top_p``, ``prompts``, ``num_samples``) sets how a generating task
+evaluates (seq2seq) and makes its sample generations (:func:`generation_settings`).
 """
 
 from __future__ import annotations
 
-import json
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-LANGUAGE_MODELS = ("masked-lm", "causal-lm")
-GENERATIVE = ("causal-lm", "seq2seq")
+from .errors import PluginError, RecipeRuntimeError
+from .registry import NAME_PATTERN, component_name, suggest
+
+DEFAULT_MAX_LENGTH = 128
 DEFAULT_MAX_NEW_TOKENS = 32
 DEFAULT_NUM_SAMPLES = 3
-GENERATE_KEYS = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p")
+
+#: ``Task.trainer`` -> (Trainer class, TrainingArguments class) in transformers
+TRAINERS = {
+    "trainer": ("Trainer", "TrainingArguments"),
+    "seq2seq": ("Seq2SeqTrainer", "Seq2SeqTrainingArguments"),
+}
+
+#: the data settings only some tasks accept (``Task.data_keys``); the schema describes them
+DATA_KEYS = frozenset({"block_size", "packing", "max_target_length", "label_all_tokens"})
+
+#: ``Task.labels``: what a row's label is, if it has one
+LABEL_KINDS = ("classes", "tags", None)
+
+
+@dataclass(frozen=True)
+class TokenizeSettings:
+    """What tokenization needs from the recipe's ``data`` section (``Task.tokenize`` gets one):
+    plain values only, so that ``datasets`` can fingerprint the transforms and reuse their
+    cache."""
+
+    max_length: int = DEFAULT_MAX_LENGTH
+    padding: str | bool = False
+    block_size: int | None = None
+    max_target_length: int | None = None
+    label_all_tokens: bool = False
+    label_names: tuple = ()
+
+
+def _unchanged(sources: dict, recipe_data: dict, context) -> dict:
+    """The default ``Task.prepare``: the sources as they are (no labels to map)."""
+    return sources
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: what a recipe's ``"task": NAME`` changes in the run.
+
+    The model and the Trainer:
+
+    - ``model_class``: the transformers auto class *name*, e.g.
+      ``"AutoModelForSequenceClassification"`` (the ``pretrained``/``from_config`` models use it);
+    - ``peft_task_type``: the peft ``TaskType`` name (``"SEQ_CLS"``), or None;
+    - ``trainer``: ``"trainer"`` or ``"seq2seq"`` (``Seq2SeqTrainer`` with
+      ``predict_with_generate``: evaluation generates, with the ``generation`` settings);
+    - ``mean_loss``: the head computes a plain mean loss (False where the loss honours the
+      Trainer's ``num_items_in_batch``, as causal LMs do);
+    - ``argmax_logits``: evaluation keeps the arg-max ids of each batch instead of its logits
+      (``preprocess_logits_for_metrics``), for vocabulary- or tag-sized outputs.
+
+    The recipe:
+
+    - ``default_collator``: the collator reference used when the recipe has no ``collator``;
+      ``packed_collator``: the one used with ``data.packing`` (None: the task cannot pack);
+    - ``default_metrics``: metric references used when the recipe has no ``metrics``;
+      ``always_metrics``: added to any list (``perplexity`` for language models);
+    - ``data_keys``: the task-only ``data`` settings it accepts (a subset of :data:`DATA_KEYS`);
+    - ``generates``: it accepts a ``generation`` section and makes sample generations.
+
+    The rows (``data.columns`` maps them to ``text``, ``text_pair``, ``labels``, ``target``):
+
+    - ``labels``: ``"classes"`` (one label per row; test rows may have none), ``"tags"`` (one
+      label per word; the text may be a list of words), or None (no label column);
+    - ``target``: rows carry a target text the model learns to produce.
+
+    The callables (heavy imports inside them, never at module level):
+
+    - ``prepare(sources, recipe_data, context) -> sources``: before the split, e.g. the label
+      map (sets ``context.label_names`` and ``context.model_kwargs``);
+    - ``tokenize(ds, tokenizer, settings, split) -> ds``: settings is a
+      :class:`TokenizeSettings`;
+    - ``metric_inputs(eval_pred, context) -> (predictions, references)``: what the metric
+      functions receive;
+    - ``write_predictions(prediction, context, path) -> bool``: the test predictions as JSON
+      lines (through :func:`fturun.io.write_lines`); None: the task writes none;
+    - ``generate_samples(model, tokenizer, context) -> [{"prompt", "generated",
+      "reference"}]``: a few generations at the end of a run (when ``generates``).
+    """
+
+    name: str
+    description: str
+    model_class: str
+    tokenize: Callable
+    metric_inputs: Callable
+    prepare: Callable = _unchanged
+    peft_task_type: str | None = None
+    trainer: str = "trainer"
+    default_collator: Any = "padding"
+    packed_collator: Any = None
+    default_metrics: tuple = ()
+    always_metrics: tuple = ()
+    data_keys: frozenset = frozenset()
+    generates: bool = False
+    mean_loss: bool = True
+    argmax_logits: bool = False
+    labels: str | None = None
+    target: bool = False
+    write_predictions: Callable | None = None
+    generate_samples: Callable | None = None
+
+    def __post_init__(self):
+        # lists from a plugin become the tuple / frozenset the record promises
+        object.__setattr__(self, "default_metrics", tuple(self.default_metrics or ()))
+        object.__setattr__(self, "always_metrics", tuple(self.always_metrics or ()))
+        object.__setattr__(self, "data_keys", frozenset(self.data_keys or ()))
+
+    def trainer_classes(self):
+        """``(Trainer class, TrainingArguments class)`` of the task, imported here."""
+        import transformers
+
+        trainer, arguments = TRAINERS[self.trainer]
+        return getattr(transformers, trainer), getattr(transformers, arguments)
+
+    def collator_for(self, data_section: dict | None):
+        """The collator reference for a recipe without ``collator``: ``packed_collator`` with
+        ``data.packing``, else ``default_collator``."""
+        if (data_section or {}).get("packing") and self.packed_collator is not None:
+            return self.packed_collator
+        return self.default_collator
+
+    def metrics_for(self, recipe_metrics) -> list:
+        """The metric references a run computes: the recipe's ``metrics`` (a list), else
+        ``default_metrics``; plus each of ``always_metrics`` not already named."""
+        refs = list(recipe_metrics) if isinstance(recipe_metrics, list) \
+            else list(self.default_metrics)
+        named = {component_name(ref) for ref in refs}
+        return refs + [ref for ref in self.always_metrics if component_name(ref) not in named]
+
+    @property
+    def words(self) -> bool:
+        """The text column may hold a list of words per row (labels are tags)."""
+        return self.labels == "tags"
+
+    @property
+    def test_labels_optional(self) -> bool:
+        """Test rows without a label are predicted only (no test metrics)."""
+        return self.labels == "classes"
+
+
+def check_task(task, plugin: str) -> Task:
+    """``task`` when it is a valid :class:`Task`; else :class:`PluginError` saying what is
+    wrong (``plugins.py`` then skips the plugin)."""
+    if not isinstance(task, Task):
+        raise PluginError(plugin, f"register() of fturun_register_tasks takes a fturun.api.Task, "
+                                  f"not {type(task).__name__}")
+    name = task.name
+    problems = []
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.append("the name is invalid: use lowercase letters, digits, '_' and '-'")
+    if not isinstance(task.description, str) or not task.description.strip() \
+            or "\n" in task.description.strip():
+        problems.append("a one-line description is required")
+    if not isinstance(task.model_class, str) or not task.model_class.startswith("Auto"):
+        problems.append(f"model_class {task.model_class!r} is not a transformers auto class "
+                        "name such as 'AutoModelForSequenceClassification'")
+    if task.trainer not in TRAINERS:
+        problems.append(f"trainer {task.trainer!r} is not one of {', '.join(TRAINERS)}")
+    if task.labels not in LABEL_KINDS:
+        problems.append(f"labels {task.labels!r} is not 'classes', 'tags' or None")
+    if not task.data_keys <= DATA_KEYS:
+        problems.append(f"data_keys {sorted(task.data_keys - DATA_KEYS)} are not data "
+                        f"settings fturun knows ({', '.join(sorted(DATA_KEYS))})")
+    for field_name in ("prepare", "tokenize", "metric_inputs"):
+        if not callable(getattr(task, field_name)):
+            problems.append(f"{field_name} is not callable")
+    for field_name in ("write_predictions", "generate_samples"):
+        value = getattr(task, field_name)
+        if value is not None and not callable(value):
+            problems.append(f"{field_name} is neither None nor callable")
+    if task.generates and task.generate_samples is None:
+        problems.append("generates=True needs generate_samples")
+    if ("packing" in task.data_keys) != (task.packed_collator is not None):
+        problems.append("data_keys has 'packing' exactly when packed_collator is set")
+    refs = [task.default_collator, *task.default_metrics, *task.always_metrics]
+    if task.packed_collator is not None:
+        refs.append(task.packed_collator)
+    problems += [f"{ref!r} is not a component reference ('name' or {{'name', 'params'}})"
+                 for ref in refs if component_name(ref) is None]
+    if problems:
+        raise PluginError(plugin, f"task {name!r}: " + "; ".join(problems))
+    return task
+
+
+def get_task(registry, name: str) -> Task:
+    """The registered task ``name``; :class:`RecipeRuntimeError` with the supported ones (and
+    the closest name) when there is none."""
+    tasks = getattr(registry, "tasks", {})
+    try:
+        return tasks[name]
+    except (KeyError, TypeError):
+        supported = ", ".join(sorted(tasks)) or "none"
+        raise RecipeRuntimeError(
+            f"task '{name}' is not supported yet (supported: {supported})"
+            f"{suggest(name, tasks)}; set 'task' to one of those") from None
 
 
 def generation_settings(recipe: dict) -> dict:
@@ -43,77 +235,12 @@ def generation_settings(recipe: dict) -> dict:
     return kwargs
 
 
-def configure_task(context, metric_fns, args_kwargs: dict, trainer_kwargs: dict) -> None:
-    """Task-specific TrainingArguments and Trainer kwargs (see the module docstring)."""
-    task = context.task
-    if any(getattr(fn, "uses_loss", False) for _, fn in metric_fns):
-        include = args_kwargs.get("include_for_metrics") or []
-        args_kwargs["include_for_metrics"] = list(dict.fromkeys([*include, "loss"]))
-    if metric_fns and (task in LANGUAGE_MODELS or task == "token-classification"):
-        trainer_kwargs["preprocess_logits_for_metrics"] = argmax_logits
-    if task == "seq2seq":
-        args_kwargs["predict_with_generate"] = True
-        settings = generation_settings(context.recipe)
-        config = getattr(context.model, "generation_config", None)
-        if config is not None:
-            for key, value in settings.items():
-                setattr(config, key, value)
-
-
-def trainer_classes(task: str):
-    """``(Trainer class, TrainingArguments class)`` for ``task``."""
-    if task == "seq2seq":
-        from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-
-        return Seq2SeqTrainer, Seq2SeqTrainingArguments
-    from transformers import Trainer, TrainingArguments
-
-    return Trainer, TrainingArguments
-
-
 def argmax_logits(logits, labels):
-    """Keep the arg-max token/tag ids of a batch instead of its logits."""
+    """``preprocess_logits_for_metrics`` of a task with ``argmax_logits``: the arg-max
+    token/tag ids of a batch instead of its logits."""
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
     return logits.argmax(dim=-1)
-
-
-def metric_inputs(eval_pred, context):
-    """``(predictions, references)`` for the metric functions of ``context.task``."""
-    import numpy as np
-
-    task = getattr(context, "task", "sequence-classification")
-    predictions = eval_pred.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    references = eval_pred.label_ids
-    if task in LANGUAGE_MODELS:
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        if task == "causal-lm":  # the logits at position i predict the token at i + 1
-            predictions, references = predictions[:, :-1], references[:, 1:]
-        keep = references != -100
-        return predictions[keep], references[keep]
-    if task == "token-classification":
-        names = list(context.label_names or [])
-        predicted, true = [], []
-        for row_predictions, row_labels in zip(np.asarray(predictions), np.asarray(references)):
-            keep = row_labels != -100
-            predicted.append([names[i] for i in row_predictions[keep]])
-            true.append([names[i] for i in row_labels[keep]])
-        return predicted, true
-    if task == "seq2seq":
-        return decode(predictions, context.tokenizer), decode(references, context.tokenizer)
-    return np.argmax(predictions, axis=-1), references
-
-
-def decode(ids, tokenizer) -> list:
-    """Texts of a batch of token ids (-100 padding included)."""
-    import numpy as np
-
-    ids = np.asarray(ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = np.where(ids < 0, pad, ids)
-    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
 def loss_from_eval_pred(eval_pred):
@@ -128,123 +255,20 @@ def loss_from_eval_pred(eval_pred):
     return float(losses.mean()) if losses.size else None
 
 
-# --------------------------------------------------------------------------------------------
-# sample generations and predictions
-
-
-def sample_prompts(context) -> list:
-    """``[(prompt, reference or None)]``: ``generation.prompts``, else the first rows of the
-    eval (or train) data (``context.samples``)."""
-    section = context.recipe.get("generation") or {}
-    count = section.get("num_samples", DEFAULT_NUM_SAMPLES)
-    if count == 0:
-        return []
-    if section.get("prompts"):
-        return [(prompt, None) for prompt in section["prompts"]][:count]
-    rows = (context.samples or {}).get("eval") or (context.samples or {}).get("train") or []
-    prompts = []
-    for row in rows[:count]:
-        if context.task == "seq2seq" or "text_pair" in row:
-            prompts.append((row["text"], row.get("target", row.get("text_pair"))))
-        else:  # plain text: its first words start the generation
-            words = str(row["text"]).split()
-            prompts.append((" ".join(words[:8]), " ".join(words[8:24]) or None))
-    return prompts
-
-
-def generate_samples(model, tokenizer, context) -> list:
-    """``[{"prompt", "generated", "reference"}]`` for :func:`sample_prompts`."""
-    import torch
-
-    prompts = sample_prompts(context)
-    if not prompts:
-        return []
-    pairs = bool((context.recipe.get("data") or {}).get("columns", {}).get("text_pair"))
-    settings = generation_settings(context.recipe)
-    device = next(model.parameters()).device
-    special = {i for i in (tokenizer.eos_token_id, tokenizer.sep_token_id) if i is not None}
-    was_training = model.training
-    model.eval()
-    samples = []
-    try:
-        for prompt, reference in prompts:
-            ids = tokenizer(prompt, return_token_type_ids=False)["input_ids"]
-            if context.task == "causal-lm" and not pairs and len(ids) > 1 and ids[-1] in special:
-                ids = ids[:-1]  # continue the text, do not end it
-            input_ids = torch.tensor([ids], device=device)
-            with torch.no_grad():
-                output = model.generate(input_ids=input_ids,
-                                        attention_mask=torch.ones_like(input_ids),
-                                        pad_token_id=tokenizer.pad_token_id, use_cache=True,
-                                        **settings)
-            generated = output[0, input_ids.shape[1]:] if context.task == "causal-lm" \
-                else output[0]
-            samples.append({"prompt": prompt,
-                             "generated": tokenizer.decode(generated,
-                                                           skip_special_tokens=True).strip(),
-                             "reference": reference})
-    finally:
-        model.train(was_training)
-    return samples
-
-
-def log_samples(model, tokenizer, context, output_dir: str) -> list:
-    """Generate the samples, print them, write ``samples.txt`` in ``output_dir`` and log it to
-    the run's tracker (``samples/``)."""
-    samples = generate_samples(model, tokenizer, context)  # every rank: ZeRO-3 needs them all
-    from .launch import is_main_process
-
-    if not samples or not is_main_process():  # one process prints, writes and logs
-        return samples
-    lines = []
-    for sample in samples:
-        lines.append(f"prompt:    {sample['prompt']}")
-        lines.append(f"generated: {sample['generated']}")
-        if sample["reference"]:
-            lines.append(f"reference: {sample['reference']}")
-        lines.append("")
-    text = "\n".join(lines)
-    print("\nsample generations:\n" + "\n".join("  " + line for line in lines))
-    path = os.path.join(output_dir, "samples.txt")
-    os.makedirs(output_dir, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    tracker = getattr(context, "tracker", None)
-    if tracker is not None and hasattr(tracker, "log_artifact"):
-        tracker.log_artifact(path, "samples")
-    return samples
-
-
-def write_predictions(prediction, context, path: str) -> bool:
-    """Test predictions of the tasks other than sequence classification, one JSON line per row:
-    tag lists (token classification) or texts (seq2seq). Language models write none (their
-    test figures are the loss and perplexity). Returns whether a file was written."""
-    import numpy as np
-
-    task = context.task
-    if task in LANGUAGE_MODELS:
-        return False
-    predictions = prediction.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    labels = prediction.label_ids
-    if task == "token-classification":
-        names = list(context.label_names or [])
-        if np.asarray(predictions).ndim == 3:
-            predictions = np.argmax(predictions, axis=-1)
-        rows = []
-        for i, row in enumerate(np.asarray(predictions)):
-            keep = np.asarray(labels[i]) != -100
-            rows.append({"prediction": [names[t] for t in row[keep]],
-                         "label": [names[t] for t in np.asarray(labels[i])[keep]]})
-    elif task == "seq2seq":
-        texts = decode(predictions, context.tokenizer)
-        truth = decode(labels, context.tokenizer) if labels is not None else [None] * len(texts)
-        rows = [{"prediction": p, **({"label": t} if t is not None else {})}
-                for p, t in zip(texts, truth)]
-    else:
-        return False
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return True
+def configure_trainer(task: Task, context, metric_fns, args_kwargs: dict,
+                      trainer_kwargs: dict) -> None:
+    """What ``task`` sets in the TrainingArguments and Trainer kwargs: the eval loss for
+    loss-based metrics (``uses_loss``), arg-maxed logits, and generation for a seq2seq
+    Trainer (``predict_with_generate``, the ``generation`` settings on the model's
+    generation config)."""
+    if any(getattr(fn, "uses_loss", False) for _, fn in metric_fns):
+        include = args_kwargs.get("include_for_metrics") or []
+        args_kwargs["include_for_metrics"] = list(dict.fromkeys([*include, "loss"]))
+    if metric_fns and task.argmax_logits:
+        trainer_kwargs["preprocess_logits_for_metrics"] = argmax_logits
+    if task.trainer == "seq2seq":
+        args_kwargs["predict_with_generate"] = True
+        config = getattr(context.model, "generation_config", None)
+        if config is not None:
+            for key, value in generation_settings(context.recipe).items():
+                setattr(config, key, value)

@@ -58,7 +58,7 @@ def tokenizer():
     """The packaged MiniLM's tokenizer."""
     from transformers import AutoTokenizer
 
-    from fturun.context import resolve_path
+    from fturun.paths import resolve_path
 
     return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
@@ -90,7 +90,7 @@ def start_mlflow_server(root: Path, port: int | None = None):
     import time
     import urllib.request
 
-    from fturun.launch import free_port
+    from fturun.engine import free_port
 
     port = port or free_port()
     uri = f"http://127.0.0.1:{port}"

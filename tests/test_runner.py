@@ -14,8 +14,9 @@ import pytest  # noqa: E402
 from conftest import call_cli as fturun  # noqa: E402
 from conftest import read_json  # noqa: E402
 
+from fturun.build import report_to_without_mlflow  # noqa: E402
 from fturun.cli import main  # noqa: E402
-from fturun.runner import report_to_without_mlflow, total_steps  # noqa: E402
+from fturun.report import total_steps  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LORA = os.path.join(ROOT, "recipes", "lora_cls.json")
@@ -100,8 +101,8 @@ def test_resume_from_missing_folder(tmp_path, capsys):
 
 
 def test_resume_value_that_looks_like_an_override(tmp_path):
+    from fturun.checkpoints import resolve_resume
     from fturun.errors import RecipeRuntimeError
-    from fturun.runner import resolve_resume
 
     with pytest.raises(RecipeRuntimeError, match="put --resume after the KEY=VALUE overrides"):
         resolve_resume("training.max_steps=6", str(tmp_path))
@@ -140,6 +141,7 @@ def test_check_prints_the_plan_and_saves_nothing(tmp_path, capsys):
     assert not output_dir.exists()
 
 
+@pytest.mark.slow
 def test_full_fine_tune_with_weighted_loss_and_test_split(tmp_path, capsys):
     code, out, err = fturun(capsys, FULL, "training.max_steps=4", "data.max_train_samples=48",
                             "data.max_eval_samples=16", "data.max_test_samples=16",
@@ -216,7 +218,7 @@ def test_total_steps_of_a_plan():
 
 
 def test_fresh_run_removes_checkpoints_of_an_earlier_run(tmp_path):
-    from fturun.runner import remove_stale_checkpoints
+    from fturun.checkpoints import remove_stale_checkpoints
 
     for name in ("checkpoint-5", "checkpoint-10", "checkpoints-notes", "model"):
         (tmp_path / name).mkdir()

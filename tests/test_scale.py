@@ -308,21 +308,23 @@ def test_launch_refuses_before_starting_processes(cli):
     assert code == 2 and "--nproc must be at least 1" in err
 
 
-def test_mean_loss_heads_are_not_rescaled():
-    from fturun.launch import fix_loss_scaling
+def test_mean_loss_heads_are_not_rescaled(registry):
+    from fturun.engine import fix_loss_scaling
+
+    tasks = registry.tasks
 
     class Head:
         pass
 
     head = Head()
-    assert fix_loss_scaling(head, "sequence-classification") is True
+    assert fix_loss_scaling(head, tasks["sequence-classification"].mean_loss) is True
     assert head.accepts_loss_kwargs is False
-    assert fix_loss_scaling(Head(), "causal-lm") is False
+    assert fix_loss_scaling(Head(), tasks["causal-lm"].mean_loss) is False
 
     class Declared:
         accepts_loss_kwargs = True
 
-    assert fix_loss_scaling(Declared(), "token-classification") is False
+    assert fix_loss_scaling(Declared(), tasks["token-classification"].mean_loss) is False
 
 
 @pytest.mark.slow
@@ -333,7 +335,7 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mlflow_ser
     import psutil
     from mlflow.tracking import MlflowClient
 
-    from fturun.runner import checkpoint_is_complete
+    from fturun.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "ddp-stop"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

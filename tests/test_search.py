@@ -57,6 +57,7 @@ def study(mlflow_server, tmp_path_factory):
     return _client(mlflow_server), out, trials
 
 
+@pytest.mark.slow
 def test_one_parent_with_a_nested_child_run_per_trial(study):
     client, out, trials = study
     parents, children = _runs(client, "test-search")
@@ -97,6 +98,31 @@ def test_one_parent_with_a_nested_child_run_per_trial(study):
     assert parent.data.metrics["n_pruned"] >= 1
 
 
+@pytest.mark.slow
+def test_a_trial_gets_everything_a_run_gets(study):
+    """Each trial runs through the same RunSession as `fturun RECIPE`: its folder has the
+    engine report, the trainer state and the resolved recipe, and its MLflow child run has the
+    dataset inputs, the engine tags and the environment artifact."""
+    client, out, trials = study
+    _, children = _runs(client, "test-search")
+    complete = [(t, c) for t, c in zip(trials, children) if t["state"] == "complete"]
+    assert complete
+    for trial, child in complete:
+        folder = out / f"trial-{trial['number']}"
+        engine = json.loads((folder / "engine.json").read_text())
+        assert engine["world_size"] == 1
+        assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 4
+        assert (folder / "recipe.json").is_file() and (folder / "model").is_dir()
+        run = client.get_run(child.info.run_id)
+        contexts = sorted(tag.value for d in run.inputs.dataset_inputs for tag in d.tags
+                          if tag.key == "mlflow.data.context")
+        assert contexts == ["eval", "train"]
+        assert run.data.tags["fturun.engine.world_size"] == "1"
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "environment.json" in artifacts
+
+
+@pytest.mark.slow
 def test_best_recipe_written_and_logged(study, tmp_path):
     from fturun.plugins import load_plugins
     from fturun.recipe import load_recipe
@@ -145,6 +171,7 @@ def _recipe(tmp_path, name, **search):
     return path
 
 
+@pytest.mark.slow
 def test_failing_trials_are_recorded_and_the_study_goes_on(mlflow_server, tmp_path):
     # trial 0 names target modules the model lacks (peft raises), trial 1's learning rate
     # turns the loss NaN; trial 2 completes
@@ -201,6 +228,7 @@ def _spawn(recipe, *args, out):
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env), log
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_study(mlflow_server, tmp_path):
     import optuna
 
@@ -219,7 +247,7 @@ def test_two_processes_share_one_study(mlflow_server, tmp_path):
                 process.kill()
             log.close()
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
-    assert [p.returncode for p, _ in workers] == [0, 0], "\n\n".join(l[-3000:] for l in logs)
+    assert [p.returncode for p, _ in workers] == [0, 0], "\n\n".join(text[-3000:] for text in logs)
 
     from fturun.search import open_storage
 
@@ -246,6 +274,7 @@ def test_two_processes_share_one_study(mlflow_server, tmp_path):
         json.loads((tmp_path / "worker1" / "trials.json").read_text())
 
 
+@pytest.mark.slow
 def test_journal_storage_continues_a_study(cli, tmp_path):
     """A study in a journal file (search.storage ending .log) survives its process: the same
     command continues it up to n_trials, and runs nothing once it is complete."""

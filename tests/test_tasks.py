@@ -16,8 +16,9 @@ import pytest  # noqa: E402
 from conftest import call_cli as fturun  # noqa: E402
 from conftest import read_json  # noqa: E402
 
+from fturun.builtin.task_tokens import align_labels  # noqa: E402
 from fturun.context import BuildContext  # noqa: E402
-from fturun.data import align_labels, prepare_datasets  # noqa: E402
+from fturun.data import prepare_datasets  # noqa: E402
 from fturun.errors import RecipeRuntimeError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +58,7 @@ EVERY_STEP = ["training.eval_strategy=steps", "training.eval_steps=2", "training
               "training.save_strategy=no", "tracking.enabled=false"]
 
 
+@pytest.mark.slow
 def test_masked_lm_recipe(tmp_path, capsys):
     code, out, err = fturun(capsys, os.path.join(RECIPES, "mlm_bbc.json"),
                             "data.max_train_samples=12", "data.split.eval=6",
@@ -70,6 +72,7 @@ def test_masked_lm_recipe(tmp_path, capsys):
     assert "BertForMaskedLM" in read_json(tmp_path / "model" / "config.json")["architectures"]
 
 
+@pytest.mark.slow
 def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
     import mlflow
 
@@ -96,6 +99,7 @@ def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
     assert config["model_type"] == "gpt2" and config["eos_token_id"] == 102  # MiniLM's [SEP]
 
 
+@pytest.mark.slow
 def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
     code, out, err = fturun(capsys, os.path.join(RECIPES, "seq2seq_chat.json"),
                             "data.max_train_samples=64", "data.split.eval=8",
@@ -113,6 +117,7 @@ def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
     assert "reference: " in (tmp_path / "samples.txt").read_text()
 
 
+@pytest.mark.slow
 def test_token_classification_recipe(tmp_path, capsys):
     code, out, err = fturun(capsys, os.path.join(RECIPES, "ner_conll.json"),
                             "training.max_steps=4", "data.max_length=32",
@@ -127,14 +132,14 @@ def test_token_classification_recipe(tmp_path, capsys):
     assert read_json(tmp_path / "model" / "config.json")["id2label"]["3"] == "B-PER"
 
 
-def test_default_metrics_follow_the_task():
+def test_default_metrics_follow_the_task(registry):
     from fturun.schema import computed_metric_names
 
-    assert computed_metric_names({"task": "seq2seq"}) == ["rouge", "bleu"]
-    assert computed_metric_names({"task": "token-classification"}) == ["seqeval"]
-    assert computed_metric_names({"task": "causal-lm", "metrics": ["accuracy"]}) == \
-        ["accuracy", "perplexity"]
-    assert computed_metric_names({"task": "seq2seq", "metrics": []}) == []
+    assert computed_metric_names({"task": "seq2seq"}, registry) == ["rouge", "bleu"]
+    assert computed_metric_names({"task": "token-classification"}, registry) == ["seqeval"]
+    assert computed_metric_names({"task": "causal-lm", "metrics": ["accuracy"]},
+                                 registry) == ["accuracy", "perplexity"]
+    assert computed_metric_names({"task": "seq2seq", "metrics": []}, registry) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -170,6 +170,7 @@ def test_embedded_default_store(cli, tmp_path, monkeypatch):
     assert "model" not in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow
 def test_server_that_goes_away_mid_run_never_stops_training(tmp_path):
     """The tracking server dies while the run trains: training goes on, one warning says so,
     every metric is still in metrics.jsonl and the model is saved."""
@@ -211,13 +212,14 @@ def test_server_that_goes_away_mid_run_never_stops_training(tmp_path):
     assert (out / "model" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_metrics_logged_during_an_outage_are_sent_when_the_server_answers_again(tmp_path,
                                                                                 monkeypatch):
     import signal
 
     from mlflow.tracking import MlflowClient
 
-    from fturun import tracking
+    from fturun.tracking import tracker as tracking
 
     monkeypatch.setattr(tracking, "OUTAGE_PAUSE", 1.0)  # retry after 1 s instead of 60
     for name, value in tracking.HTTP_DEFAULTS.items():

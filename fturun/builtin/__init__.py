@@ -1,2 +1,4 @@
-"""fturun's built-in components: one plugin module per kind, registered through the same hooks as
-third-party plugins (see fturun.hookspecs). ``datasets.py`` is the example to copy."""
+"""fturun's built-in components and tasks: one plugin module per kind (and ``tasks.py`` with the
+task records, their implementations in ``task_*.py``), registered through the same hooks as
+third-party plugins (see fturun.hookspecs) and importing only ``fturun.api``. ``datasets.py`` is
+the example to copy."""

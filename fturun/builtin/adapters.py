@@ -3,16 +3,7 @@ LoHa, LoKr, IA3, prefix tuning, prompt tuning and P-tuning."""
 
 from __future__ import annotations
 
-from fturun.errors import RecipeRuntimeError
-from fturun.hookspecs import hookimpl
-
-PEFT_TASK_TYPES = {
-    "sequence-classification": "SEQ_CLS",
-    "token-classification": "TOKEN_CLS",
-    "causal-lm": "CAUSAL_LM",
-    "seq2seq": "SEQ_2_SEQ_LM",
-    "masked-lm": None,
-}
+from fturun.api import RecipeRuntimeError, hookimpl
 
 TARGET_MODULES = {
     "description": "module names (or name suffixes) to adapt, e.g. [\"query\", \"value\"], or "
@@ -121,7 +112,7 @@ def _peft_factory(config_class, schema):
         import peft
 
         kwargs = {**defaults, **params}
-        task_type = PEFT_TASK_TYPES.get(context.task)
+        task_type = context.task_record.peft_task_type
         if task_type:
             kwargs["task_type"] = task_type
         if config_class == "PromptTuningConfig" and kwargs.get("prompt_tuning_init") == "TEXT":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fturun.hookspecs import hookimpl
+from fturun.api import hookimpl
 
 EARLY_STOPPING_SCHEMA = {"type": "object", "properties": {
     "patience": {"type": "integer", "minimum": 1, "default": 3,

@@ -3,8 +3,7 @@ classification and causal-LM packing, all from transformers and built with the r
 
 from __future__ import annotations
 
-from fturun.errors import RecipeRuntimeError
-from fturun.hookspecs import hookimpl
+from fturun.api import RecipeRuntimeError, hookimpl
 
 PAD_TO_MULTIPLE_OF = {"type": "integer", "minimum": 1,
                       "description": "pad lengths up to a multiple of this (8 helps tensor cores)"}
@@ -118,8 +117,9 @@ def packing(params, context):
     only. The first label of each example is -100: nothing predicts across a boundary."""
     from transformers import DataCollatorWithFlattening
 
-    if context.task != "causal-lm":
-        raise RecipeRuntimeError(f"collator 'packing' is for causal-lm, not '{context.task}'")
+    if "packing" not in context.task_record.data_keys:
+        raise RecipeRuntimeError(f"collator 'packing' is for a task that packs its rows "
+                                 f"(data.packing: causal-lm), not '{context.task}'")
     model = context.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
@@ -171,7 +171,8 @@ def check_packing(model, tolerance: float = 1e-3) -> None:
 @hookimpl
 def fturun_register_collators(register):
     """The built-in collators."""
-    register("padding", padding, PADDING_SCHEMA, "Dynamic padding to the longest example in a batch")
+    register("padding", padding, PADDING_SCHEMA,
+             "Dynamic padding to the longest example in a batch")
     register("language_modeling", language_modeling, LM_SCHEMA,
              "Masked LM (mlm_probability) or causal LM (mlm=false) batches")
     register("seq2seq", seq2seq, SEQ2SEQ_SCHEMA, "Encoder-decoder batches with padded labels")

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 
-from fturun.data import datasets_cache_dir, free_bytes, human_bytes
-from fturun.errors import RecipeRuntimeError
-from fturun.hookspecs import hookimpl
+from fturun.api import (
+    RecipeRuntimeError,
+    datasets_cache_dir,
+    free_bytes,
+    hookimpl,
+    hub_unreachable_message,
+    human_bytes,
+)
 
 FORMATS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
            "text": "text", "txt": "text"}
@@ -324,8 +329,6 @@ def _conll_rows(files, encoding, columns, delimiter, comment_prefix):
 def load_hub(params, context):
     """A dataset from the Hugging Face Hub (or its local cache)."""
     from datasets import load_dataset
-
-    from fturun.hub import hub_unreachable_message
 
     message = hub_unreachable_message("dataset", params["path"])
     if message:

@@ -1,11 +1,11 @@
-"""Built-in training losses, passed to the Trainer as ``compute_loss_func``: cross entropy (with label
-smoothing), class-weighted cross entropy, and focal loss. They work for sequence classification
-(logits ``[batch, classes]``) and token classification (``[batch, tokens, classes]``, -100 ignored)."""
+"""Built-in training losses, passed to the Trainer as ``compute_loss_func``: cross entropy (with
+label smoothing), class-weighted cross entropy, and focal loss. They work for sequence
+classification (logits ``[batch, classes]``) and token classification (``[batch, tokens,
+classes]``, -100 ignored)."""
 
 from __future__ import annotations
 
-from fturun.errors import RecipeRuntimeError
-from fturun.hookspecs import hookimpl
+from fturun.api import RecipeRuntimeError, hookimpl
 
 WEIGHTS = {
     "description": "one weight per label (in label id order), or \"balanced\" for "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from fturun.hookspecs import hookimpl
+from fturun.api import hookimpl
 
 MODULE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metric_modules")
 

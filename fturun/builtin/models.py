@@ -1,20 +1,11 @@
 """Built-in model loaders: a pretrained model (local path, package path or Hub name), or a new model
-built from a config for training from scratch. The auto class follows the recipe's ``task``."""
+built from a config for training from scratch. The auto class is the task's ``model_class``."""
 
 from __future__ import annotations
 
 import os
 
-from fturun.errors import RecipeRuntimeError
-from fturun.hookspecs import hookimpl
-
-AUTO_CLASSES = {
-    "sequence-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "masked-lm": "AutoModelForMaskedLM",
-    "causal-lm": "AutoModelForCausalLM",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-}
+from fturun.api import RecipeRuntimeError, hookimpl, hub_unreachable_message
 
 DTYPES = ["auto", "float32", "float16", "bfloat16"]
 
@@ -63,16 +54,16 @@ FROM_CONFIG_SCHEMA = {
 }
 
 
-def _auto_class(task):
+def _auto_class(context):
+    """The transformers auto class of the run's task (``Task.model_class``)."""
     import transformers
 
-    return getattr(transformers, AUTO_CLASSES[task])
+    return getattr(transformers, context.task_record.model_class)
 
 
 def _locate(context, path, what):
-    """A local path when it exists, else the name as given (a Hub name), checked for reachability."""
-    from fturun.hub import hub_unreachable_message
-
+    """A local path when it exists, else the name as given (a Hub name), checked for
+    reachability."""
     resolved = context.resolve_path(path)
     if os.path.exists(resolved):
         return resolved
@@ -120,7 +111,7 @@ def load_pretrained(params, context):
     if not params.get("allow_pickle", False):
         kwargs["use_safetensors"] = True
     try:
-        model = _auto_class(context.task).from_pretrained(location, **kwargs)
+        model = _auto_class(context).from_pretrained(location, **kwargs)
     except OSError as exc:
         text = str(exc)
         if "safetensors" in text or "model.safetensors" in text:
@@ -155,14 +146,14 @@ def build_from_config(params, context):
         # the tokenizer's ids, not the config class's defaults (GPT-2's 50256 is not in a
         # BERT vocabulary); a generator stops at eos
         setattr(config, attr, special[attr])
-    if context.task == "seq2seq":
+    if context.task_record.model_class == "AutoModelForSeq2SeqLM":  # an encoder-decoder
         config.decoder_start_token_id = special["bos_token_id"] \
             if special["bos_token_id"] is not None else special["pad_token_id"]
     kwargs = {}
     if params.get("attn_implementation"):
         kwargs["attn_implementation"] = params["attn_implementation"]
     try:
-        model = _auto_class(context.task).from_config(config, **kwargs)
+        model = _auto_class(context).from_config(config, **kwargs)
     except (ValueError, ImportError) as exc:
         raise RecipeRuntimeError(f"model.params: cannot build a {config.model_type} model for "
                                  f"task '{context.task}': {exc}") from None

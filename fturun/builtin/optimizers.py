@@ -5,8 +5,7 @@ nothing heavy."""
 
 from __future__ import annotations
 
-from fturun.hookspecs import hookimpl
-from fturun.schema import training_schema
+from fturun.api import BNB_OPTIMIZERS, hookimpl, training_schema
 
 OPTIM_ARGS_SCHEMA = {"type": "object", "properties": {
     "optim_args": {"type": "object",
@@ -32,8 +31,6 @@ TORCH_OPTIMIZERS = {
 
 def needs_bitsandbytes(name: str) -> bool:
     """Whether an ``optim`` name runs on bitsandbytes (8-bit/paged optimizers: CUDA only)."""
-    from ..hardware import BNB_OPTIMIZERS
-
     return name in BNB_OPTIMIZERS
 
 

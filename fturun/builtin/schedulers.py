@@ -1,10 +1,10 @@
-"""Built-in learning-rate schedulers: every ``lr_scheduler_type`` of the installed TrainingArguments,
-with the kwargs each one takes, plus warmup (steps, or a fraction of training when below 1)."""
+"""Built-in learning-rate schedulers: every ``lr_scheduler_type`` of the installed
+TrainingArguments, with the kwargs each one takes, plus warmup (steps, or a fraction of training
+when below 1)."""
 
 from __future__ import annotations
 
-from fturun.hookspecs import hookimpl
-from fturun.schema import training_schema
+from fturun.api import hookimpl, training_schema
 
 RATE = {"type": "number", "minimum": 0, "maximum": 1}
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}

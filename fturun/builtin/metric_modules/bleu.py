@@ -94,7 +94,8 @@ class Bleu(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation="Papineni et al., BLEU: a Method for Automatic Evaluation of Machine Translation (2002)",
+            citation="Papineni et al., BLEU: a Method for Automatic Evaluation of Machine "
+                     "Translation (2002)",
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
                 datasets.Features({"predictions": datasets.Value("string"),

@@ -4,11 +4,13 @@ is unreachable offline)."""
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score
-from sklearn.metrics import f1_score
-from sklearn.metrics import matthews_corrcoef
-from sklearn.metrics import precision_score
-from sklearn.metrics import recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_score,
+    recall_score,
+)
 
 #: metrics that combine per-class scores ("average": macro by default)
 AVERAGED = {"precision": precision_score, "recall": recall_score, "f1": f1_score}

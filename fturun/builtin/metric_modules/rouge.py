@@ -11,12 +11,14 @@ import re
 import datasets
 import evaluate
 
-_DESCRIPTION = "ROUGE-N (n-gram overlap) and ROUGE-L (longest common subsequence) F-measures, averaged over prediction/reference pairs."
+_DESCRIPTION = ("ROUGE-N (n-gram overlap) and ROUGE-L (longest common subsequence) F-measures, "
+                "averaged over prediction/reference pairs.")
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: generated texts.
     references: one reference text per prediction.
-    rouge_types: any of "rouge1", "rouge2", ... "rouge9" and "rougeL" (default: rouge1, rouge2, rougeL).
+    rouge_types: any of "rouge1", "rouge2", ... "rouge9" and "rougeL"
+        (default: rouge1, rouge2, rougeL).
 Returns:
     {"rouge1": float, "rouge2": float, "rougeL": float} in [0, 1]
 """

@@ -13,7 +13,8 @@ import collections
 import datasets
 import evaluate
 
-_DESCRIPTION = "Entity-level (span) precision/recall/F1 of IOB-tagged sequences, plus token accuracy."
+_DESCRIPTION = ("Entity-level (span) precision/recall/F1 of IOB-tagged sequences, plus token "
+                "accuracy.")
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: a list of tag sequences, e.g. [["B-PER", "I-PER", "O"]].

@@ -13,7 +13,7 @@ in the submodules and import torch, transformers, datasets and matplotlib only w
 
 from __future__ import annotations
 
-from fturun.hookspecs import hookimpl
+from fturun.api import hookimpl
 
 from .callbacks import confusion_matrix
 from .datasets import SELECT_PATTERN, load_sqlite

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 
-from .losses import IGNORE_INDEX
-from .losses import logits_of
+from .losses import IGNORE_INDEX, logits_of
 
 
 def confusion_counts(predictions, references, n_labels: int):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from fturun.errors import RecipeRuntimeError
+from fturun.api import RecipeRuntimeError
 
 #: what the params schema and the factory accept as a query: a SELECT (any case)
 SELECT_PATTERN = r"^\s*[Ss][Ee][Ll][Ee][Cc][Tt]\b"

@@ -1,4 +1,5 @@
-"""The ``lion`` optimizer factory (the optimizer itself is in :mod:`fturun_example.lion_optimizer`)."""
+"""The ``lion`` optimizer factory (the optimizer itself is in
+:mod:`fturun_example.lion_optimizer`)."""
 
 from __future__ import annotations
 

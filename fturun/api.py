@@ -1,0 +1,70 @@
+"""The public plugin API: everything a fturun plugin imports of fturun, in one place.
+
+fturun's own built-ins (:mod:`fturun.builtin`) import only this module, exactly like a
+third-party plugin. Read it with :mod:`fturun.hookspecs` (the hooks and their contracts) and one
+built-in module (``fturun/builtin/datasets.py``). Nothing here imports torch or transformers.
+
+- writing a plugin: :data:`hookimpl`; the context a factory gets: :class:`BuildContext`; the
+  error a factory raises for a user's mistake: :class:`RecipeRuntimeError`;
+- a task: :class:`Task` (registered through ``fturun_register_tasks``), the
+  :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
+- recipe references: :func:`component_ref`, :func:`component_name`, :func:`resolve_path`;
+- output files: :func:`write_text`, :func:`write_json`, :func:`write_lines` (atomic);
+- resources: :func:`free_bytes`, :func:`available_memory`, :func:`human_bytes`,
+  :func:`datasets_cache_dir`; the Hub: :func:`hub_unreachable_message`;
+- dataset columns: :func:`is_list_column`, :func:`column_dtype`, :func:`is_integer_feature`,
+  :func:`as_string_column`;
+- TrainingArguments: :func:`training_schema` (the committed schema of the installed
+  transformers), :data:`BNB_OPTIMIZERS`.
+"""
+
+from __future__ import annotations
+
+from .context import BuildContext
+from .dataset_features import as_string_column, column_dtype, is_integer_feature, is_list_column
+from .errors import PluginError, RecipeRuntimeError
+from .hookspecs import hookimpl
+from .hub import hub_unreachable_message
+from .io import write_json, write_lines, write_text
+from .optim_names import BNB_OPTIMIZERS
+from .paths import resolve_path
+from .registry import component_name, component_ref, suggest
+from .resources import available_memory, datasets_cache_dir, free_bytes, human_bytes
+from .schema import training_schema
+from .tasks import (
+                    DEFAULT_MAX_NEW_TOKENS,
+                    DEFAULT_NUM_SAMPLES,
+                    Task,
+                    TokenizeSettings,
+                    generation_settings,
+)
+
+__all__ = [
+    "BNB_OPTIMIZERS",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_NUM_SAMPLES",
+    "BuildContext",
+    "PluginError",
+    "RecipeRuntimeError",
+    "Task",
+    "TokenizeSettings",
+    "as_string_column",
+    "available_memory",
+    "column_dtype",
+    "component_name",
+    "component_ref",
+    "datasets_cache_dir",
+    "free_bytes",
+    "generation_settings",
+    "hookimpl",
+    "hub_unreachable_message",
+    "human_bytes",
+    "is_integer_feature",
+    "is_list_column",
+    "resolve_path",
+    "suggest",
+    "training_schema",
+    "write_json",
+    "write_lines",
+    "write_text",
+]

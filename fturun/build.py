@@ -1,0 +1,240 @@
+"""Turn a validated recipe and the registry into everything a Trainer needs: the data, the model
+(and adapter), collator, loss, metrics, optimizer, scheduler and callbacks, the
+TrainingArguments and the Trainer itself.
+
+The build order is the one :mod:`fturun.hookspecs` promises factories: datasets, tokenizer and
+model, adapter, collator, loss, metrics, optimizer, scheduler, callbacks. Each factory reads what
+the :class:`~fturun.context.BuildContext` holds at its turn.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import BuildContext
+from .data import prepare_datasets, subsample, tokenize_datasets
+from .dist import main_process_first, quiet_off_main
+from .engine import (
+    fix_loss_scaling,
+    launch_arguments,
+    load_deepspeed_config,
+    single_process_environment,
+)
+from .errors import RecipeRuntimeError
+from .hardware import check_hardware, check_model, cuda_available
+from .hub import check_push_to_hub
+from .modelinfo import is_peft_model
+from .registry import component_ref
+from .tasks import configure_trainer, get_task, loss_from_eval_pred
+
+
+@dataclass
+class Build:
+    """Everything built for one run, ready for a Trainer."""
+
+    context: BuildContext
+    splits: dict
+    model: Any
+    tokenizer: Any
+    trainer_kwargs: dict = field(default_factory=dict)
+    args_kwargs: dict = field(default_factory=dict)
+    real_sizes: dict = field(default_factory=dict)  # rows per split before check's cap
+    cuda: bool = False
+
+    def add_callbacks(self, *callbacks) -> None:
+        """Append callbacks (None skipped) to the Trainer's."""
+        existing = list(self.trainer_kwargs.get("callbacks") or [])
+        self.trainer_kwargs["callbacks"] = existing + [c for c in callbacks if c is not None]
+
+
+def default_output_dir(recipe) -> str:
+    """``training.output_dir``, else ``outputs/<recipe file stem>``."""
+    training = recipe.data.get("training") or {}
+    if training.get("output_dir"):
+        return training["output_dir"]
+    stem = os.path.splitext(os.path.basename(recipe.path))[0] or "run"
+    return os.path.join("outputs", stem)
+
+
+def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
+              tracker=None) -> Build:
+    """Build datasets, model, adapter, collator, loss, metrics, optimizer, scheduler and
+    callbacks, and the TrainingArguments kwargs. ``check_rows`` caps every split (for ``check``);
+    the real split sizes are kept in ``Build.real_sizes``."""
+    from transformers import set_seed
+
+    data = recipe.data
+    check_before_loading(recipe)
+    seed = data.get("seed", 42)
+    set_seed(seed)
+    context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),
+                           recipe_dir=recipe.base_dir, output_dir=output_dir, seed=seed,
+                           tracker=tracker, log=quiet_off_main())
+    context.task_record = get_task(registry, context.task)
+    context.training_args = dict(data.get("training") or {})
+    build = _build_data_and_model(data, registry, context, check_rows)
+    build.args_kwargs, build.trainer_kwargs = _build_training_parts(recipe, registry, build)
+    return build
+
+
+def check_before_loading(recipe) -> None:
+    """What can be refused before any data or model is loaded: the hardware rules, a push to an
+    unreachable Hub; and a one-process environment for DeepSpeed outside a launcher."""
+    data = recipe.data
+    check_hardware(data, deepspeed_config=load_deepspeed_config(recipe))
+    check_push_to_hub(dict(data.get("training") or {}))
+    if data.get("deepspeed") is not None:
+        single_process_environment(quiet_off_main())  # no-op under a launcher
+
+
+def _build_data_and_model(data: dict, registry, context, check_rows) -> Build:
+    """Datasets (prepared, then tokenized once the tokenizer exists), model and adapter."""
+    training, data_cfg, cuda = context.training_args, data["data"], cuda_available()
+    with main_process_first(training, cuda):  # fills the cache the other processes read
+        splits = prepare_datasets(data_cfg, registry, context)
+    real_sizes = {split: len(ds) for split, ds in splits.items()}
+    if check_rows:
+        splits = {split: subsample(ds, check_rows, context.seed) for split, ds in splits.items()}
+
+    model, tokenizer = build_component(registry, "model", data["model"], context)
+    context.model, context.tokenizer = model, tokenizer
+    with main_process_first(training, cuda):
+        splits = tokenize_datasets(splits, data_cfg, context)
+
+    if data.get("adapter") is not None:
+        model = build_component(registry, "adapter", data["adapter"], context)
+        context.model = model
+    check_model(model, training)
+    # mean-loss heads: no x N loss under DDP / gradient accumulation
+    fix_loss_scaling(model, context.task_record.mean_loss)
+    check_mergeable(data, model)
+    return Build(context=context, splits=splits, model=model, tokenizer=tokenizer,
+                 real_sizes=real_sizes, cuda=cuda)
+
+
+def _build_training_parts(recipe, registry, build: Build) -> tuple:
+    """Collator, loss, metrics, optimizer, scheduler and callbacks: ``(args_kwargs,
+    trainer_kwargs)`` for TrainingArguments and the Trainer."""
+    data, context = recipe.data, build.context
+    task = context.task_record
+    collator = build_component(registry, "collator",
+                               data.get("collator") or task.collator_for(data["data"]), context)
+    loss_fn = build_component(registry, "loss", data["loss"], context) \
+        if data.get("loss") is not None else None
+    metric_fns = [(component_ref(ref)[0], build_component(registry, "metric", ref, context))
+                  for ref in task.metrics_for(data.get("metrics"))]  # else the task's
+
+    args_kwargs = dict(context.training_args)
+    args_kwargs["output_dir"] = context.output_dir
+    args_kwargs.setdefault("seed", context.seed)
+    trainer_kwargs = {}
+    for section in ("optimizer", "scheduler"):
+        if data.get(section) is not None:
+            result = _optimizer_settings(registry, section, data[section], context)
+            args_kwargs.update(result.get("training_args") or {})
+            if result.get("optimizer_cls_and_kwargs") is not None:
+                trainer_kwargs["optimizer_cls_and_kwargs"] = result["optimizer_cls_and_kwargs"]
+    context.training_args = args_kwargs
+    callbacks = [build_component(registry, "callback", ref, context)
+                 for ref in data.get("callbacks") or []]
+    args_kwargs["report_to"] = report_to_without_mlflow(args_kwargs.get("report_to"))
+    args_kwargs.update(launch_arguments(recipe, build.cuda))  # deepspeed; use_cpu+gloo on CPU
+    if not build.cuda:
+        args_kwargs.setdefault("dataloader_pin_memory", False)  # pinning is for CUDA only
+
+    trainer_kwargs.update(
+        model=build.model,
+        train_dataset=build.splits["train"],
+        eval_dataset=build.splits.get("eval"),
+        processing_class=build.tokenizer,
+        data_collator=collator,
+        compute_loss_func=loss_fn,
+        compute_metrics=make_compute_metrics(metric_fns, context) if metric_fns else None,
+        callbacks=callbacks or None,
+    )
+    configure_trainer(task, context, metric_fns, args_kwargs, trainer_kwargs)
+    return args_kwargs, trainer_kwargs
+
+
+def _optimizer_settings(registry, section: str, ref, context) -> dict:
+    """What an optimizer or scheduler factory returns, checked: ``{"training_args": {...}}``
+    and/or ``{"optimizer_cls_and_kwargs": (cls, kwargs)}``."""
+    result = build_component(registry, section, ref, context) or {}
+    if not isinstance(result, dict) or not set(result) <= {"training_args",
+                                                          "optimizer_cls_and_kwargs"}:
+        raise RecipeRuntimeError(
+            f"{section} '{component_ref(ref)[0]}' returned {result!r}; a "
+            f"{section} factory returns {{\"training_args\": {{...}}}} or "
+            "{\"optimizer_cls_and_kwargs\": (cls, kwargs)}")
+    return result
+
+
+def build_component(registry, kind: str, ref, context):
+    """Call the factory of the component ``ref`` names with its params and ``context``."""
+    name, params = component_ref(ref)
+    try:
+        component = registry.get(kind, name)
+    except KeyError as exc:
+        raise RecipeRuntimeError(exc.args[0]) from None
+    return component.factory(params, context)
+
+
+def check_mergeable(data: dict, model) -> None:
+    """``output.merge_adapter`` works for weight adapters (LoRA, LoHa, ...), not for soft
+    prompts: say so before training rather than after."""
+    if not (data.get("output") or {}).get("merge_adapter") or not is_peft_model(model):
+        return
+    config = model.peft_config[model.active_adapter]
+    if getattr(config, "is_prompt_learning", False):
+        raise RecipeRuntimeError(
+            f"output.merge_adapter: a {config.peft_type.value} adapter adds virtual tokens and "
+            "cannot be merged into the model's weights; remove output.merge_adapter")
+
+
+def report_to_without_mlflow(value) -> list | str:
+    """The recipe's ``report_to`` without ``mlflow`` (fturun tracks runs itself); ``"none"``
+    when nothing is left. ``"all"`` means every installed integration but MLflow."""
+    if value is None or value == "none":
+        return "none"
+    names = [value] if isinstance(value, str) else list(value)
+    if "all" in names:
+        from transformers.integrations import get_available_reporting_integrations
+
+        names = [n for n in names if n != "all"] + get_available_reporting_integrations()
+    names = [n for n in dict.fromkeys(names) if n not in ("mlflow", "none")]
+    return names or "none"
+
+
+def make_compute_metrics(metric_fns, context=None):
+    """One ``compute_metrics(eval_pred)`` for the Trainer: the task's predictions and references
+    (``Task.metric_inputs``: arg-maxed class ids for classification), then merge
+    what each metric function returns. A function with ``uses_loss`` also gets ``eval_loss``."""
+    def compute_metrics(eval_pred):
+        predictions, references = context.task_record.metric_inputs(eval_pred, context)
+        results = {}
+        for name, metric_fn in metric_fns:
+            if getattr(metric_fn, "uses_loss", False):
+                value = metric_fn(predictions, references,
+                                  eval_loss=loss_from_eval_pred(eval_pred))
+            else:
+                value = metric_fn(predictions, references)
+            if not isinstance(value, dict):
+                raise RecipeRuntimeError(f"metric '{name}' returned {type(value).__name__}, "
+                                         "not a dict of name -> value")
+            results.update(value)
+        return results
+
+    return compute_metrics
+
+
+def make_trainer(build: Build):
+    """The TrainingArguments and Trainer of a build; bad argument combinations are reported as
+    :class:`RecipeRuntimeError`."""
+    trainer_class, arguments_class = build.context.task_record.trainer_classes()
+    try:
+        args = arguments_class(**build.args_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RecipeRuntimeError(f"training: {exc}") from None
+    return trainer_class(args=args, **build.trainer_kwargs)

@@ -1,0 +1,64 @@
+"""Sample generations of the generating tasks (causal LM, seq2seq): a few prompts, generated
+with the recipe's ``generation`` settings at the end of a run."""
+
+from __future__ import annotations
+
+from fturun.api import DEFAULT_NUM_SAMPLES, generation_settings
+
+
+def sample_prompts(context, whole_text: bool) -> list:
+    """``[(prompt, reference or None)]``: ``generation.prompts``, else the first rows of the
+    eval (or train) data (``context.samples``): their ``text`` and ``target`` (or
+    ``text_pair``) when ``whole_text`` or for text pairs; else the first words of the text."""
+    section = context.recipe.get("generation") or {}
+    count = section.get("num_samples", DEFAULT_NUM_SAMPLES)
+    if count == 0:
+        return []
+    if section.get("prompts"):
+        return [(prompt, None) for prompt in section["prompts"]][:count]
+    rows = (context.samples or {}).get("eval") or (context.samples or {}).get("train") or []
+    prompts = []
+    for row in rows[:count]:
+        if whole_text or "text_pair" in row:
+            prompts.append((row["text"], row.get("target", row.get("text_pair"))))
+        else:  # plain text: its first words start the generation
+            words = str(row["text"]).split()
+            prompts.append((" ".join(words[:8]), " ".join(words[8:24]) or None))
+    return prompts
+
+
+def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_text: bool) -> list:
+    """``[{"prompt", "generated", "reference"}]``. ``decoder_only``: the output starts with the
+    prompt, and the generation is what follows it (else the whole output is the generation, as
+    from an encoder-decoder). ``continue_text``: an end token the tokenizer adds to the prompt is
+    dropped, so the model continues the text instead of starting a new one."""
+    import torch
+
+    if not prompts:
+        return []
+    settings = generation_settings(context.recipe)
+    device = next(model.parameters()).device
+    special = {i for i in (tokenizer.eos_token_id, tokenizer.sep_token_id) if i is not None}
+    was_training = model.training
+    model.eval()
+    samples = []
+    try:
+        for prompt, reference in prompts:
+            ids = tokenizer(prompt, return_token_type_ids=False)["input_ids"]
+            if continue_text and len(ids) > 1 and ids[-1] in special:
+                ids = ids[:-1]  # continue the text, do not end it
+            input_ids = torch.tensor([ids], device=device)
+            with torch.no_grad():
+                output = model.generate(input_ids=input_ids,
+                                        attention_mask=torch.ones_like(input_ids),
+                                        pad_token_id=tokenizer.pad_token_id, use_cache=True,
+                                        **settings)
+            generated = output[0, input_ids.shape[1]:] if decoder_only else output[0]
+            samples.append({"prompt": prompt,
+                            "generated": tokenizer.decode(generated,
+                                                          skip_special_tokens=True).strip(),
+                            "reference": reference})
+    finally:
+        model.train(was_training)
+    return samples
+

@@ -1,0 +1,47 @@
+"""Turn the recipe's ``data`` section into train/eval/test datasets the Trainer can use.
+
+The pipeline, in order (each step is a ``datasets`` transform, so a file-backed source is cached
+by fingerprint and a second run with the same recipe skips the work):
+
+1. load ``data.train`` (and ``data.eval`` / ``data.test``) through the registered dataset sources
+   (:mod:`.sources`);
+2. keep and rename the columns the task needs (``data.columns`` -> ``text``, ``text_pair``,
+   ``labels``, ``target``) and drop rows with empty text, a warning saying how many
+   (:mod:`.columns`);
+3. the task's ``prepare`` before the model exists (classification: the label map, labels -> ids;
+   token classification: the tag map, tags checked against the words);
+4. carve ``data.split.eval`` / ``data.split.test`` out of the train source (seeded, optionally
+   stratified), then ``max_*_samples`` (seeded shuffle, then the first N rows) (:mod:`.splits`);
+5. the task's ``tokenize`` (truncation to ``data.max_length``; padding only for
+   ``data.padding="max_length"``, else the collator pads each batch), once the room it needs is
+   known to be free and the lengths fit the model (:mod:`.room`).
+
+Tokenizing needs the tokenizer, which comes with the model, and the model needs the label map
+from step 3. So :func:`prepare_datasets` tokenizes only when ``context.tokenizer`` is already set;
+the runner calls it first, builds the model, then calls :func:`tokenize_datasets`. What is
+particular to a task lives in its :class:`fturun.tasks.Task` record (``prepare``, ``tokenize``,
+the columns its rows have).
+"""
+
+from __future__ import annotations
+
+from ..tasks import DEFAULT_MAX_LENGTH, TokenizeSettings
+from .prepare import SAMPLE_ROWS, prepare_datasets, tokenize_datasets
+from .room import check_model_positions, check_room, max_positions
+from .sources import load_source
+from .splits import SPLITS, split_train, subsample
+
+__all__ = [
+    "DEFAULT_MAX_LENGTH",
+    "SAMPLE_ROWS",
+    "SPLITS",
+    "TokenizeSettings",
+    "check_model_positions",
+    "check_room",
+    "load_source",
+    "max_positions",
+    "prepare_datasets",
+    "split_train",
+    "subsample",
+    "tokenize_datasets",
+]

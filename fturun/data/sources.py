@@ -1,0 +1,25 @@
+"""Step 1: the rows of a dataset source, through its registered factory."""
+
+from __future__ import annotations
+
+from ..errors import RecipeRuntimeError
+from ..registry import component_ref
+
+
+def load_source(ref, split: str, registry, context):
+    """Rows of one dataset source (``data.train``, ``data.eval``, ``data.test``) through its
+    registered factory: a ``datasets.Dataset``."""
+    from datasets import Dataset
+
+    name, params = component_ref(ref)
+    try:
+        component = registry.get("dataset", name)
+    except KeyError as exc:
+        raise RecipeRuntimeError(f"data.{split}: {exc.args[0]}") from None
+    ds = component.factory(params, context)
+    if not isinstance(ds, Dataset):
+        raise RecipeRuntimeError(
+            f"data.{split}: dataset '{name}' returned a {type(ds).__name__}, not a "
+            "datasets.Dataset (a DatasetDict needs params.split; streaming datasets are not "
+            "supported)")
+    return ds

@@ -1,0 +1,28 @@
+"""The recipe schema: composed from the registered components (:mod:`.compose`, with the fixed
+sections of :mod:`.sections`), and validation collecting every problem at once (:mod:`.validate`:
+schema errors worded by :mod:`.problems`, cross-field rules of :mod:`.rules` and
+:mod:`.task_rules`, dotted keys checked by :mod:`.keys`)."""
+
+from .compose import TRAINING_SCHEMA_FILE, component_schema, compose_schema, training_schema
+from .keys import check_recipe_key
+from .rules import check_rules
+from .sections import COMPONENT_SECTIONS, DEEPSPEED_CONFIG, DRAFT, GENERATION, SEARCH
+from .task_rules import computed_metric_names, effective_metrics
+from .validate import validate_recipe
+
+__all__ = [
+    "COMPONENT_SECTIONS",
+    "DEEPSPEED_CONFIG",
+    "DRAFT",
+    "GENERATION",
+    "SEARCH",
+    "TRAINING_SCHEMA_FILE",
+    "check_recipe_key",
+    "check_rules",
+    "component_schema",
+    "compose_schema",
+    "computed_metric_names",
+    "effective_metrics",
+    "training_schema",
+    "validate_recipe",
+]

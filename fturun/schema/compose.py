@@ -1,0 +1,109 @@
+"""Compose the recipe JSON Schema (Draft 2020-12) from the registered components, the fixed sections
+and the committed ``training`` schema."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from ..registry import KINDS, Registry
+from .sections import (
+    COMPONENT_SECTIONS,
+    DATA,
+    DEEPSPEED,
+    DEEPSPEED_CONFIG,
+    DESCRIPTION,
+    DRAFT,
+    EXTENDS,
+    GENERATION,
+    OUTPUT,
+    SCHEMA_KEY,
+    SEARCH,
+    SEED,
+    TRACKING,
+    definition_ref,
+)
+from .task_rules import task_property
+
+#: generated from ``TrainingArguments`` by :mod:`fturun.generate_schemas`, so validation never
+#: imports transformers
+TRAINING_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "training_arguments.schema.json"
+
+
+@lru_cache(maxsize=1)
+def training_schema() -> dict:
+    """The committed ``training`` section schema (generated from ``TrainingArguments``)."""
+    return json.loads(TRAINING_SCHEMA_FILE.read_text())
+
+
+_committed_training_schema = training_schema  # compose_schema has a parameter of that name
+
+
+def component_schema(registry: Registry, kind: str, only_plugins=None) -> dict:
+    """Schema of one component reference: ``"name"`` or ``{"name": ..., "params": {...}}``, with
+    ``params`` checked against the named component's schema (``if name == X then ...``)."""
+    components = [
+        c for c in registry.components[kind].values()
+        if only_plugins is None or c.plugin in only_plugins
+    ]
+    names = sorted(c.name for c in components)
+    branches = [
+        {
+            "if": {"properties": {"name": {"const": c.name}}, "required": ["name"]},
+            "then": {"properties": {"params": c.params_schema}},
+        }
+        for c in sorted(components, key=lambda c: c.name)
+    ]
+    return {
+        "description": f"a registered {kind}: a name, or {{\"name\": ..., \"params\": {{...}}}}",
+        "type": ["string", "object"],
+        "if": {"type": "string"},
+        "then": {"enum": names, "x-fturun-kind": kind},
+        "else": {
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "enum": names, "x-fturun-kind": kind},
+                "params": {"type": "object"},
+            },
+            "allOf": branches,
+        },
+    }
+
+
+def compose_schema(registry: Registry, training_schema: dict | None = None,
+                   only_plugins=None) -> dict:
+    """The full recipe schema (Draft 2020-12) for the components in ``registry`` (only those of
+    ``only_plugins`` when given); ``training_schema`` defaults to the committed one."""
+    defs = {kind: component_schema(registry, kind, only_plugins) for kind in KINDS}
+    defs["training"] = (training_schema if training_schema is not None
+                        else _committed_training_schema())
+    defs["deepspeed_config"] = DEEPSPEED_CONFIG
+    properties = {
+        "$schema": SCHEMA_KEY,
+        "description": DESCRIPTION,
+        "extends": EXTENDS,
+        "task": task_property(registry, only_plugins),
+        "seed": SEED,
+        "data": DATA,
+        "training": definition_ref("training"),
+        "output": OUTPUT,
+        "tracking": TRACKING,
+        "deepspeed": DEEPSPEED,
+        "search": SEARCH,
+        "generation": GENERATION,
+    }
+    for section, (kind, is_list) in COMPONENT_SECTIONS.items():
+        ref = definition_ref(kind)
+        properties[section] = {"type": "array", "items": ref} if is_list else ref
+    return {
+        "$schema": DRAFT,
+        "$id": "https://fturun.dev/schemas/recipe.schema.json",
+        "title": "fturun recipe",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["data", "model"],
+        "properties": properties,
+        "$defs": defs,
+    }

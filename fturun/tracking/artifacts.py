@@ -1,0 +1,93 @@
+"""The end-of-run artifacts of a tracked run: the recipe as written (with its bases) and
+resolved, the environment, the eval report, the loss/metric curves, and the model (registered
+when the recipe names a registered model)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..io import write_json
+from ..redaction import redact_tree
+from .params import environment
+from .settings import TrackingSettings
+from .tracker import NullTracker
+
+STAGING = ".mlflow-staging"  # under the output folder: the redacted copies that are logged
+
+
+def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_dir: str | None,
+                    results_file: str | None) -> None:
+    """Log the end-of-run artifacts: the recipe as written (with its bases) and resolved, the
+    environment, the eval report, the loss/metric curves, and the model (registered if asked).
+    Writes ``OUTPUT_DIR/recipe.json`` (the resolved recipe) when it is not there yet."""
+    if isinstance(tracker, NullTracker):
+        return
+    staging = os.path.join(output_dir, STAGING)
+    _log_recipe(tracker, recipe, output_dir, staging)
+    tracker.log_artifact(write_json(os.path.join(staging, "environment.json"), environment()))
+    if results_file:
+        tracker.log_artifact(results_file)
+    curves = plot_curves(log_history, os.path.join(staging, "curves.png"))
+    if curves:
+        tracker.log_artifact(curves)
+    settings = TrackingSettings.from_recipe(recipe)
+    if model_dir and settings.log_model and os.path.isdir(model_dir):
+        tracker.log_artifact(model_dir, "model")
+        if settings.registered_model_name:
+            tracker.register_model(settings.registered_model_name, "model")
+
+
+def _log_recipe(tracker, recipe, output_dir: str, staging: str) -> None:
+    """``recipe/``: every file as written (a redacted copy of one that holds a credential) and
+    ``resolved.json`` (redacted)."""
+    for path in recipe.files:
+        with open(path, encoding="utf-8-sig") as f:
+            data = json.loads(f.read())
+        safe = redact_tree(data)
+        if safe != data:
+            path = write_json(os.path.join(staging, "written", os.path.basename(path)), safe)
+        tracker.log_artifact(path, "recipe")
+    resolved = os.path.join(output_dir, "recipe.json")
+    if not os.path.exists(resolved):
+        write_json(resolved, recipe.data)
+    tracker.log_artifact(write_json(os.path.join(staging, "resolved.json"),
+                                    redact_tree(recipe.data)), "recipe")
+
+
+def plot_curves(log_history: list, path: str) -> str | None:
+    """A PNG of training loss and eval metrics over steps; None when there is nothing to plot."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = {}
+    for entry in log_history:
+        for key, value in entry.items():
+            if key.startswith("eval_") and isinstance(value, (int, float)) and \
+                    not key.endswith(("runtime", "per_second")) and key != "eval_epoch":
+                evals.setdefault(key, []).append((entry["step"], value))
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        axes[0].plot(*zip(*train), label="train loss")
+    if "eval_loss" in evals:
+        axes[0].plot(*zip(*evals["eval_loss"]), marker="o", label="eval loss")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    for key, points in evals.items():
+        if key != "eval_loss":
+            axes[1].plot(*zip(*points), marker="o", label=key)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("eval metrics")
+    if len(evals) > 1:
+        axes[1].legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,97 @@
+"""The one reader of a recipe's ``tracking`` section: whether to track, where (the tracking URI,
+resolved once), under which experiment and run name, with which tags, and whether to log and
+register the model. Also the server check that runs before anything heavy is loaded, and the
+one way an MLflow client is made."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..dist import is_main_process
+from ..errors import RecipeRuntimeError
+
+#: MLflow's HTTP retries, unless set in the environment: its defaults (7 retries, backoff
+#: factor 2, 120 s timeout) hold a call for about 4 minutes when the server is down
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else MLflow 3's own default: SQLite in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{os.path.abspath('mlflow.db')}"
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """A recipe's ``tracking`` section with its defaults applied."""
+
+    enabled: bool = True
+    tracking_uri: str = ""  # resolved: the recipe's, else :func:`default_tracking_uri`
+    experiment: str = ""  # default: the recipe file's stem
+    run_name: str | None = None
+    tags: dict = field(default_factory=dict)
+    log_model: bool = True
+    registered_model_name: str | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe) -> TrackingSettings:
+        """The settings of ``recipe`` (a :class:`~fturun.recipe.Recipe`)."""
+        section = recipe.data.get("tracking") or {}
+        return cls(enabled=bool(section.get("enabled", True)),
+                   tracking_uri=section.get("tracking_uri") or default_tracking_uri(),
+                   experiment=section.get("experiment") or _stem(recipe.path),
+                   run_name=section.get("run_name"),
+                   tags=dict(section.get("tags") or {}),
+                   log_model=bool(section.get("log_model", True)),
+                   registered_model_name=section.get("registered_model_name"))
+
+    @property
+    def active(self) -> bool:
+        """Whether this process tracks: tracking is enabled and this is the main process (only
+        rank 0 of a launch talks to MLflow)."""
+        return self.enabled and is_main_process()
+
+
+def tracking_active(recipe) -> bool:
+    """Whether this process tracks ``recipe`` (:attr:`TrackingSettings.active`)."""
+    return TrackingSettings.from_recipe(recipe).active
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Raise :class:`RecipeRuntimeError` within seconds when an HTTP tracking server does not
+    answer, before any model is loaded (a local store always passes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise RecipeRuntimeError(
+        f"MLflow tracking server {uri} is not reachable ({reason}). Start it, fix "
+        "tracking.tracking_uri or MLFLOW_TRACKING_URI, or run without tracking: "
+        "tracking.enabled=false")
+
+
+def mlflow_client(uri: str):
+    """An ``MlflowClient`` for ``uri`` whose HTTP calls give up within about a minute when the
+    server is down (:data:`HTTP_DEFAULTS`, unless set in the environment)."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]

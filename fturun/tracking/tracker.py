@@ -1,0 +1,370 @@
+"""The MLflow run of one recipe run (or one search trial, or a study's parent run): started, or
+reattached on ``--resume``; params, tags, step-wise metrics, dataset inputs, artifacts, the
+registered model; ended as FINISHED, FAILED or KILLED.
+
+A tracking server that goes away mid-run never stops training: every metric is also appended to
+``OUTPUT_DIR/metrics.jsonl`` and sent by a thread of its own, a refused call is reported once
+and then skipped, and while the server does not answer calls pause between attempts and the
+metrics wait to be sent when it answers again."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from ..errors import RecipeRuntimeError
+from ..io import append_line, read_json, write_json, write_text
+from .params import mlflow_key, param_value, run_tags, tag_value
+from .settings import HTTP_DEFAULTS, TrackingSettings, check_reachable, mlflow_client
+
+# HTTP_DEFAULTS is named here for the tests that set it with the pause (OUTAGE_PAUSE)
+__all__ = ["HTTP_DEFAULTS", "METRICS_FILE", "OUTAGE_PAUSE", "RUN_FILE", "NullTracker", "Tracker"]
+
+RUN_FILE = "mlflow_run.json"
+METRICS_FILE = "metrics.jsonl"
+BATCH = 100  # MLflow's limit on params/tags per log_batch
+METRIC_BATCH = 1000  # MLflow's limit on metrics per log_batch
+MAX_PENDING = 100_000  # metric values held for a server that is down
+OUTAGE_PAUSE = 60.0  # seconds between attempts while the tracking server does not answer
+FAILED = object()  # what a failed or skipped tracking call returns
+FLUSH_TIMEOUT = 120.0  # seconds the end of a run waits for queued metrics
+
+
+class NullTracker:
+    """Tracking disabled (or not rank 0): every call does nothing."""
+
+    run_id = None
+    experiment_id = None
+    tracking_uri = None
+
+    def callback(self):
+        """No callback."""
+        return
+
+    def log_params(self, params: dict) -> None:
+        """Nothing."""
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Nothing."""
+
+    def set_tags(self, tags: dict) -> None:
+        """Nothing."""
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """Nothing."""
+
+    def log_input(self, *args, **kwargs) -> None:
+        """Nothing."""
+
+    def register_model(self, name: str, artifact_path: str) -> None:
+        """Nothing."""
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Nothing to send."""
+        return True
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Nothing."""
+
+
+class Tracker:
+    """One MLflow run of a recipe run."""
+
+    def __init__(self, client, run_id, experiment_id, tracking_uri, output_dir):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tracking_uri = tracking_uri
+        self.output_dir = output_dir
+        self.failed_kinds = set()  # calls refused by an answering server, warned about once
+        self.down_since = None  # when the server stopped answering (None: it answers)
+        self.last_attempt = 0.0
+        self.pending = []  # metrics not sent during an outage, sent when it answers again
+        self._lock = threading.RLock()  # the sender thread and the main thread share the state
+        self._sender = self._queue = None
+
+    # ----------------------------------------------------------------------------------------
+    # start, reattach
+
+    @classmethod
+    def open(cls, recipe, output_dir: str, resume: bool, plugins=(), run_name=None,
+             parent_run_id=None, extra_tags=None) -> Tracker | NullTracker:
+        """Start (or on resume, reattach) the MLflow run of ``recipe``. Returns a
+        :class:`NullTracker` when tracking is disabled or this is not rank 0. ``run_name``
+        replaces ``tracking.run_name``; ``parent_run_id`` nests the run under that run (a search
+        trial under its study); ``extra_tags`` are added to the new run's tags."""
+        settings = TrackingSettings.from_recipe(recipe)
+        if not settings.active:
+            return NullTracker()
+        uri = settings.tracking_uri
+        check_reachable(uri)
+        client = mlflow_client(uri)
+        experiment_id = _experiment_id(client, settings.experiment)
+        saved = read_json(os.path.join(output_dir, RUN_FILE), {}) if resume else {}
+        if saved.get("tracking_uri") == uri:
+            run_id = saved["run_id"]
+            client.update_run(run_id, status="RUNNING")
+        else:
+            tags = {**settings.tags, **run_tags(recipe, plugins), **(extra_tags or {})}
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id
+            run = client.create_run(experiment_id, run_name=run_name or settings.run_name,
+                                    tags={mlflow_key(k): tag_value(k, v) for k, v in tags.items()})
+            run_id = run.info.run_id
+        tracker = cls(client, run_id, experiment_id, uri, output_dir)
+        tracker._record()
+        if resume:
+            tracker.set_tags({"fturun.resumed": "true"})
+        return tracker
+
+    @classmethod
+    def attach(cls, run_id: str, tracking_uri: str, output_dir: str) -> Tracker:
+        """Reattach the existing run ``run_id`` at ``tracking_uri`` (a search study's parent
+        run, joined by another process): mark it RUNNING and record it in
+        ``OUTPUT_DIR/mlflow_run.json``. Raises what MLflow raises when the run is not there
+        (deleted, or another server)."""
+        client = mlflow_client(tracking_uri)
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
+        tracker = cls(client, run_id, run.info.experiment_id, tracking_uri, output_dir)
+        tracker._record()
+        return tracker
+
+    def _record(self) -> None:
+        """Write ``mlflow_run.json``: which run this output folder belongs to (read back by
+        ``--resume``)."""
+        write_json(os.path.join(self.output_dir, RUN_FILE),
+                   {"run_id": self.run_id, "experiment_id": self.experiment_id,
+                    "tracking_uri": self.tracking_uri})
+
+    # ----------------------------------------------------------------------------------------
+    # every call through here: a failure never reaches training
+
+    def _safely(self, what, fn, *args, **kwargs):
+        """Call ``fn``; a failure never reaches training. When the server stops answering,
+        calls pause for :data:`OUTAGE_PAUSE` seconds between attempts (each attempt's retries
+        are bounded, see :data:`HTTP_DEFAULTS`), so an outage costs training seconds, not
+        minutes per logging step. Returns :data:`FAILED` for a failed or skipped call."""
+        with self._lock:
+            return self._call(what, fn, *args, **kwargs)
+
+    def _call(self, what, fn, *args, **kwargs):
+        now = time.monotonic()
+        if self.down_since is not None and now - self.last_attempt < OUTAGE_PAUSE:
+            return FAILED  # paused: the server did not answer a moment ago
+        self.last_attempt = now
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a tracking outage must not stop training
+            self._failed(what, exc, now)
+            return FAILED
+        if self.down_since is not None:
+            self._answers_again(now)
+        return result
+
+    def _failed(self, what, exc, now) -> None:
+        """Warn once that the server went away, or once per kind of call it refuses."""
+        if self.down_since is None and not self._answers():
+            self.down_since = now
+            print(f"warning: MLflow {what} failed: the server at {self.tracking_uri} does "
+                  f"not answer ({type(exc).__name__}); training goes on, metrics are kept "
+                  f"in {self._metrics_path()} and sent when it answers again (tried every "
+                  f"{OUTAGE_PAUSE:.0f} s)", file=sys.stderr)
+        elif self.down_since is None and what not in self.failed_kinds:
+            self.failed_kinds.add(what)  # the server answers: this call itself is refused
+            print(f"warning: MLflow {what} failed ({type(exc).__name__}: {exc}); training "
+                  "goes on", file=sys.stderr)
+
+    def _answers_again(self, now) -> None:
+        """The outage is over: send the metrics kept meanwhile."""
+        outage = now - self.down_since
+        self.down_since = None
+        pending, self.pending = self.pending, []
+        for i in range(0, len(pending), METRIC_BATCH):
+            self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                         metrics=pending[i:i + METRIC_BATCH])
+        print(f"note: MLflow answers again after {outage:.0f} s; {len(pending)} metric "
+              "values logged meanwhile were sent", file=sys.stderr)
+
+    def _answers(self) -> bool:
+        """Whether the tracking server answers its health check (a local store always does)."""
+        try:
+            check_reachable(self.tracking_uri, timeout=3.0)
+            return True
+        except RecipeRuntimeError:
+            return False
+
+    def _metrics_path(self) -> str:
+        return os.path.join(self.output_dir, METRICS_FILE)
+
+    # ----------------------------------------------------------------------------------------
+    # params, tags, metrics
+
+    def log_params(self, params: dict) -> None:
+        """Log params in batches of at most 100, values cut to MLflow's limit."""
+        from mlflow.entities import Param
+
+        existing = {}
+        run = self._safely("get_run", self.client.get_run, self.run_id)
+        if run is not FAILED:
+            existing = run.data.params
+        items = [Param(key, param_value(v)) for key, v in
+                 ((mlflow_key(k), v) for k, v in params.items() if k != "$schema")
+                 if key not in existing]  # a resumed run keeps its params
+        for i in range(0, len(items), BATCH):
+            self._safely("log_batch(params)", self.client.log_batch, self.run_id,
+                         params=items[i:i + BATCH])
+
+    def set_tags(self, tags: dict) -> None:
+        """Set run tags (values cut to MLflow's limit)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(mlflow_key(k), tag_value(k, v)) for k, v in tags.items()]
+        for i in range(0, len(items), BATCH):
+            self._safely("log_batch(tags)", self.client.log_batch, self.run_id,
+                         tags=items[i:i + BATCH])
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Append numeric metrics at ``step`` to metrics.jsonl and queue them for a sender
+        thread, so that a slow or absent server never slows training."""
+        from mlflow.entities import Metric
+
+        numeric = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not numeric:
+            return
+        append_line(self._metrics_path(), {"step": step, **numeric})
+        now = int(time.time() * 1000)
+        items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()]
+        if self._sender is None:
+            import queue
+
+            self._queue = queue.Queue()
+            self._sender = threading.Thread(target=self._send_metrics, name="fturun-mlflow",
+                                            daemon=True)
+            self._sender.start()
+        self._queue.put(items)  # training never waits for the server
+
+    def _send_metrics(self) -> None:
+        """The sender thread: queued metrics in batches; those that fail wait in ``pending``."""
+        while True:
+            items = self._queue.get()
+            if items is None:  # closed
+                self._queue.task_done()
+                return
+            try:
+                while len(items) < METRIC_BATCH and not self._queue.empty():
+                    more = self._queue.get_nowait()
+                    self._queue.task_done()
+                    if more is None:
+                        self._queue.put(None)  # seen after this batch
+                        break
+                    items = items + more
+                if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                                metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
+                    self.pending.extend(items)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until the queued metrics are sent (or kept as pending); False on timeout."""
+        if self._sender is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def callback(self):
+        """A TrainerCallback that logs every Trainer log line with its global step."""
+        from transformers import TrainerCallback
+
+        tracker = self
+
+        class FturunMlflowCallback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and state.is_world_process_zero:
+                    tracker.log_metrics(logs, state.global_step)
+
+        return FturunMlflowCallback()
+
+    # ----------------------------------------------------------------------------------------
+    # artifacts, inputs, the model
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        """Log a file or a folder."""
+        if os.path.isdir(path):
+            self._safely("log_artifacts", self.client.log_artifacts, self.run_id, path,
+                         artifact_path)
+        elif os.path.exists(path):
+            self._safely("log_artifact", self.client.log_artifact, self.run_id, path,
+                         artifact_path)
+
+    def log_input(self, name: str, source: str, fingerprint: str, num_rows: int,
+                  context: str) -> None:
+        """Record a dataset (source and fingerprint) as a run input."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=str(fingerprint)[:36], source_type="fturun",
+                          source=json.dumps({"source": source}),
+                          profile=json.dumps({"num_rows": num_rows}))
+        tags = [InputTag("mlflow.data.context", context)]
+        self._safely("log_inputs", self.client.log_inputs, self.run_id,
+                     datasets=[DatasetInput(dataset, tags)])
+
+    def register_model(self, name: str, artifact_path: str) -> None:
+        """Register the logged model folder as a new version of ``name`` in the registry."""
+        from mlflow.exceptions import MlflowException
+
+        if self.down_since is not None:
+            return
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self._safely("create_registered_model", self.client.create_registered_model, name)
+        run = self._safely("get_run", self.client.get_run, self.run_id)
+        if run is not FAILED:
+            source = f"{run.info.artifact_uri}/{artifact_path}"
+            self._safely("create_model_version", self.client.create_model_version, name,
+                         source, run_id=self.run_id)
+
+    # ----------------------------------------------------------------------------------------
+    # the end
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Send the queued metrics, then end the run as FINISHED, FAILED or KILLED."""
+        if not self.flush():
+            print(f"warning: MLflow: metrics not sent within {FLUSH_TIMEOUT:.0f} s; they are in "
+                  f"{self._metrics_path()}", file=sys.stderr)
+        if self._sender is not None:
+            self._queue.put(None)  # the sender thread ends
+            self._sender = None
+        if self.down_since is not None:
+            self.last_attempt = 0.0  # one last attempt, whatever the pause
+        if error:
+            self.set_tags({"fturun.error": error})
+            self.log_artifact(write_text(os.path.join(self.output_dir, "error.txt"), error))
+        if self._safely("set_terminated", self.client.set_terminated, self.run_id,
+                        status) is FAILED and self.down_since is not None:
+            print(f"warning: MLflow still does not answer: run {self.run_id} keeps the status "
+                  f"RUNNING there; its metrics are in {self._metrics_path()}", file=sys.stderr)
+
+
+def _experiment_id(client, name: str) -> str:
+    """The id of experiment ``name``, created when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # another process created it meanwhile (a shared search study)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
