@@ -4,8 +4,22 @@ fturun's own built-ins (:mod:`fturun.builtin`) import only this module, exactly 
 third-party plugin. Read it with :mod:`fturun.hookspecs` (the hooks and their contracts) and one
 built-in module (``fturun/builtin/datasets.py``). Nothing here imports torch or transformers.
 
+This module, the hooks and the contracts are the **plugin API**, versioned on its own:
+:data:`API_VERSION` (``MAJOR.MINOR``; a minor release only adds, a major one may change or
+remove). A plugin states the range it works with as a module attribute,
+``FTURUN_API = ">=1.0,<2"``, and is refused with a message naming both when this fturun's API is
+outside it. Names not listed in ``__all__`` below are not part of the API.
+
 - writing a plugin: :data:`hookimpl`; the context a factory gets: :class:`BuildContext`; the
   error a factory raises for a user's mistake: :class:`RecipeRuntimeError`;
+- typed contracts (:mod:`fturun.contracts`): :class:`Register`, :class:`RegisterTask`, and
+  per kind the factory and what it returns: :class:`DatasetFactory`, :class:`ModelFactory`,
+  :class:`AdapterFactory`, :class:`CollatorFactory` / :class:`Collator`,
+  :class:`LossFactory` / :class:`LossFunction`, :class:`MetricFactory` /
+  :class:`MetricFunction`, :class:`CallbackFactory`, :class:`OptimizerFactory` /
+  :class:`OptimizerSettings`, :class:`SchedulerFactory` / :class:`SchedulerSettings`
+  (:data:`MakeScheduler`); ``context.tracker``: :class:`RunTracker`;
+- testing a plugin: :mod:`fturun.testing` (plain functions and pytest fixtures);
 - a task: :class:`Task` (registered through ``fturun_register_tasks``), the
   :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
 - recipe references: :func:`component_ref`, :func:`component_name`, :func:`resolve_path`;
@@ -20,7 +34,28 @@ built-in module (``fturun/builtin/datasets.py``). Nothing here imports torch or 
 
 from __future__ import annotations
 
+from .api_version import API_VERSION
 from .context import BuildContext
+from .contracts import (
+    AdapterFactory,
+    CallbackFactory,
+    Collator,
+    CollatorFactory,
+    DatasetFactory,
+    LossFactory,
+    LossFunction,
+    MakeScheduler,
+    MetricFactory,
+    MetricFunction,
+    ModelFactory,
+    OptimizerFactory,
+    OptimizerSettings,
+    Register,
+    RegisterTask,
+    RunTracker,
+    SchedulerFactory,
+    SchedulerSettings,
+)
 from .dataset_features import as_string_column, column_dtype, is_integer_feature, is_list_column
 from .errors import PluginError, RecipeRuntimeError
 from .hookspecs import hookimpl
@@ -40,6 +75,25 @@ from .tasks import (
 )
 
 __all__ = [
+    "API_VERSION",
+    "AdapterFactory",
+    "CallbackFactory",
+    "Collator",
+    "CollatorFactory",
+    "DatasetFactory",
+    "LossFactory",
+    "LossFunction",
+    "MakeScheduler",
+    "MetricFactory",
+    "MetricFunction",
+    "ModelFactory",
+    "OptimizerFactory",
+    "OptimizerSettings",
+    "Register",
+    "RegisterTask",
+    "RunTracker",
+    "SchedulerFactory",
+    "SchedulerSettings",
     "BNB_OPTIMIZERS",
     "DEFAULT_MAX_NEW_TOKENS",
     "DEFAULT_NUM_SAMPLES",

@@ -28,6 +28,8 @@ from .hub import check_push_to_hub
 from .modelinfo import is_peft_model
 from .registry import component_ref
 from .tasks import configure_trainer, get_task, loss_from_eval_pred
+from .tracking import NullTracker
+from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
 
 @dataclass
@@ -42,6 +44,11 @@ class Build:
     args_kwargs: dict = field(default_factory=dict)
     real_sizes: dict = field(default_factory=dict)  # rows per split before check's cap
     cuda: bool = False
+    #: ``args.*`` params that say what ran where a component replaced a TrainingArguments
+    #: choice (``args.optim`` for an optimizer class, ...): logged over the Trainer's own
+    ran_params: dict = field(default_factory=dict)
+    #: ``(name, make_scheduler)`` of a scheduler component with a schedule of its own
+    scheduler: tuple | None = None
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -62,7 +69,8 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
               tracker=None) -> Build:
     """Build datasets, model, adapter, collator, loss, metrics, optimizer, scheduler and
     callbacks, and the TrainingArguments kwargs. ``check_rows`` caps every split (for ``check``);
-    the real split sizes are kept in ``Build.real_sizes``."""
+    the real split sizes are kept in ``Build.real_sizes``. Factories see ``tracker`` as
+    ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None)."""
     from transformers import set_seed
 
     data = recipe.data
@@ -71,7 +79,8 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     set_seed(seed)
     context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),
                            recipe_dir=recipe.base_dir, output_dir=output_dir, seed=seed,
-                           tracker=tracker, log=quiet_off_main())
+                           tracker=tracker if tracker is not None else NullTracker(),
+                           log=quiet_off_main())
     context.task_record = get_task(registry, context.task)
     context.training_args = dict(data.get("training") or {})
     build = _build_data_and_model(data, registry, context, check_rows)
@@ -121,8 +130,10 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
     task = context.task_record
     collator = build_component(registry, "collator",
                                data.get("collator") or task.collator_for(data["data"]), context)
-    loss_fn = build_component(registry, "loss", data["loss"], context) \
-        if data.get("loss") is not None else None
+    loss_fn = None
+    if data.get("loss") is not None:
+        loss_fn = MeanLoss(component_ref(data["loss"])[0],
+                           build_component(registry, "loss", data["loss"], context))
     metric_fns = [(component_ref(ref)[0], build_component(registry, "metric", ref, context))
                   for ref in task.metrics_for(data.get("metrics"))]  # else the task's
 
@@ -132,10 +143,8 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
     trainer_kwargs = {}
     for section in ("optimizer", "scheduler"):
         if data.get(section) is not None:
-            result = _optimizer_settings(registry, section, data[section], context)
-            args_kwargs.update(result.get("training_args") or {})
-            if result.get("optimizer_cls_and_kwargs") is not None:
-                trainer_kwargs["optimizer_cls_and_kwargs"] = result["optimizer_cls_and_kwargs"]
+            _apply_settings(registry, section, data[section], build, args_kwargs,
+                            trainer_kwargs)
     context.training_args = args_kwargs
     callbacks = [build_component(registry, "callback", ref, context)
                  for ref in data.get("callbacks") or []]
@@ -158,27 +167,34 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
     return args_kwargs, trainer_kwargs
 
 
-def _optimizer_settings(registry, section: str, ref, context) -> dict:
-    """What an optimizer or scheduler factory returns, checked: ``{"training_args": {...}}``
-    and/or ``{"optimizer_cls_and_kwargs": (cls, kwargs)}``."""
-    result = build_component(registry, section, ref, context) or {}
-    if not isinstance(result, dict) or not set(result) <= {"training_args",
-                                                          "optimizer_cls_and_kwargs"}:
-        raise RecipeRuntimeError(
-            f"{section} '{component_ref(ref)[0]}' returned {result!r}; a "
-            f"{section} factory returns {{\"training_args\": {{...}}}} or "
-            "{\"optimizer_cls_and_kwargs\": (cls, kwargs)}")
-    return result
+def _apply_settings(registry, section: str, ref, build: Build, args_kwargs: dict,
+                    trainer_kwargs: dict) -> None:
+    """An optimizer or scheduler component's settings (checked:
+    :func:`~fturun.wiring.checked_settings`) into the TrainingArguments kwargs, the Trainer
+    kwargs (``optimizer_cls_and_kwargs``) and the build (a schedule of its own; what ran)."""
+    name = component_ref(ref)[0]
+    build.context.training_args = dict(args_kwargs)  # what this factory sees
+    result = checked_settings(section, name,
+                              build_component(registry, section, ref, build.context))
+    args_kwargs.update(result.get("training_args") or {})
+    if result.get("optimizer_cls_and_kwargs") is not None:
+        trainer_kwargs["optimizer_cls_and_kwargs"] = result["optimizer_cls_and_kwargs"]
+    if result.get("scheduler") is not None:
+        build.scheduler = (name, result["scheduler"])
+    build.ran_params.update(what_ran(section, name, result))
 
 
 def build_component(registry, kind: str, ref, context):
-    """Call the factory of the component ``ref`` names with its params and ``context``."""
+    """Call the factory of the component ``ref`` names as the contract says: with its params,
+    the schema's defaults filled in (:meth:`~fturun.registry.Component.build`), and
+    ``context``. A name that is not registered (or whose plugin is disabled or failed) is a
+    :class:`RecipeRuntimeError` saying so."""
     name, params = component_ref(ref)
     try:
         component = registry.get(kind, name)
     except KeyError as exc:
         raise RecipeRuntimeError(exc.args[0]) from None
-    return component.factory(params, context)
+    return component.build(params, context)
 
 
 def check_mergeable(data: dict, model) -> None:
@@ -237,4 +253,10 @@ def make_trainer(build: Build):
         args = arguments_class(**build.args_kwargs)
     except (ValueError, TypeError) as exc:
         raise RecipeRuntimeError(f"training: {exc}") from None
-    return trainer_class(args=args, **build.trainer_kwargs)
+    trainer = trainer_class(args=args, **build.trainer_kwargs)
+    loss = build.trainer_kwargs.get("compute_loss_func")
+    if isinstance(loss, MeanLoss):
+        loss.bind(trainer)
+    if build.scheduler is not None:
+        install_scheduler(trainer, *build.scheduler)
+    return trainer

@@ -12,11 +12,26 @@ __all__ = ["BuildContext", "resolve_path"]
 
 @dataclass
 class BuildContext:
-    """Runtime objects for factories. Fields are filled in as the runner builds the parts (see
-    :mod:`fturun.hookspecs` for the order); a factory reads only what exists at its turn.
+    """Runtime objects for factories. Fields are filled in as the runner builds the parts, in
+    this order: datasets, tokenizer and model, adapter, collator, loss, metrics, optimizer,
+    scheduler, callbacks (:mod:`fturun.hookspecs`); a factory reads only what exists at its turn.
 
-    ``task`` is the task's name; ``task_record`` its :class:`fturun.tasks.Task` (model class,
-    PEFT task type, ...)."""
+    - ``recipe``: the resolved recipe (a dict); ``recipe_dir``: its folder (relative paths);
+      ``output_dir``: where the run writes; ``seed``;
+    - ``task``: the task's name; ``task_record``: its :class:`fturun.tasks.Task`;
+    - ``label_names``, ``model_kwargs`` (set by the task's ``prepare``; a model factory passes
+      ``model_kwargs`` on), ``train_dataset`` / ``eval_dataset`` (tokenized once the model
+      exists), ``samples`` (a few raw rows per split);
+    - ``tokenizer``, ``model`` (after the adapter: the wrapped model);
+    - ``training_args``: the TrainingArguments keyword arguments so far, a dict: the recipe's
+      ``training`` section as written (TrainingArguments' defaults are *not* in it: read a
+      value with :meth:`training_arg`), plus ``output_dir`` and ``seed`` from the optimizer on,
+      plus what the optimizer factory returned as ``training_args`` for the scheduler and the
+      callbacks;
+    - ``tracker``: the run's tracker (:class:`fturun.contracts.RunTracker`); it does nothing
+      under ``fturun check``, with tracking off and on ranks other than 0, and is never None;
+    - ``log``: ``log(message)`` prints on the main process only.
+    """
 
     recipe: dict
     task: str = "sequence-classification"
@@ -31,7 +46,8 @@ class BuildContext:
     eval_dataset: Any = None
     training_args: dict = field(default_factory=dict)
     #: the run's MLflow tracker: ``log_artifact(path, artifact_path=None)``,
-    #: ``log_metrics(dict, step)``, ``set_tags(dict)``; does nothing when tracking is off
+    #: ``log_metrics(dict, step)``, ``set_tags(dict)``; a no-op tracker when tracking is off,
+    #: under ``fturun check`` and off rank 0 (the runner always sets one)
     tracker: Any = None
     #: a few raw rows per split before tokenization (``{"eval": [{"text": ...}, ...]}``), e.g.
     #: the prompts of a run's sample generations
@@ -56,6 +72,19 @@ class BuildContext:
     @task_record.setter
     def task_record(self, record) -> None:
         self._task_record = record
+
+    def training_arg(self, key: str):
+        """The value of TrainingArguments ``key`` this run uses: ``training_args[key]``, else
+        the default of the installed transformers (e.g. ``learning_rate`` 5e-05). A key
+        TrainingArguments does not have is a ``KeyError``."""
+        if key in self.training_args:
+            return self.training_args[key]
+        from .schema import training_schema
+
+        properties = training_schema()["properties"]
+        if key not in properties:
+            raise KeyError(f"TrainingArguments has no argument {key!r}")
+        return properties[key].get("default")
 
     def resolve_path(self, path: str) -> str:
         """:func:`resolve_path` relative to the recipe's folder."""

@@ -27,13 +27,13 @@ The rules (all problems are reported at once):
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .dist import world_size
 from .errors import RecipeRuntimeError
 from .optim_names import BNB_OPTIMIZERS
+from .redaction import environ_snapshot
 from .registry import component_name
 
 #: optim name (or prefix ending "_") -> (module, what to pip install)
@@ -64,7 +64,7 @@ class Hardware:
     bf16: bool = False
     installed: Callable[[str], bool] = field(
         default=lambda module: importlib.util.find_spec(module) is not None)
-    environ: dict = field(default_factory=lambda: dict(os.environ))
+    environ: dict = field(default_factory=environ_snapshot)
 
     @classmethod
     def detect(cls) -> Hardware:

@@ -1,35 +1,50 @@
 """The hooks a fturun plugin implements: the one module a plugin author needs to read.
 
-A plugin is a module (or object) with functions decorated by ``fturun.hookimpl`` and named like the
-hooks below; it imports that, and everything else it needs of fturun, from :mod:`fturun.api`. It
-is found through the ``fturun`` entry-point group::
+A plugin is a module (or object) with functions decorated by ``fturun.api.hookimpl`` and named
+like the hooks below; it imports that, and everything else it needs of fturun, from
+:mod:`fturun.api` (plugin API version :data:`fturun.api.API_VERSION`; declare the range you
+need as a module attribute, ``FTURUN_API = ">=1.0,<2"``: outside it the plugin is refused,
+saying so). It is found through the ``fturun`` entry-point group::
 
     # pyproject.toml of your distribution
     [project.entry-points.fturun]
     my_plugin = "my_package.fturun_plugin"
 
-Every hook receives one argument, ``register``, and calls it once per component::
+**Registering.** Every component hook receives one argument, ``register``
+(:class:`fturun.contracts.Register`), and calls it once per component::
 
     register(name, factory, params_schema, description)
 
 - ``name``: what a recipe writes, e.g. ``"focal"``. Lowercase letters, digits, ``_`` and ``-``;
-  unique across all plugins of the same kind (a duplicate is refused and both plugins are named).
-- ``factory``: a callable ``factory(params, context)`` (contract per kind below). Keep heavy imports
-  (torch, transformers, peft, ...) *inside* the factory: fturun imports plugin modules to validate
-  recipes and must stay fast.
-- ``params_schema``: a JSON Schema (Draft 2020-12) object for the component's ``params``. fturun
-  adds ``additionalProperties: false`` when the schema does not say otherwise, so a typo in a recipe
-  is an error with a "did you mean" suggestion.
-- ``description``: one line, shown by ``fturun components``.
+  unique across all plugins for its kind (a duplicate is refused and both plugins are named).
+- ``factory``: a callable ``factory(params, context)`` (what it returns: per kind below). Keep
+  heavy imports (torch, transformers, peft, ...) *inside* the factory: fturun imports plugin
+  modules to validate recipes and must stay fast.
+- ``params_schema``: a JSON Schema (Draft 2020-12) for the component's ``params``, an object
+  schema (``None``: no params). Unless the schema says otherwise, fturun adds
+  ``"additionalProperties": false`` (``"unevaluatedProperties": false`` when its properties
+  come from ``allOf``/``anyOf``/``oneOf``/``if``/``$ref``), also to ``{"type": "object"}``
+  without properties, which then takes no params: a typo in a recipe is an error with a "did
+  you mean" suggestion. Write ``"additionalProperties": true`` to take any key.
+- ``description``: one line, shown by ``fturun components`` (required).
 
-Tasks are records, not components: ``fturun_register_tasks`` calls ``register(task)`` with a
-:class:`fturun.api.Task` (see that hook).
+``fturun_register_tasks`` is the exception: its ``register(task)`` takes a
+:class:`fturun.api.Task` record (see that hook).
 
-``params`` is the validated ``params`` object of the recipe with the schema's defaults *not* filled
-in: use ``params.get(key, default)``. ``context`` is a :class:`fturun.context.BuildContext`; its
-fields (``recipe``, ``task``, ``task_record``, ``tokenizer``, ``model``, ``output_dir``,
-``label_names``, ``train_dataset`` ...) are filled in as the runner gets to them, in this order:
-datasets, tokenizer and model, adapter, collator, loss, metrics, optimizer, scheduler, callbacks.
+**A factory's arguments.** ``params`` is the recipe's ``params`` object, validated against the
+schema, with the schema's ``default`` of every property the recipe leaves out filled in (also
+inside nested objects the recipe has; not inside ``anyOf``/``oneOf`` branches): state a default
+once, in the schema, and read ``params["key"]``. ``context`` is a
+:class:`fturun.api.BuildContext` (its docstring lists the fields); fields are filled in as the
+runner builds the parts, in this order: datasets, tokenizer and model, adapter, collator, loss,
+metrics, optimizer, scheduler, callbacks. ``context.tracker`` is never None: the run's MLflow
+tracker, or one that does nothing (``fturun check``, tracking off, ranks other than 0).
+
+**When factories run.** Once per run (``fturun RECIPE``, ``fturun check``, each search trial),
+in *every* process of a multi-process launch: each process builds its own components; only
+rank 0 tracks and writes the outputs. A recipe that validated but cannot run as written (a
+missing file, params that do not fit the model) raises :class:`fturun.api.RecipeRuntimeError`
+with a message saying what to change: the command prints it without a traceback and exits 1.
 """
 
 from __future__ import annotations
@@ -46,8 +61,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def fturun_register_datasets(register):
     """Register dataset sources (``data.train``, ``data.eval``, ``data.test`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> datasets.Dataset`` with the raw, untokenized
-    rows. The runner maps columns, turns labels into ids, splits, subsamples and tokenizes.
+    Factory contract: ``factory(params, context) -> datasets.Dataset`` with the raw,
+    untokenized rows, any columns (:class:`fturun.contracts.DatasetFactory`). Called once per
+    split that names it, before the model and tokenizer exist; the main process of a launch
+    goes first and fills the ``datasets`` cache, the others then read it. The runner maps the
+    columns (``data.columns``), drops empty rows, lets the task prepare the labels, splits,
+    subsamples and tokenizes. Not a ``DatasetDict`` (take a ``split`` param) and not a
+    streaming dataset.
     """
 
 
@@ -55,10 +75,13 @@ def fturun_register_datasets(register):
 def fturun_register_models(register):
     """Register model loaders (``model`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> (model, tokenizer)``.
-    ``context.task_record.model_class`` names the transformers auto class to use;
-    ``context.model_kwargs`` holds what the data decided (``num_labels``, ``id2label``,
-    ``label2id`` for classification) and must be passed on to the model.
+    Factory contract: ``factory(params, context) -> (model, tokenizer)``
+    (:class:`fturun.contracts.ModelFactory`). Called once the datasets are prepared:
+    ``context.task_record.model_class`` names the transformers auto class to use (e.g.
+    ``"AutoModelForSequenceClassification"``), and ``context.model_kwargs`` holds what the
+    data decided (``num_labels``, ``id2label``, ``label2id`` for classification, or what a
+    plugin task's ``prepare`` set): pass it on to the model. The tokenizer then tokenizes
+    the datasets.
     """
 
 
@@ -66,18 +89,23 @@ def fturun_register_models(register):
 def fturun_register_adapters(register):
     """Register parameter-efficient adapters (``adapter`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> model`` wrapping ``context.model`` (for
-    example a ``peft.PeftModel``). Raise :class:`fturun.errors.RecipeRuntimeError` with a clear
-    message when the params do not fit the model (e.g. target modules that match nothing).
+    Factory contract: ``factory(params, context) -> model`` wrapping or changing
+    ``context.model`` (:class:`fturun.contracts.AdapterFactory`), for example a
+    ``peft.PeftModel`` (``context.task_record.peft_task_type`` is peft's task type). Raise
+    :class:`fturun.api.RecipeRuntimeError` with a clear message when the params do not fit the
+    model (e.g. target modules that match nothing).
     """
 
 
 @hookspec
 def fturun_register_collators(register):
-    """Register data collators (``collator`` in a recipe).
+    """Register data collators (``collator`` in a recipe; else the task's default).
 
-    Factory contract: ``factory(params, context) -> callable(list_of_features) -> batch``, for
-    example a ``transformers.DataCollatorWithPadding`` built with ``context.tokenizer``.
+    Factory contract: ``factory(params, context) -> collator`` where ``collator(features) ->
+    batch`` turns a list of tokenized rows (dicts) into a dict of tensors
+    (:class:`fturun.contracts.Collator`), for example a ``transformers.DataCollatorWithPadding``
+    built with ``context.tokenizer``; ``context.model`` exists. Keep the ``labels`` key: the
+    loss and the metrics read it.
     """
 
 
@@ -85,27 +113,46 @@ def fturun_register_collators(register):
 def fturun_register_losses(register):
     """Register training losses (``loss`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> loss_fn(outputs, labels,
-    num_items_in_batch=None) -> torch.Tensor``; it is passed to the Trainer as
-    ``compute_loss_func``. ``context.train_dataset`` and ``context.label_names`` are available
-    (e.g. to compute class weights from label frequencies).
+    Factory contract: ``factory(params, context) -> loss`` where ``loss(outputs, labels) ->
+    torch.Tensor`` (:class:`fturun.contracts.LossFunction`) returns the **plain mean** over the
+    labelled items (labels other than -100) of the micro-batch it is given, a 0-dim tensor,
+    as ``torch.nn.functional.cross_entropy(..., reduction="mean")`` does; 0 (not NaN) for a
+    batch without labelled items. ``outputs`` is the model's output for the batch (a
+    ``ModelOutput``: ``outputs["logits"]`` or ``outputs.logits``); ``labels`` is the batch's
+    ``labels`` tensor (taken out of the inputs, so the model computes no loss of its own), or
+    None when the batch has none. ``context.train_dataset`` and ``context.label_names`` are
+    there (e.g. class weights from label frequencies).
+
+    fturun makes that mean right under gradient accumulation and across processes (the
+    Trainer alone would not: it expects a ``compute_loss_func`` to return a sum divided by
+    ``num_items_in_batch`` and takes a mean as ``gradient_accumulation_steps`` times too large,
+    and the number of processes times too large in a launch): the loss is given to the Trainer
+    as ``compute_loss_func`` inside ``fturun.wiring.MeanLoss``, which multiplies it by
+    ``items in this micro-batch / items in the whole optimizer step`` (items counted as the
+    Trainer counts ``num_items_in_batch``: every accumulated micro-batch, and every process with
+    ``average_tokens_across_devices``, the default). Each optimizer step then follows the
+    gradient of the mean over all the items of the step, so that ``per_device_train_batch_size
+    4 x gradient_accumulation_steps 2``, ``8 x 1`` and 2 processes ``x 4`` train alike. Without
+    labels, a training step's loss is divided by the micro-batches accumulated. The logged
+    ``loss`` is the mean of the step, as for the model's own loss; ``eval_loss`` is your mean
+    per eval batch, averaged.
     """
 
 
 @hookspec
 def fturun_register_metrics(register):
-    """Register evaluation metrics (``metrics`` in a recipe, a list).
+    """Register evaluation metrics (``metrics`` in a recipe, a list; else the task's default).
 
-    Factory contract: ``factory(params, context) -> metric_fn(predictions, references) -> dict``
-    where the dict maps metric names (without the ``eval_`` prefix) to floats. What the
-    function receives follows the task (``context.task_record.metric_inputs``): arg-maxed
-    class ids (sequence classification), token ids at the labelled positions (masked/causal LM),
-    lists of tag names per sentence (token classification), decoded texts (seq2seq). A function
+    Factory contract: ``factory(params, context) -> metric_fn`` where ``metric_fn(predictions,
+    references) -> dict`` (:class:`fturun.contracts.MetricFunction`) maps metric names (without
+    the ``eval_`` prefix) to floats. Called at each evaluation with what the task's
+    ``metric_inputs`` makes of the eval predictions: arg-maxed class ids (sequence
+    classification), token ids at the labelled positions (masked/causal LM), lists of tag names
+    per sentence (token classification), decoded texts (seq2seq), or a plugin task's. A function
     with the attribute ``uses_loss = True`` is also called with ``eval_loss=`` (e.g.
-    perplexity). Return the component's name as the key (or
-    keys starting with ``<name>_``); a metric returning other keys declares them as a regular
-    expression in its params schema, ``"x-fturun-keys": "f1_.*"``, so that
-    ``metric_for_best_model`` can name them.
+    perplexity). Return the component's name as the key (or keys starting with ``<name>_``); a
+    metric returning other keys declares them as a regular expression in its params schema,
+    ``"x-fturun-keys": "f1_.*"``, so that ``metric_for_best_model`` can name them.
     """
 
 
@@ -113,7 +160,13 @@ def fturun_register_metrics(register):
 def fturun_register_callbacks(register):
     """Register Trainer callbacks (``callbacks`` in a recipe, a list).
 
-    Factory contract: ``factory(params, context) -> transformers.TrainerCallback``.
+    Factory contract: ``factory(params, context) -> transformers.TrainerCallback``
+    (:class:`fturun.contracts.CallbackFactory`). Built last, when the context holds everything
+    (model, datasets, ``training_args`` with the optimizer's and scheduler's settings). The
+    callback runs in every process of a launch: write files where ``state.is_world_process_zero``;
+    log through ``context.tracker`` (``log_metrics(dict, step)``, ``log_artifact(path)``,
+    ``set_tags(dict)``), which does nothing under ``fturun check``, with tracking off and off
+    rank 0, so a callback never needs to test for it.
     """
 
 
@@ -121,9 +174,24 @@ def fturun_register_callbacks(register):
 def fturun_register_optimizers(register):
     """Register optimizers (``optimizer`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> dict`` with ``"training_args": {...}``
-    (settings for TrainingArguments, such as ``optim``/``optim_args``/``weight_decay``),
-    ``"optimizer_cls_and_kwargs": (cls, kwargs)`` (passed to the Trainer), or both.
+    Factory contract: ``factory(params, context) -> dict``
+    (:class:`fturun.contracts.OptimizerSettings`) with one key or both:
+
+    - ``"training_args": {...}``: TrainingArguments to set, such as ``optim``,
+      ``optim_args`` or ``weight_decay`` (names TrainingArguments does not have are refused);
+    - ``"optimizer_cls_and_kwargs": (cls, kwargs)``: the optimizer class. The Trainer calls
+      ``cls(param_groups, **kwargs)`` with two parameter groups, ``{"params": [...],
+      "weight_decay": training.weight_decay}`` (the weights) and ``{"params": [...],
+      "weight_decay": 0.0}`` (biases and norm layers). The groups carry no ``lr``: put ``lr``
+      in ``kwargs`` (``context.training_arg("learning_rate")`` follows
+      ``training.learning_rate``; the scheduler then sets each group's lr every step). A
+      ``weight_decay`` in ``kwargs`` is overridden by the groups': return it as
+      ``training_args`` instead.
+
+    ``context.training_args`` holds the TrainingArguments kwargs so far (the recipe's
+    ``training``; defaults through ``context.training_arg(name)``). The run's MLflow params say
+    what ran: ``args.optim`` is ``"NAME (module.Class)"`` and ``args.optim_args`` the kwargs
+    for an optimizer class.
     """
 
 
@@ -131,9 +199,19 @@ def fturun_register_optimizers(register):
 def fturun_register_schedulers(register):
     """Register learning-rate schedulers (``scheduler`` in a recipe).
 
-    Factory contract: ``factory(params, context) -> {"training_args": {...}}``, settings for
-    TrainingArguments, typically ``lr_scheduler_type``, ``lr_scheduler_kwargs`` and
-    ``warmup_steps``.
+    Factory contract: ``factory(params, context) -> dict``
+    (:class:`fturun.contracts.SchedulerSettings`) with one key or both:
+
+    - ``"training_args": {...}``: TrainingArguments to set, typically ``lr_scheduler_type``,
+      ``lr_scheduler_kwargs`` and ``warmup_steps``;
+    - ``"scheduler": make_scheduler``: a schedule of your own;
+      ``make_scheduler(optimizer, num_training_steps) -> torch.optim.lr_scheduler.LRScheduler``
+      is called once the optimizer exists (``num_training_steps``: the run's optimizer steps),
+      and the scheduler is stepped once per optimizer step; its ``state_dict`` is saved in each
+      checkpoint and loaded by ``--resume``. The MLflow param ``args.lr_scheduler_type`` then
+      says ``"NAME (module.make_scheduler)"``.
+
+    Called after the optimizer factory: ``context.training_args`` includes what it returned.
     """
 
 
@@ -141,16 +219,45 @@ def fturun_register_schedulers(register):
 def fturun_register_tasks(register):
     """Register tasks (``task`` in a recipe): one :class:`fturun.api.Task` record per task.
 
-    Record contract: call ``register(task)`` once per task with a ``Task`` (see its docstring
-    for every field). Its ``name`` is what a recipe writes (lowercase letters, digits, ``_``,
-    ``-``; unique across plugins). ``model_class`` names a transformers auto class,
-    ``trainer`` is ``"trainer"`` or ``"seq2seq"``, ``labels`` ``"classes"``, ``"tags"`` or
-    None, ``data_keys`` a subset of ``block_size``, ``packing``, ``max_target_length``,
-    ``label_all_tokens``; collator and metric references name registered components. The
-    callables run during a run, in this order: ``prepare(sources, recipe_data, context)``
-    before the split, ``tokenize(ds, tokenizer, settings, split)`` once the model exists,
-    ``metric_inputs(eval_pred, context)`` at each evaluation, then
-    ``write_predictions(prediction, context, path)`` and ``generate_samples(model,
-    tokenizer, context)`` at the end. Keep their heavy imports inside them. A record that is
-    not valid, or a name another plugin registered, is reported and the whole plugin skipped.
+    Record contract: call ``register(task)`` once per task with a ``Task``
+    (:class:`fturun.contracts.RegisterTask`; the record's docstring describes every field).
+    Its ``name`` is what a recipe writes (lowercase letters, digits, ``_``, ``-``; unique
+    across plugins) and ``description`` one line. What the run takes from it:
+
+    - the model and the Trainer: ``model_class`` (a transformers auto class name, e.g.
+      ``"AutoModelForSequenceClassification"``: what model factories load),
+      ``peft_task_type`` (peft's ``TaskType`` name or None), ``trainer`` (``"trainer"``, or
+      ``"seq2seq"`` for ``Seq2SeqTrainer`` with ``predict_with_generate``), ``mean_loss``
+      (True: the model's own loss is a plain mean, scaled as a loss component's is),
+      ``argmax_logits`` (keep arg-max ids instead of logits at evaluation);
+    - the recipe: ``default_collator`` and ``packed_collator`` (``data.packing``),
+      ``default_metrics`` (without ``metrics``) and ``always_metrics`` (added to any list),
+      references to registered components; ``data_keys``, the task-only ``data`` settings it
+      accepts (of ``block_size``, ``packing``, ``max_target_length``, ``label_all_tokens``);
+      ``generates`` (a ``generation`` section, sample generations);
+    - the rows: ``labels`` (``"classes"``: one label per row, which the task's ``prepare``
+      turns into what the model learns; ``"tags"``: one per word; None: no label column) and
+      ``target`` (rows carry a target text); ``data.columns`` maps the source columns to
+      ``text``, ``text_pair``, ``labels``, ``target``.
+
+    The callables, in the order a run calls them (keep their heavy imports inside them):
+
+    1. ``prepare(sources, recipe_data, context) -> sources``: the columns mapped, before the
+       split; ``sources`` is ``{"train": Dataset, "eval"?: ..., "test"?: ...}``,
+       ``recipe_data`` the recipe's ``data`` section. Decide the labels here: set
+       ``context.label_names`` and ``context.model_kwargs`` (what the model factory passes to
+       the model, e.g. ``{"num_labels": 1}``). Default: the sources unchanged.
+    2. ``tokenize(ds, tokenizer, settings, split) -> ds``: once the model exists, per split;
+       ``settings`` is a :class:`fturun.api.TokenizeSettings` (``max_length``, ``padding``,
+       ...). Return the model's inputs and ``labels``, without the text columns; use
+       ``ds.map`` with plain arguments so ``datasets`` caches it.
+    3. ``metric_inputs(eval_pred, context) -> (predictions, references)``: at each evaluation,
+       from the Trainer's ``EvalPrediction``: what every metric function receives.
+    4. ``write_predictions(prediction, context, path) -> bool`` (or None): with a test split,
+       after training, on rank 0: write ``test_predictions.jsonl`` (``fturun.api.write_lines``).
+    5. ``generate_samples(model, tokenizer, context) -> [{"prompt", "generated",
+       "reference"}]`` (with ``generates``): a few generations at the end of a run.
+
+    A record that is not valid, or a name another plugin registered, is reported and the whole
+    plugin skipped.
     """

@@ -1,4 +1,7 @@
-"""Hub reachability: fail fast and say what to do, instead of a long hang and a traceback."""
+"""Hub reachability: fail fast and say what to do, instead of a long hang and a traceback.
+
+:func:`check_recipe_hub_access` runs before anything heavy is imported or loaded: the Hub names
+a recipe's built-in components would fetch, and ``training.push_to_hub``."""
 
 from __future__ import annotations
 
@@ -70,3 +73,54 @@ def check_push_to_hub(training: dict) -> None:
         f"training.push_to_hub: {reason}, so the model could not be uploaded after training. "
         "Remove training.push_to_hub (the model is saved in OUTPUT_DIR/model and can be "
         "uploaded later), or run where the Hub or your HF_ENDPOINT mirror is reachable")
+
+
+#: the built-in components that fetch from the Hub: (section, component name) -> (what they
+#: fetch, the params that may name a Hub repository)
+_HUB_PARAMS = {
+    ("model", "pretrained"): ("model", ("path", "tokenizer")),
+    ("model", "from_config"): ("model", ("tokenizer", "config")),
+    ("data", "hub"): ("dataset", ("path",)),
+}
+
+
+def recipe_hub_names(data: dict, base_dir: str = "") -> list:
+    """``[(recipe key, what, name)]``: the Hub names the recipe's built-in components would
+    fetch (a ``pretrained`` or ``from_config`` model's path, tokenizer and config, a ``hub``
+    dataset's path); a local path (one that exists, or is written as a path) is none."""
+    found = []
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    refs = [(f"data.{split}", "data", data_section.get(split))
+            for split in ("train", "eval", "test")]  # in the order a run loads them
+    refs.append(("model", "model", data.get("model")))
+    for key, section, ref in refs:
+        if not isinstance(ref, dict) or (section, ref.get("name")) not in _HUB_PARAMS:
+            continue
+        what, names = _HUB_PARAMS[(section, ref.get("name"))]
+        params = ref.get("params") if isinstance(ref.get("params"), dict) else {}
+        for param in names:
+            value = params.get(param)
+            if isinstance(value, str) and _is_hub_name(value, base_dir):
+                found.append((f"{key}.params.{param}", what, value))
+    return found
+
+
+def _is_hub_name(name: str, base_dir: str) -> bool:
+    if name.startswith(("package:", ".", "/", "~")) or name.count("/") > 1:
+        return False
+    return not (os.path.exists(name) or (base_dir and os.path.exists(os.path.join(base_dir,
+                                                                                  name))))
+
+
+def check_recipe_hub_access(data: dict, base_dir: str = "") -> None:
+    """Raise :class:`~fturun.errors.RecipeRuntimeError` when the recipe needs the Hub and it
+    cannot be used (a Hub name not in the local cache, or ``training.push_to_hub``): before
+    any model or data is loaded, so the failure comes within a second."""
+    from .errors import RecipeRuntimeError
+
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    check_push_to_hub(training)
+    for key, what, name in recipe_hub_names(data, base_dir):
+        message = hub_unreachable_message(what, name)
+        if message:
+            raise RecipeRuntimeError(f"{key}: {message}")

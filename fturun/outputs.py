@@ -8,13 +8,14 @@ import os
 
 from .dist import is_main_process
 from .errors import RecipeRuntimeError
-from .io import partial_folder, replace_folder, write_json, write_text
+from .io import partial_folder, read_json, replace_folder, write_json, write_text
 from .modelinfo import is_peft_model
 
 RESULTS_FILE = "eval_results.json"
 RECIPE_FILE = "recipe.json"
 PREDICTIONS_FILE = "test_predictions.jsonl"
 SAMPLES_FILE = "samples.txt"
+ADAPTER_CONFIG = "adapter_config.json"  # peft's
 
 
 def save_outputs(trainer, build, data: dict, output_dir: str) -> dict:
@@ -31,6 +32,8 @@ def save_outputs(trainer, build, data: dict, output_dir: str) -> dict:
     saved["adapter" if is_peft_model(trainer.model) else "model"] = model_dir
     if not is_main_process():  # save_model runs on every rank (ZeRO-3 gathers); rank 0 writes
         return saved
+    if is_peft_model(trainer.model):
+        portable_base_reference(partial, data, build.context)
     if is_peft_model(trainer.model) and build.context.model_kwargs:
         # the label map beside the adapter: AutoPeftModelFor...from_pretrained(model_dir,
         # **labels) rebuilds the base model with the right head (a config.json here would make
@@ -56,6 +59,33 @@ def save_outputs(trainer, build, data: dict, output_dir: str) -> dict:
             replace_folder(partial, merged_dir)
             saved["merged model"] = merged_dir
     return saved
+
+
+def portable_base_reference(adapter_dir: str, recipe_data: dict, context) -> str | None:
+    """Name the base model in ``adapter_dir/adapter_config.json`` as the recipe did
+    (``package:NAME/path``, a Hub name, a path relative to the recipe) instead of the folder it
+    was loaded from on this machine, so the adapter's config means the same on another
+    machine. Only when the recipe's ``model.params.path`` is that folder; returns the name
+    written (None: left as it was)."""
+    config_path = os.path.join(adapter_dir, ADAPTER_CONFIG)
+    model = recipe_data.get("model")
+    named = (model.get("params") or {}).get("path") if isinstance(model, dict) else None
+    config = read_json(config_path, None)
+    if not isinstance(named, str) or not isinstance(config, dict):
+        return None
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str) or base == named or not os.path.isdir(base):
+        return None
+    try:
+        local = context.resolve_path(named)
+        same = os.path.isdir(local) and os.path.samefile(local, base)
+    except (OSError, RecipeRuntimeError):  # a package no longer installed, a Hub name
+        same = False
+    if not same:
+        return None
+    config["base_model_name_or_path"] = named
+    write_json(config_path, config)
+    return named
 
 
 def write_results(output_dir: str, recipe_data: dict, metrics: dict) -> str:

@@ -1,22 +1,20 @@
-"""Read a recipe: JSON with line:col errors, ``extends`` (deep-merged base recipes) and
-``a.b.c=value`` overrides from the command line. Validation is :mod:`fturun.schema`'s job; this
-module only makes one JSON object out of files and overrides and remembers where each value came
-from."""
+"""Read a recipe: strict JSON with line:col errors (:mod:`fturun.json_text`), ``extends``
+(deep-merged base recipes) and ``a.b.c=value`` overrides from the command line. Validation is
+:mod:`fturun.schema`'s job; this module only makes one JSON object out of files and overrides
+and remembers where each value came from."""
 
 from __future__ import annotations
 
-import bisect
 import copy
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from json.decoder import scanstring
 
 from .errors import Problem, RecipeError
+from .json_text import JsonTextError, parse_json
 
 MAX_RECIPE_BYTES = 5 * 1024 * 1024
-MAX_DEPTH = 64
 
 
 @dataclass
@@ -51,13 +49,16 @@ def load_recipe(path: str, overrides=()) -> Recipe:
 
     Raises :class:`RecipeError` listing every problem found.
     """
-    data, origins, files = _load_with_bases(os.fspath(path), chain=())
+    data, origins, files = _load_with_bases(os.fspath(path))
     recipe = Recipe(data=data, path=os.fspath(path), overrides=list(overrides),
                     origins=origins, files=files)
     problems = []
     for override in overrides:
         try:
             apply_override(recipe, override)
+        except OverrideError as exc:
+            problems.extend(Problem(f"override '{override}'", json_path(path), message)
+                            for path, message in exc.problems)
         except ValueError as exc:
             problems.append(Problem(f"override '{override}'", "", str(exc)))
     if problems:
@@ -66,8 +67,25 @@ def load_recipe(path: str, overrides=()) -> Recipe:
 
 
 def read_json_file(path: str):
-    """Parse one JSON file; return ``(value, text)``. Raise :class:`RecipeError` for any problem
-    reading or parsing it, located as ``FILE:LINE:COL`` where possible."""
+    """Parse one JSON file strictly (see :mod:`fturun.json_text`); return ``(value, positions)``,
+    ``positions`` mapping each JSON path to its ``(line, col)``. Raise :class:`RecipeError` for
+    any problem reading or parsing it, each located as ``FILE:LINE:COL`` and JSON path."""
+    text = _read_text(path)
+    if not text.strip():
+        raise RecipeError([Problem(path, "", "file is empty; a recipe is a JSON object, "
+                                   "e.g. {\"model\": ...}")])
+    try:
+        return parse_json(text)
+    except JsonTextError as exc:
+        raise RecipeError([
+            Problem(path, json_path(issue.path) if issue.path is not None else "",
+                    issue.message, issue.line, issue.col)
+            for issue in exc.issues]) from None
+
+
+def _read_text(path: str) -> str:
+    """The UTF-8 text of the file at ``path`` (a BOM dropped), refused when missing, a folder,
+    over :data:`MAX_RECIPE_BYTES` or not UTF-8."""
     if not os.path.exists(path):
         raise RecipeError([Problem(path, "", "no such file; check the path (it is relative "
                                    "to the current directory)")])
@@ -81,96 +99,68 @@ def read_json_file(path: str):
                                    "that the recipe names)")])
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        text = raw.decode("utf-8-sig")
+            return f.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RecipeError([Problem(path, "", f"not UTF-8 text ({exc.reason} at byte "
                                    f"{exc.start}); save the recipe as UTF-8")]) from None
     except OSError as exc:
         raise RecipeError([Problem(path, "", f"cannot read: {exc.strerror}")]) from None
-    if not text.strip():
-        raise RecipeError([Problem(path, "", "file is empty; a recipe is a JSON object, "
-                                   "e.g. {\"model\": ...}")])
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise RecipeError([Problem(path, "", f"invalid JSON: {_explain(exc)}", exc.lineno,
-                                   exc.colno)]) from None
-    except ValueError as exc:  # NaN / Infinity
-        raise RecipeError([Problem(path, "", f"invalid JSON: {exc}")]) from None
-    except RecursionError:
-        raise RecipeError([Problem(path, "", f"JSON nested too deeply (a recipe may nest at "
-                                   f"most {MAX_DEPTH} levels)")]) from None
-    if _depth(value) > MAX_DEPTH:
-        raise RecipeError([Problem(path, "", f"JSON nested too deeply (a recipe may nest at "
-                                   f"most {MAX_DEPTH} levels)")])
-    return value, text
 
 
-def _explain(exc: json.JSONDecodeError) -> str:
-    """json's message, with the usual cause spelled out (a trailing comma, single quotes)."""
-    before = exc.doc[: exc.pos].rstrip()
-    here = exc.doc[exc.pos: exc.pos + 1]
-    if before.endswith(",") and here in ("}", "]"):
-        return f"trailing comma before '{here}'; remove the comma"
-    if here == "'":
-        return f"{exc.msg}; JSON strings and keys use double quotes"
-    return exc.msg
-
-
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON; write a number or a string")
-
-
-def _depth(value) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
+def _load_with_bases(path: str):
+    """The recipe at ``path`` with its ``extends`` chain merged under it: ``(data, origins,
+    files)``. Iterative: a chain of any length is read without recursion (each file at most
+    once: a cycle is refused)."""
+    chain, seen = [], []
+    while True:
+        real = os.path.realpath(path)
+        if real in seen:
+            cycle = " -> ".join(seen[seen.index(real):] + [real])
+            last, _, last_origins = chain[-1]  # the file whose 'extends' closes the cycle
+            _, line, col = last_origins.get(("extends",), (last, None, None))
+            raise RecipeError([Problem(last, "$.extends", f"'extends' cycle: {cycle}; remove "
+                                       "one of the 'extends' keys", line, col)])
+        seen.append(real)
+        value, origins = _read_recipe_file(path)
+        chain.append((path, value, origins))
+        base_path = _base_path(path, value, origins)
+        if base_path is None:
             break
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return deepest
+        path = base_path
+    _, data, origins = chain[-1]
+    for _, value, child_origins in reversed(chain[:-1]):
+        data = deep_merge(data, {k: v for k, v in value.items() if k != "extends"})
+        # only the top file's own 'extends' stays located
+        origins = {p: o for p, o in origins.items() if not (p and p[0] == "extends")}
+        origins.update(child_origins)
+    return data, origins, [p for p, _, _ in chain]
 
 
-def _load_with_bases(path: str, chain: tuple):
-    real = os.path.realpath(path)
-    if real in chain:
-        cycle = " -> ".join(list(chain[chain.index(real):]) + [real])
-        raise RecipeError([Problem(path, "$.extends", f"'extends' cycle: {cycle}; remove "
-                                   "one of the 'extends' keys")])
-    value, text = read_json_file(path)
+def _read_recipe_file(path: str):
+    """``(object, origins)`` of one recipe file; refused unless it holds a JSON object."""
+    value, positions = read_json_file(path)
     if not isinstance(value, dict):
         kind = type(value).__name__.replace("dict", "object").replace("list", "array")
         raise RecipeError([Problem(path, "$", f"a recipe must be a JSON object ({{...}}), "
                                    f"not a JSON {kind}", 1, 1)])
-    origins = {p: (path, line, col) for p, (line, col) in source_map(text).items()}
-    files = [path]
+    return value, {p: (path, line, col) for p, (line, col) in positions.items()}
+
+
+def _base_path(path: str, value: dict, origins: dict):
+    """The file that ``value``'s ``extends`` names (relative to ``path``), or None."""
     base_ref = value.get("extends")
     if base_ref is None:
-        return value, origins, files
+        return None
+    _, line, col = origins.get(("extends",), (path, None, None))
     if not isinstance(base_ref, str):
-        line, col = origins.get(("extends",), (path, None, None))[1:]
         raise RecipeError([Problem(path, "$.extends", "'extends' must be a path (a string) "
                                    "relative to this recipe", line, col)])
     base_path = os.path.join(os.path.dirname(path), base_ref)
     if not os.path.isfile(base_path):
-        _, line, col = origins.get(("extends",), (path, None, None))
         raise RecipeError([Problem(path, "$.extends", f"base recipe '{base_ref}' not found "
                                    f"(looked for {base_path}; the path is relative to this "
                                    "recipe)", line, col)])
-    base, base_origins, base_files = _load_with_bases(base_path, chain + (real,))
-    child = {k: v for k, v in value.items() if k != "extends"}
-    merged = deep_merge(base, child)
-    merged_origins = dict(base_origins)
-    for p in list(merged_origins):
-        if p and p[0] == "extends":
-            del merged_origins[p]
-    merged_origins.update(origins)
-    return merged, merged_origins, files + base_files
+    return base_path
 
 
 def deep_merge(base, override):
@@ -198,10 +188,30 @@ def parse_override(text: str):
     if any(not p for p in parts):
         raise ValueError(f"key '{key}' has an empty segment; write a.b.c")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        value = raw
+        value, _ = parse_json(raw)
+    except JsonTextError as exc:
+        refused = [i for i in exc.issues if i.kind in ("number", "duplicate")]
+        if not refused:  # not JSON (NaN and Infinity included): the text itself
+            return parts, raw
+        raise OverrideError(refused, parts, raw) from None
     return parts, value
+
+
+class OverrideError(ValueError):
+    """An override whose value is JSON that fturun refuses (a number without a double, a key
+    written twice). ``problems``: ``(JSON path, message)`` of each, at the key the override
+    sets and, within an object or list value, where in the value."""
+
+    def __init__(self, issues, parts, raw: str):
+        key = [int(p) if p.isdigit() else p for p in parts]
+        self.problems = []
+        for issue in issues:
+            where = ""
+            if raw.strip()[:1] in ("[", "{"):
+                where = (f" (at line {issue.line}, col {issue.col} of the value)" if "\n" in raw
+                         else f" (at col {issue.col} of the value)")
+            self.problems.append((key + list(issue.path or ()), issue.message + where))
+        super().__init__("; ".join(message for _, message in self.problems))
 
 
 def apply_override(recipe: Recipe, text: str) -> None:
@@ -229,6 +239,9 @@ def apply_override(recipe: Recipe, text: str) -> None:
                                  "'[...]'")
             child = {}
             node[key] = child
+            # a key the override creates is the override's, not the file's (a typo in it is
+            # reported at the override)
+            recipe.origins[tuple(path) + (key,)] = (f"override '{text}'", None, None)
         elif isinstance(child, str) and nxt in ("params", "name"):
             child = {"name": child}
             node[key] = child
@@ -284,87 +297,3 @@ def json_path(path) -> str:
         else:
             out += f"[{json.dumps(part)}]"
     return out
-
-
-_WS = re.compile(r"[ \t\n\r]*")
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
-
-
-def source_map(text: str) -> dict:
-    """Map each JSON path (a tuple of keys and indexes) of valid JSON ``text`` to the 1-based
-    ``(line, col)`` where its value starts; an object key's own position is stored under
-    ``path + ("<key>",)``. Iterative, so deep nesting cannot overflow the stack."""
-    return _SourceScanner(text).scan()
-
-
-class _SourceScanner:
-    """The state of :func:`source_map`: a stack of open containers
-    ``[kind, path, next_index]`` and the path of the value expected next."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-        self.positions = {}
-        self.stack = []
-
-    def position(self, offset: int) -> tuple:
-        line = bisect.bisect_right(self.line_starts, offset) - 1
-        return line + 1, offset - self.line_starts[line] + 1
-
-    def skip_ws(self, i: int) -> int:
-        return _WS.match(self.text, i).end()
-
-    def key(self, i: int, parent: tuple) -> tuple:
-        """Record the key starting at ``i``: ``(the offset after ':', its value's path)``."""
-        key, j = scanstring(self.text, i + 1)
-        self.positions[parent + (key, "<key>")] = self.position(i)
-        return self.skip_ws(j) + 1, parent + (key,)
-
-    def scan(self) -> dict:
-        text = self.text
-        i = self.skip_ws(1 if text.startswith("\ufeff") else 0)
-        path, expecting_value = (), True
-        while True:
-            i = self.skip_ws(i)
-            if i >= len(text):
-                break
-            if expecting_value:
-                i, path, expecting_value = self.value(i, path)
-            elif not self.stack:
-                break
-            else:
-                i, path, expecting_value = self.after_value(i)
-        return self.positions
-
-    def value(self, i: int, path: tuple) -> tuple:
-        """At the start of a value: ``(next offset, next path, expecting a value)``."""
-        text, ch = self.text, self.text[i]
-        self.positions[path] = self.position(i)
-        if ch in "{[":
-            self.stack.append(["object" if ch == "{" else "array", path, 0])
-            i = self.skip_ws(i + 1)
-            if text[i] in "}]":  # empty
-                self.stack.pop()
-                return i + 1, path, False
-            if ch == "{":
-                return (*self.key(i, path), True)
-            return i, path + (0,), True
-        if ch == '"':
-            _, i = scanstring(text, i + 1)
-        elif ch in "tfn":
-            i += 4 if text.startswith(("true", "null"), i) else 5
-        else:
-            i = _NUMBER.match(text, i).end()
-        return i, path, False
-
-    def after_value(self, i: int) -> tuple:
-        """After a value: a ``,`` or the closing bracket of the innermost container."""
-        top = self.stack[-1]
-        if self.text[i] == ",":
-            i = self.skip_ws(i + 1)
-            if top[0] == "object":
-                return (*self.key(i, top[1]), True)
-            top[2] += 1
-            return i, top[1] + (top[2],), True
-        self.stack.pop()
-        return i + 1, top[1], False

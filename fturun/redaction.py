@@ -18,9 +18,22 @@ MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 _remembered: set = set()
 
 
+def environ_snapshot() -> dict:
+    """A copy of ``os.environ`` that is safe while other threads change it (MLflow's telemetry
+    thread removes variables): iterating ``os.environ`` itself, or ``dict(os.environ)``, reads
+    each key after listing them all and raises ``KeyError`` for one removed meanwhile. The
+    keys are listed at once (``list`` of the underlying dict), each value read with ``get``."""
+    snapshot = {}
+    for key in list(os.environ):
+        value = os.environ.get(key)
+        if value is not None:
+            snapshot[key] = value
+    return snapshot
+
+
 def secret_values() -> set:
     """Values of credential-like environment variables, plus remembered recipe secrets."""
-    values = {v for k, v in os.environ.items()
+    values = {v for k, v in environ_snapshot().items()
               if SECRET_KEY.search(k) and len(v) >= MIN_SECRET_LENGTH}
     return values | _remembered
 

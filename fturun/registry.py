@@ -43,6 +43,33 @@ class Component:
     description: str
     plugin: str
 
+    def params_for(self, params: dict | None) -> dict:
+        """``params`` with the schema's defaults filled in (a copy): what the factory gets."""
+        return with_defaults(self.params_schema, dict(params or {}))
+
+    def build(self, params: dict | None, context):
+        """Call the factory as the contract says: ``factory(params with defaults, context)``."""
+        return self.factory(self.params_for(params), context)
+
+
+def with_defaults(schema: dict, value: dict) -> dict:
+    """``value`` with the ``default`` of each of the schema's ``properties`` it leaves out, and
+    likewise inside the nested objects it has (``anyOf`` / ``oneOf`` branches are not
+    entered: which branch applies is the value's business)."""
+    import copy
+
+    if not isinstance(schema, dict) or not isinstance(value, dict):
+        return value
+    filled = dict(value)
+    for key, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        if key not in filled and "default" in prop:
+            filled[key] = copy.deepcopy(prop["default"])
+        elif isinstance(filled.get(key), dict):
+            filled[key] = with_defaults(prop, filled[key])
+    return filled
+
 
 def suggest(word: str, candidates) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest candidate, or ``""`` when none is close."""
@@ -81,6 +108,22 @@ class Registry:
     tasks: dict = field(default_factory=dict)
     #: task name -> the plugin that registered it
     task_plugins: dict = field(default_factory=dict)
+    #: kind (or ``"task"``) -> name -> why it is not registered: the names a disabled or failed
+    #: plugin would have registered, e.g. "its plugin 'x' is disabled (FTURUN_DISABLE_PLUGINS)"
+    unavailable: dict = field(default_factory=dict)
+
+    def mark_unavailable(self, kind: str, name, why: str) -> None:
+        """Remember that ``name`` is not registered because of its plugin (for the messages)."""
+        if isinstance(name, str):
+            self.unavailable.setdefault(kind, {}).setdefault(name, why)
+
+    def why_unavailable(self, kind: str, name) -> str | None:
+        """Why ``name`` is not a registered ``kind`` (``"task"`` for a task) when a disabled or
+        failed plugin has it; None when it is registered or no plugin is known to have it."""
+        registered = self.tasks if kind == "task" else self.components.get(kind, {})
+        if name in registered:
+            return None
+        return self.unavailable.get(kind, {}).get(name)
 
     def add(self, kind: str, name, factory, params_schema, description, plugin: str) -> Component:
         """Check and add one component; raise :class:`PluginError` saying what is wrong."""
@@ -135,6 +178,9 @@ class Registry:
         try:
             return self.components[kind][name]
         except KeyError:
+            why = self.why_unavailable(kind, name)
+            if why:
+                raise KeyError(f"'{name}' is not a registered {kind}: {why}") from None
             raise KeyError(
                 f"'{name}' is not a registered {kind}{suggest(name, self.components[kind])}; "
                 f"registered: {', '.join(self.names(kind)) or 'none'}"
@@ -155,8 +201,27 @@ def _checked_schema(kind, name, schema, plugin):
         raise PluginError(
             plugin, f"{kind} '{name}': invalid params schema: {exc.message}"
         ) from None
-    schema = dict(schema)
-    schema.setdefault("type", "object")
-    if "properties" in schema:
-        schema.setdefault("additionalProperties", False)
+    if schema.get("type", "object") != "object":
+        raise PluginError(plugin, f"{kind} '{name}': params schema must describe an object "
+                                  f"(\"type\": \"object\"), not {schema['type']!r}")
+    return closed_schema(schema)
+
+
+#: keywords that take part in deciding which properties a schema evaluates
+_COMPOSITION = ("allOf", "anyOf", "oneOf", "if", "$ref", "dependentSchemas")
+
+
+def closed_schema(schema: dict) -> dict:
+    """A params schema that refuses keys it does not name, unless it says otherwise: adds
+    ``"additionalProperties": false`` (``"unevaluatedProperties": false`` when properties
+    come from ``allOf``/``anyOf``/``oneOf``/``if``/``$ref``), with or without ``properties``
+    (``{"type": "object"}`` then means: no params). Write ``"additionalProperties": true`` to
+    accept any key."""
+    schema = {"type": "object", **schema}
+    if "additionalProperties" in schema or "unevaluatedProperties" in schema:
+        return schema
+    if any(key in schema for key in _COMPOSITION):
+        schema["unevaluatedProperties"] = False
+    else:
+        schema["additionalProperties"] = False
     return schema

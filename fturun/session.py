@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .build import build_run, default_output_dir, make_trainer
-from .checkpoints import CompleteMarker, remove_stale_checkpoints, resolve_resume, train_from
-from .dist import is_main_process
+from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
+from .dist import is_main_process, quiet_off_main
 from .engine import EngineReport
-from .errors import Interrupted, RecipeRuntimeError
+from .errors import FturunError, Interrupted, RecipeRuntimeError, environment_fault
+from .io import read_json
+from .lock import FolderLock
 from .modelinfo import count_parameters
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
 from .report import print_check_result, print_plan, print_summary
@@ -77,18 +80,19 @@ class RunSession:
     # -- the steps, in order ------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Every step of a run; returns its :class:`RunResult`."""
-        self.make_trainer()
-        self.log_start()
-        self.train()
-        if self.after_train:
-            self.after_train(self)
-        self.evaluate()
-        if self.predict_test:
-            self.predict()
-        self.generate_samples()
-        self.save()
-        self.log_results()
+        """Every step of a run; returns its :class:`RunResult`. A fault of the machine (a
+        read-only or full disk, ...) is raised as an :class:`~fturun.errors.EnvironmentFault`
+        naming the step, the path and what to do."""
+        steps = [("loading the data and the model", self.make_trainer),
+                 ("starting the run", self.log_start), ("training", self.train),
+                 ("training", lambda: self.after_train and self.after_train(self)),
+                 ("evaluating", self.evaluate),
+                 ("predicting", lambda: self.predict_test and self.predict()),
+                 ("generating samples", self.generate_samples), ("saving the model", self.save),
+                 ("logging the results", self.log_results)]
+        for doing, step in steps:
+            with faults_as_advice(self.output_dir, doing):
+                step()
         return self.result
 
     def make_trainer(self):
@@ -97,7 +101,8 @@ class RunSession:
         self.clock = FirstStepClock()
         engine_report = EngineReport(self.output_dir, self.tracker)
         self.build.add_callbacks(self.tracker.callback(), self.stop.callback(), self.clock,
-                                 CompleteMarker(), engine_report, *self.callbacks)
+                                 CompleteMarker(run_identity(self.recipe)), engine_report,
+                                 *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
         engine_report.trainer = self.trainer
         return self.trainer
@@ -110,8 +115,11 @@ class RunSession:
             print(f"MLflow run {tracker.run_id} at {tracker.tracking_uri}")
         params = flatten(data)
         params.update({f"args.{k}": v for k, v in self.trainer.args.to_dict().items()})
+        params.update(self.build.ran_params)  # an optimizer class, a scheduler of a component
         params.update(self.extra_params)
         tracker.log_params(params)
+        if self.checkpoint is not None:  # the steps after the checkpoint are logged once
+            tracker.continue_from(checkpoint_step(self.checkpoint))
         trainable, total = count_parameters(self.build.model)
         tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
         for split, ds in self.build.splits.items():
@@ -120,11 +128,9 @@ class RunSession:
                               len(ds), split)
 
     def train(self) -> dict:
-        """Train (from the checkpoint when resuming; a fresh run first removes an earlier run's
-        checkpoints); a requested stop raises :class:`Interrupted` once the checkpoint is
-        saved. Returns the train metrics."""
-        if self.checkpoint is None and is_main_process():
-            remove_stale_checkpoints(self.output_dir)
+        """Train (from the checkpoint when resuming: the folder was checked and cleared by
+        :func:`run_recipe`, a trial's is new); a requested stop raises :class:`Interrupted`
+        once the checkpoint is saved. Returns the train metrics."""
         train_result = train_from(self.trainer, self.checkpoint)
         if self.stop.requested:
             raise self.stop.exception()
@@ -137,10 +143,12 @@ class RunSession:
         return metrics
 
     def evaluate(self) -> dict | None:
-        """The final evaluation on the eval split (None without one)."""
+        """The final evaluation on the eval split (None without one). When training ended
+        with an evaluation of the weights it ends with, that is the final evaluation: not run
+        and logged a second time at the same step (:func:`last_step_evaluation`)."""
         if self.build.splits.get("eval") is None:
             return None
-        metrics = self.trainer.evaluate()
+        metrics = last_step_evaluation(self.trainer) or self.trainer.evaluate()
         if self.after_evaluate:
             self.after_evaluate(metrics)
         self.trainer.save_metrics("eval", metrics)
@@ -188,7 +196,10 @@ class RunSession:
         model_dir = (saved.get("adapter") or saved.get("model")) if self.log_model else None
         results = getattr(self, "results_file", None)
         log_run_results(self.tracker, self.recipe, self.trainer.state.log_history,
-                        self.output_dir, model_dir, results)
+                        self.output_dir, model_dir, results, build=self.build, saved=saved,
+                        step=self.trainer.state.global_step)
+        if self.tracker.artifact_failures:
+            raise ArtifactsNotUploaded(self.tracker, self.output_dir)
 
     # -- fturun check ---------------------------------------------------------------------------
 
@@ -214,6 +225,44 @@ class RunSession:
         print_check_result(build, build.real_sizes, plan_args, train_result, probe,
                            eval_metrics, eval_seconds,
                            len(one_batch) if eval_metrics is not None else 0, CHECK_STEPS)
+
+
+def last_step_evaluation(trainer) -> dict | None:
+    """The metrics of the evaluation logged at the last step when the model still holds the
+    weights it evaluated (no best checkpoint loaded in their place); else None."""
+    state, args = trainer.state, trainer.args
+    best = state.best_model_checkpoint
+    if args.load_best_model_at_end and best and \
+            os.path.basename(os.path.normpath(best)) != f"checkpoint-{state.global_step}":
+        return None
+    for entry in reversed(state.log_history):
+        if entry.get("step") != state.global_step:
+            return None
+        if any(key.startswith("eval_") for key in entry):
+            return {k: v for k, v in entry.items() if k != "step"}
+    return None
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The global step a checkpoint was saved at (its ``trainer_state.json``)."""
+    state = read_json(os.path.join(checkpoint, "trainer_state.json"), {}) or {}
+    return int(state.get("global_step") or 0)
+
+
+class ArtifactsNotUploaded(RecipeRuntimeError):
+    """The run trained and saved everything locally, but the tracking server refused some
+    uploads: the MLflow run is not a complete record, so it ends FAILED (exit 1)."""
+
+    def __init__(self, tracker, output_dir: str):
+        names = ", ".join(os.path.relpath(p, output_dir) if p.startswith(output_dir) else p
+                          for p in tracker.artifact_failures)
+        super().__init__(
+            f"the MLflow server at {tracker.tracking_uri} refused the upload of {names} (see "
+            f"the warning above), so MLflow run {tracker.run_id} is marked FAILED: it lacks "
+            f"them. Training finished and every output is complete in {output_dir}; check "
+            "the server's artifact store (its disk, permissions), then run the recipe again "
+            "or log the files yourself with 'mlflow artifacts log-artifacts --run-id "
+            f"{tracker.run_id} --local-dir PATH'")
 
 
 def check_arguments(args_kwargs: dict, output_dir: str) -> dict:
@@ -247,6 +296,29 @@ def oom_as_advice():
         raise RecipeRuntimeError(OOM_ADVICE) from None
 
 
+def as_advice(exc: BaseException, output_dir: str | None = None,
+              doing: str = "") -> FturunError | None:
+    """The error for people that ``exc`` stands for: CUDA out of memory -> what to change; a
+    fault of the machine -> :class:`~fturun.errors.EnvironmentFault`; else None."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return RecipeRuntimeError(OOM_ADVICE)
+    return environment_fault(exc, output_dir, doing)
+
+
+@contextmanager
+def faults_as_advice(output_dir: str | None = None, doing: str = ""):
+    """Raise what :func:`as_advice` makes of a failure of the body (else the failure)."""
+    try:
+        yield
+    except Exception as exc:
+        advice = as_advice(exc, output_dir, doing)
+        if advice is None:
+            raise
+        raise advice from exc
+
+
 def close_status(exc: BaseException | None) -> str:
     """The MLflow status a run ends with: FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED."""
     if exc is None:
@@ -257,33 +329,53 @@ def close_status(exc: BaseException | None) -> str:
 @contextmanager
 def closing(tracker):
     """Close ``tracker`` when the body ends, with the status its outcome gives
-    (:func:`close_status`; a failure's error is recorded)."""
+    (:func:`close_status`; a failure's error is recorded). A failure :func:`as_advice` knows
+    (a full disk, CUDA out of memory) is recorded and raised as that advice. Whatever goes
+    wrong while closing, the run's own error is the one raised."""
     try:
         yield tracker
     except BaseException as exc:
+        advice = as_advice(exc, getattr(tracker, "output_dir", None)) \
+            if isinstance(exc, Exception) else None
+        shown = advice or exc
         status = close_status(exc)
-        tracker.close(status, error=f"{type(exc).__name__}: {exc}" if status == "FAILED"
-                      else None)
+        try:
+            tracker.close(status, error=f"{type(shown).__name__}: {shown}"
+                          if status == "FAILED" else None)
+        except Exception as close_exc:  # noqa: BLE001 - the run's error matters more
+            print(f"warning: the MLflow run could not be closed ({type(close_exc).__name__}: "
+                  f"{close_exc})", file=sys.stderr)
+        if advice is not None:
+            raise advice from exc
         raise
     tracker.close("FINISHED")
 
 
-def run_recipe(recipe, registry, resume=None) -> int:
+def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
     """``fturun RECIPE``: train, evaluate (and predict on a test split), save, track, print a
-    summary. ``resume``: ``"latest"`` or a checkpoint folder. Returns the exit code (0);
-    failures raise :class:`~fturun.errors.FturunError`."""
+    summary. ``resume``: ``"latest"`` or a checkpoint folder; ``overwrite`` (or the recipe's
+    ``output.overwrite``): replace another run's outputs in the folder. The run holds its
+    output folder's lock throughout (:class:`~fturun.lock.FolderLock`; under a launcher rank 0
+    holds it). Returns the exit code (0); failures raise :class:`~fturun.errors.FturunError`."""
     from .plugins import default_plugins
 
     started = time.monotonic()
     output_dir = default_output_dir(recipe)
-    checkpoint = resolve_resume(resume, output_dir) if resume else None
-    # the tracking server is checked before anything heavy is loaded
-    tracker = Tracker.open(recipe, output_dir, resume=checkpoint is not None,
-                           plugins=default_plugins().plugins)
-    stop = GracefulStop()
-    with oom_as_advice(), closing(tracker), stop:
-        result = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
-                            resume=checkpoint).run()
+    with FolderLock(output_dir) if is_main_process() else nullcontext():
+        start = check_run_start(recipe, output_dir, resume, overwrite)
+        checkpoint = start.checkpoint
+        if start.nothing_to_do:
+            quiet_off_main()(start.nothing_to_do)
+            return 0
+        if checkpoint is None and is_main_process():
+            start_fresh(output_dir, recipe.data, start.replacing)
+        # the tracking server is checked before anything heavy is loaded
+        tracker = Tracker.open(recipe, output_dir, resume=checkpoint is not None,
+                               plugins=default_plugins().plugins)
+        stop = GracefulStop()
+        with oom_as_advice(), closing(tracker), stop:
+            result = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
+                                resume=checkpoint).run()
     if not is_main_process():
         return 0
     print_summary(result.metrics, result.saved, output_dir, time.monotonic() - started,

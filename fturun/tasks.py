@@ -74,7 +74,10 @@ class Task:
     - ``mean_loss``: the head computes a plain mean loss (False where the loss honours the
       Trainer's ``num_items_in_batch``, as causal LMs do);
     - ``argmax_logits``: evaluation keeps the arg-max ids of each batch instead of its logits
-      (``preprocess_logits_for_metrics``), for vocabulary- or tag-sized outputs.
+      (``preprocess_logits_for_metrics``), for vocabulary- or tag-sized outputs;
+    - ``pipeline_task``: the transformers pipeline task of the trained model
+      (``"text-classification"``), as which the run's MLflow Model is logged; None: the run
+      logs no MLflow Model, only ``model/``.
 
     The recipe:
 
@@ -121,6 +124,7 @@ class Task:
     generates: bool = False
     mean_loss: bool = True
     argmax_logits: bool = False
+    pipeline_task: str | None = None
     labels: str | None = None
     target: bool = False
     write_predictions: Callable | None = None
@@ -183,6 +187,9 @@ def check_task(task, plugin: str) -> Task:
                         "name such as 'AutoModelForSequenceClassification'")
     if task.trainer not in TRAINERS:
         problems.append(f"trainer {task.trainer!r} is not one of {', '.join(TRAINERS)}")
+    if task.pipeline_task is not None and not isinstance(task.pipeline_task, str):
+        problems.append(f"pipeline_task {task.pipeline_task!r} is neither None nor a "
+                        "transformers pipeline task name such as 'text-classification'")
     if task.labels not in LABEL_KINDS:
         problems.append(f"labels {task.labels!r} is not 'classes', 'tags' or None")
     if not task.data_keys <= DATA_KEYS:
@@ -216,19 +223,28 @@ def get_task(registry, name: str) -> Task:
     try:
         return tasks[name]
     except (KeyError, TypeError):
+        why = registry.why_unavailable("task", name) if hasattr(registry, "unavailable") \
+            else None
+        if why:
+            raise RecipeRuntimeError(f"task '{name}' is not registered: {why}") from None
         supported = ", ".join(sorted(tasks)) or "none"
         raise RecipeRuntimeError(
             f"task '{name}' is not supported yet (supported: {supported})"
             f"{suggest(name, tasks)}; set 'task' to one of those") from None
 
 
-def generation_settings(recipe: dict) -> dict:
+def generation_settings(recipe: dict, encoder_decoder: bool = False) -> dict:
     """The recipe's ``generation`` section with its defaults, as ``generate()`` kwargs (the
-    prompts and the number of samples apart)."""
+    prompts and the number of samples apart). For an ``encoder_decoder`` the length is given
+    as ``max_length`` (the new tokens and the decoder's start token): the Seq2SeqTrainer sets
+    a default ``max_length`` on the generation config after its first step, and
+    ``max_new_tokens`` beside it makes every later ``generate()`` warn that both are set."""
     section = dict(recipe.get("generation") or {})
-    kwargs = {"max_new_tokens": section.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-              "num_beams": section.get("num_beams", 1),
-              "do_sample": section.get("do_sample", False)}
+    new_tokens = section.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    kwargs = {"max_length": new_tokens + 1} if encoder_decoder else \
+        {"max_new_tokens": new_tokens}
+    kwargs.update(num_beams=section.get("num_beams", 1),
+                  do_sample=section.get("do_sample", False))
     for key in ("temperature", "top_k", "top_p"):
         if key in section:
             kwargs[key] = section[key]
@@ -270,5 +286,5 @@ def configure_trainer(task: Task, context, metric_fns, args_kwargs: dict,
         args_kwargs["predict_with_generate"] = True
         config = getattr(context.model, "generation_config", None)
         if config is not None:
-            for key, value in generation_settings(context.recipe).items():
+            for key, value in generation_settings(context.recipe, encoder_decoder=True).items():
                 setattr(config, key, value)

@@ -1,6 +1,7 @@
 """The example plugin distribution in plugins/fturun-example: pip-installed like a third-party
-plugin, seen by the CLI through its entry point, each factory tested in-process, and one short
-real training run that uses all of its training components."""
+plugin, seen by the CLI through its entry point, each factory tested in-process through
+fturun.testing (as fturun calls it: the schema's defaults filled in), a check of all its
+components together, and one short real training run that uses all of its training components."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import RECIPES, ROOT, run_fturun
 
-from fturun.context import BuildContext
+from fturun import testing
 from fturun.errors import RecipeRuntimeError
 
 PLUGIN_SRC = ROOT / "plugins" / "fturun-example"
@@ -64,11 +65,20 @@ def env_for(site):
 
 
 def context(**fields):
-    """A BuildContext with a log that collects the messages."""
-    messages = []
-    ctx = BuildContext(recipe={}, log=messages.append, **fields)
-    ctx.messages = messages
-    return ctx
+    """A BuildContext as a factory gets it; ``ctx.messages`` collects what it logs."""
+    return testing.make_context(**fields)
+
+
+@pytest.fixture(scope="module")
+def loaded(example):
+    """The built-ins and the example plugin, loaded in-process with fturun.testing."""
+    return testing.load_plugin(example, "example")
+
+
+def build(loaded, kind, name, params=None, ctx=None):
+    """The component as a recipe naming it builds it (schema checked, defaults filled in)."""
+    return testing.build_component(loaded, kind, {"name": name, "params": params or {}},
+                                   ctx if ctx is not None else context())
 
 
 def lora_recipe():
@@ -82,7 +92,7 @@ def lora_recipe():
 def test_plugins_lists_the_installed_example_plugin(example_site):
     result = run_fturun("plugins", env=env_for(example_site))
     assert result.returncode == 0, result.stderr
-    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     example = plugins["example"]
     assert example["status"] == "ok", example
     assert example["version"] == "0.1.0"
@@ -190,7 +200,7 @@ def test_load_plugins_in_process_registers_every_component(example):
 # loss: poly1
 
 
-def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(example):
+def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(loaded):
     import torch
     import torch.nn.functional as F
 
@@ -200,27 +210,32 @@ def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(example):
     outputs = {"logits": logits}
     ce = F.cross_entropy(logits, labels, ignore_index=-100)
 
-    plain = example.poly1({"epsilon": 0.0}, context())(outputs, labels)
+    plain = build(loaded, "loss", "poly1", {"epsilon": 0.0})(outputs, labels)
     assert torch.allclose(plain, ce, atol=1e-6)
 
-    poly = example.poly1({}, context())(outputs, labels)  # default epsilon 1.0
+    poly = build(loaded, "loss", "poly1")(outputs, labels)  # the default: epsilon 1.0
     p_true = F.softmax(logits, -1)[torch.arange(6), labels.clamp(min=0)][labels != -100]
     assert torch.allclose(poly, ce + (1 - p_true).mean(), atol=1e-6)
     assert poly > ce
-    assert example.poly1({"epsilon": 3.0}, context())(outputs, labels) > poly
+    assert build(loaded, "loss", "poly1", {"epsilon": 3.0})(outputs, labels) > poly
 
 
-def test_poly1_reduction_gradients_and_token_shapes(example):
+def test_poly1_reduction_gradients_and_token_shapes(loaded):
     import torch
     import torch.nn.functional as F
 
+    from fturun.wiring import MeanLoss
+
     torch.manual_seed(1)
-    loss_fn = example.poly1({"epsilon": 0.0}, context())
+    loss_fn = build(loaded, "loss", "poly1", {"epsilon": 0.0})
     logits = torch.randn(2, 5, 3, requires_grad=True)  # token classification
-    labels = torch.tensor([[0, 1, -100, 2, 2], [1, -100, -100, 0, 1]])
+    labels = torch.tensor([[0, 1, -100, 2, 2], [1, -100, -100, 0, 1]])  # 7 labelled items
     summed = F.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), reduction="sum")
-    # num_items_in_batch: sum / items of the whole accumulated batch
-    value = loss_fn(SimpleNamespace(logits=logits), labels, num_items_in_batch=torch.tensor(10))
+    mean = loss_fn(SimpleNamespace(logits=logits), labels)  # the contract: the plain mean
+    assert torch.allclose(mean, summed / 7, atol=1e-5)
+    # fturun scales it to this micro-batch's share of an optimizer step of 10 items
+    value = MeanLoss("poly1", loss_fn)(SimpleNamespace(logits=logits), labels,
+                                       num_items_in_batch=torch.tensor(10))
     assert torch.allclose(value, summed / 10, atol=1e-5)
     value.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
@@ -233,26 +248,28 @@ def test_poly1_reduction_gradients_and_token_shapes(example):
 # optimizer: lion
 
 
-def test_lion_factory_defaults_to_training_learning_rate(example):
+def test_lion_factory_defaults_to_training_learning_rate(loaded):
     from fturun_example.lion_optimizer import Lion
 
-    result = example.lion({}, context(training_args={"learning_rate": 3e-4}))
+    result = build(loaded, "optimizer", "lion", ctx=context(training_args={"learning_rate": 3e-4}))
     cls, kwargs = result["optimizer_cls_and_kwargs"]
     assert cls is Lion and set(result) == {"optimizer_cls_and_kwargs"}
     assert kwargs == {"lr": 3e-4, "betas": (0.9, 0.99)}
-    cls, kwargs = example.lion({"lr": 1e-5, "betas": [0.95, 0.98], "weight_decay": 0.5},
-                               context())["optimizer_cls_and_kwargs"]
+    params = {"lr": 1e-5, "betas": [0.95, 0.98], "weight_decay": 0.5}
+    cls, kwargs = build(loaded, "optimizer", "lion", params)["optimizer_cls_and_kwargs"]
     assert kwargs["lr"] == 1e-5 and kwargs["betas"] == (0.95, 0.98)
     assert kwargs["weight_decay"] == 0.5
     import torch
 
     assert issubclass(cls, torch.optim.Optimizer)
+    # without training.learning_rate: TrainingArguments' default, as the run would use
+    assert build(loaded, "optimizer", "lion")["optimizer_cls_and_kwargs"][1]["lr"] == 5e-5
 
 
-def test_lion_step_changes_params_and_decreases_a_quadratic(example):
+def test_lion_step_changes_params_and_decreases_a_quadratic(loaded):
     import torch
 
-    cls, kwargs = example.lion({"lr": 0.05}, context())["optimizer_cls_and_kwargs"]
+    cls, kwargs = build(loaded, "optimizer", "lion", {"lr": 0.05})["optimizer_cls_and_kwargs"]
     target = torch.tensor([1.0, -2.0, 0.5, 3.0])
     weight = torch.nn.Parameter(torch.zeros(4))
     optimizer = cls([weight], **kwargs)
@@ -279,15 +296,15 @@ def test_lion_step_changes_params_and_decreases_a_quadratic(example):
     assert torch.equal(restored.state[weight]["exp_avg"], optimizer.state[weight]["exp_avg"])
 
 
-def test_lion_weight_decay_of_the_recipe_wins_over_trainer_groups(example):
+def test_lion_weight_decay_of_the_recipe_wins_over_trainer_groups(loaded):
     import torch
 
     decay, no_decay = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
     # the parameter groups the Trainer builds: weights with training.weight_decay, biases with 0
     groups = [{"params": [decay], "weight_decay": 0.01}, {"params": [no_decay],
                                                            "weight_decay": 0.0}]
-    cls, kwargs = example.lion({"lr": 0.1, "weight_decay": 2.0},
-                               context())["optimizer_cls_and_kwargs"]
+    cls, kwargs = build(loaded, "optimizer", "lion",
+                        {"lr": 0.1, "weight_decay": 2.0})["optimizer_cls_and_kwargs"]
     optimizer = cls(groups, **kwargs)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [2.0, 0.0]
     decay.grad, no_decay.grad = torch.zeros(3), torch.zeros(3)
@@ -429,7 +446,7 @@ class TinyClassifier:
         return Model()
 
 
-def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(example, tmp_path):
+def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(loaded, tmp_path):
     import torch
     from transformers import TrainerControl, TrainerState
 
@@ -441,13 +458,13 @@ def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(example
     ctx = context(label_names=LABELS, output_dir=str(tmp_path))
     model = TinyClassifier()
     model.train()
-    callback = example.confusion_matrix({"normalize": False}, ctx)
+    # a tracker that records what is logged (the run's would send it to MLflow)
+    ctx.tracker = SimpleNamespace(log_artifact=lambda path, artifact_path=None:
+                                  artifacts.append(path))
+    callback = build(loaded, "callback", "confusion_matrix", {"normalize": False}, ctx)
     from transformers import TrainerCallback
 
     assert isinstance(callback, TrainerCallback)
-    # the tracker is attached after the callback is built; it is read at the end of training
-    ctx.tracker = SimpleNamespace(log_artifact=lambda path, artifact_path=None:
-                                  artifacts.append(path))
     args = SimpleNamespace(output_dir=str(tmp_path / "run"))
     callback.on_train_end(args, TrainerState(), TrainerControl(), model=model,
                           eval_dataloader=dataloader)
@@ -457,15 +474,15 @@ def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(example
     assert model.training  # the model's mode is restored
     assert any("confusion matrix" in m for m in ctx.messages)
 
-    # tracking off (tracker None), another file name: still drawn, nothing logged
-    ctx.tracker = None
-    callback = example.confusion_matrix({"filename": "cm.png"}, ctx)
+    # tracking off (the tracker does nothing), another file name: still drawn
+    ctx = context(label_names=LABELS, output_dir=str(tmp_path))
+    callback = build(loaded, "callback", "confusion_matrix", {"filename": "cm.png"}, ctx)
     callback.on_train_end(args, TrainerState(), TrainerControl(), model=model,
                           eval_dataloader=dataloader)
     assert (tmp_path / "run" / "cm.png").read_bytes()[:8] == PNG_MAGIC
 
     # no eval during training: a message, no file, no error
-    callback = example.confusion_matrix({"filename": "none.png"}, ctx)
+    callback = build(loaded, "callback", "confusion_matrix", {"filename": "none.png"}, ctx)
     callback.on_train_end(args, TrainerState(), TrainerControl(), model=model,
                           eval_dataloader=None)
     assert not (tmp_path / "run" / "none.png").exists()
@@ -482,6 +499,38 @@ def test_confusion_matrix_predictions_match_the_model(example):
     assert predictions.tolist() == [0, 1, 2] and references.tolist() == [0, 2, 2]
     assert confusion_counts(predictions, references, 3).tolist() == [[1, 0, 0], [0, 0, 0],
                                                                      [0, 1, 1]]
+
+
+# --------------------------------------------------------------------------------------------
+# every component together: fturun check in-process (fturun.testing)
+
+
+def test_check_builds_and_trains_with_every_example_component(loaded, tmp_path):
+    recipe = testing.tiny_recipe(tmp_path, loss={"name": "poly1", "params": {"epsilon": 0.5}},
+                                 optimizer="lion", callbacks=["confusion_matrix"],
+                                 metrics=["accuracy", "per_class_f1"])
+    db = tmp_path / "news.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE news (body TEXT, topic TEXT)")
+        connection.executemany("INSERT INTO news VALUES (?, ?)", testing.TINY_ROWS)
+    connection.close()
+    recipe["data"]["train"] = {"name": "sqlite", "params": {
+        "path": str(db), "query": "SELECT body AS text, topic AS label FROM news"}}
+    recipe["training"].update(eval_strategy="steps", eval_steps=2)
+    assert testing.validate(recipe, loaded) == []
+    typo = dict(recipe, optimizer={"name": "lion", "params": {"beta": [0.9, 0.99]}})
+    assert "did you mean 'betas'" in str(testing.validate(typo, loaded)[0])
+
+    result = testing.check(recipe, loaded)
+    assert "check passed" in result.output and len(result.losses) == 2
+    from fturun_example.lion_optimizer import Lion
+
+    optimizer = result.trainer.optimizer
+    assert isinstance(getattr(optimizer, "optimizer", optimizer), Lion)  # accelerate wraps it
+    assert "eval_f1_sport" in result.output  # per_class_f1 on the one eval batch
+    # check evaluates no eval data during training: the callback says so and draws nothing
+    assert "no confusion matrix drawn" in result.output
+    assert result.build.ran_params["args.optim"] == "lion (fturun_example.lion_optimizer.Lion)"
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ KEYS = ["data", "train", "model", "params", "path", "training", "learning_rate",
         "per_device_train_batch_size", "tracking", "lora", "accuracy", "", "0", "é", "a.b"]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False,
-                                                                      allow_infinity=False)
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats()  # NaN, Infinity too
     | st.text(max_size=20) | st.sampled_from(KEYS),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), children, max_size=4),
@@ -86,7 +85,7 @@ def _validate(tmp_path, text, *overrides):
     assert elapsed < 1.0, (elapsed, text[:200])
     if code == 2:
         assert err.getvalue().strip()
-    return code
+    return code, err.getvalue()
 
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -117,8 +116,54 @@ def test_arbitrary_text(tmp_path, text):
     lambda k, v: f"{k}={v}", st.sampled_from(
         ["training.learning_rate", "metrics.0", "metrics.5.params", "data.train.params.path",
          "callbacks.0.params.patience", "adapter", "a..b", ".x", "seed.y", "model.params"]),
-    st.text(max_size=20) | st.sampled_from(['{"name": "lora"}', "[1,2]", "null", "3e-5"])),
+    st.text(max_size=20) | st.sampled_from(['{"name": "lora"}', "[1,2]", "null", "3e-5", "1e999",
+                                            "NaN", "16.0", '{"a": 1, "a": 2}', "[1e-999]"])),
     max_size=3))
 def test_arbitrary_overrides(tmp_path, overrides):
     overrides = overrides + ["-x"] if overrides and overrides[0].startswith("-") else overrides
     _validate(tmp_path, json.dumps(BASE), *overrides)
+
+
+#: number literals Python's json would read as something else (inf, nan, 0) or as a float where
+#: an integer is expected
+ODD_NUMBERS = ["1e999", "-1e999", "1e-999", "NaN", "Infinity", "-Infinity", "16.0", "1e3",
+               "9" * 400, "-0.0"]
+
+
+@st.composite
+def odd_recipe_texts(draw):
+    """A mutated recipe written out with some numbers replaced by odd literals and some keys
+    written twice; returns ``(text, wrote a duplicate or a number without a double)``."""
+    refused = []
+
+    def write(node):
+        if isinstance(node, dict):
+            items = [f"{json.dumps(k)}: {write(v)}" for k, v in node.items()]
+            if items and draw(st.integers(0, 5)) == 0:
+                items.append(draw(st.sampled_from(items)))  # a key written twice
+                refused.append("duplicate key")
+            return "{" + ", ".join(items) + "}"
+        if isinstance(node, list):
+            return "[" + ", ".join(write(v) for v in node) + "]"
+        if isinstance(node, (int, float)) and not isinstance(node, bool) and \
+                draw(st.integers(0, 2)) == 0:
+            literal = draw(st.sampled_from(ODD_NUMBERS))
+            if literal not in ("16.0", "1e3", "-0.0"):
+                refused.append(literal)
+            return literal
+        return json.dumps(node)
+
+    return write(draw(mutated_recipes())), refused
+
+
+@FUZZ
+@given(odd_recipe_texts())
+def test_odd_numbers_and_duplicate_keys(tmp_path, case):
+    text, refused = case
+    code, err = _validate(tmp_path, text)
+    if refused:  # each one reported, located (a copied key repeats what it holds)
+        assert code == 2, (text, refused)
+        located = [line for line in err.splitlines() if "::$" in line and "(line " in line]
+        assert len(located) >= len(refused), (refused, err)
+        for what in refused:
+            assert (what if len(what) <= 24 else f"({len(what)} characters)") in err

@@ -16,19 +16,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fturun"
 LAYERS = {
     # 0: mechanisms with no fturun dependencies above them
     "errors": 0, "io": 0, "dist": 0, "paths": 0, "redaction": 0, "resources": 0, "clock": 0,
-    "hub": 0, "modelinfo": 0, "dataset_features": 0, "optim_names": 0,
+    "hub": 0, "modelinfo": 0, "dataset_features": 0, "optim_names": 0, "lock": 0, "console": 0,
     # 1: the recipe language
-    "recipe": 1,
+    "recipe": 1, "json_text": 1,
     # 2: plugins, registry, schema, tasks, the public plugin API
     "registry": 2, "hookspecs": 2, "plugins": 2, "schema": 2, "tasks": 2, "context": 2,
-    "api": 2, "generate_schemas": 2, "__init__": 2,
+    "api": 2, "api_version": 2, "contracts": 2, "generate_schemas": 2, "__init__": 2,
     # 3: data, the engine (DeepSpeed / launch settings), hardware rules, tracking
     "data": 3, "engine": 3, "hardware": 3, "tracking": 3,
     # 4: one run lifecycle
     "build": 4, "checkpoints": 4, "outputs": 4, "report": 4, "session": 4, "stop": 4,
-    "timing": 4,
-    # 5: search, made of sessions
-    "search": 5,
+    "timing": 4, "wiring": 4,
+    # 5: search, made of sessions; the testing helpers for plugin authors
+    "search": 5, "testing": 5,
     # 6: the command line
     "cli": 6, "__main__": 6,
 }

@@ -131,7 +131,7 @@ def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_
     env = {"PYTHONPATH": str(plugin_site)}
     result = run_fturun("plugins", env=env)
     assert result.returncode == 0, result.stderr
-    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     assert plugins["good"]["status"] == "ok"
     assert plugins["good"]["version"] == "1.2.3"
     assert plugins["good"]["components"] == {"loss": ["squared_hinge"],
@@ -160,11 +160,13 @@ def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_
 def test_disable_plugins_by_name(plugin_site):
     env = {"PYTHONPATH": str(plugin_site), "FTURUN_DISABLE_PLUGINS": "broken, good,dup"}
     result = run_fturun("plugins", env=env)
-    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     assert plugins["broken"]["status"] == "disabled"
     assert plugins["good"]["status"] == "disabled"
     schema = run_fturun("schema", env=env)
-    assert "squared_hinge" not in schema.stdout
+    loss_names = json.loads(schema.stdout)["$defs"]["loss"]["then"]
+    assert "squared_hinge" not in loss_names["enum"]
+    assert "'good' is disabled" in loss_names["x-fturun-unavailable"]["squared_hinge"]
     assert "warning" not in schema.stderr
     os.environ.pop("FTURUN_DISABLE_PLUGINS", None)
 

@@ -159,6 +159,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_pat
     experiment = client.get_experiment_by_name("kill-resume")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    # the steps between the checkpoint and the kill were logged before it and replayed after
+    # it: each step of each metric is in the run once, and in metrics.jsonl once
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for key, steps in (("loss", list(range(1, 13))), ("eval_loss", [6, 12]),
+                       ("trainable_params", [0]), ("train_runtime", [12])):
+        history = client.get_metric_history(runs[0].info.run_id, key)
+        assert sorted(m.step for m in history) == steps, key
+        assert sorted(row["step"] for row in rows if key in row) == steps, key
 
 
 @pytest.mark.slow
@@ -265,3 +273,4 @@ def test_model_folder_is_put_in_place_whole(tmp_path):
     assert not partial.exists()
     assert (final / "adapter_model.safetensors").read_text() == "new"
     assert (final / "labels.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # model.old removed

@@ -217,15 +217,23 @@ def test_total_steps_of_a_plan():
     assert total_steps(400, {**training, "max_steps": 7}) == 7
 
 
-def test_fresh_run_removes_checkpoints_of_an_earlier_run(tmp_path):
-    from fturun.checkpoints import remove_stale_checkpoints
+def test_a_fresh_start_clears_what_a_new_run_must_not_inherit(tmp_path, capsys):
+    from fturun.checkpoints import remove_stale_checkpoints, start_fresh
 
     for name in ("checkpoint-5", "checkpoint-10", "checkpoints-notes", "model"):
         (tmp_path / name).mkdir()
     (tmp_path / "checkpoint-7").write_text("a file, not a checkpoint folder")
-    removed = remove_stale_checkpoints(str(tmp_path))
-    assert sorted(os.path.basename(p) for p in removed) == ["checkpoint-10", "checkpoint-5"]
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (tmp_path / "trainer_state.json").write_text('{"global_step": 10}')
+    # checkpoints (incomplete ones, or another run's when replacing it), the metrics log and
+    # the end state go; the model folder stays until the new run saves its own
+    start_fresh(str(tmp_path), {}, replacing=["model", "checkpoint-10"])
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-7", "checkpoints-notes", "model"]
+    assert "removed checkpoint-10, checkpoint-5; its model/ stays until this run saves its " \
+           "own" in capsys.readouterr().out
+    # a run that saves no model does not leave the replaced run's model beside its outputs
+    start_fresh(str(tmp_path), {"output": {"save_model": False}}, replacing=["model"])
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-7", "checkpoints-notes"]
     assert remove_stale_checkpoints(str(tmp_path / "missing")) == []
 
 

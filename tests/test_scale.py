@@ -308,6 +308,66 @@ def test_launch_refuses_before_starting_processes(cli):
     assert code == 2 and "--nproc must be at least 1" in err
 
 
+@pytest.fixture
+def no_exec(monkeypatch):
+    """``fturun launch`` must refuse before it execs torchrun: an exec here fails the test."""
+    def refuse(*args):
+        raise AssertionError(f"launch started processes: {args}")
+
+    monkeypatch.setattr(os, "execv", refuse)
+
+
+def test_launch_makes_every_check_of_one_process_before_starting_any(cli, tmp_path, no_exec):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the hardware cases below are CPU ones")
+    off = ["tracking.enabled=false"]
+
+    def launch(*args):
+        code, out, err = cli("launch", "--nproc", "2", *args, *off)
+        assert "launching:" not in out and "Traceback" not in err
+        return code, out, err
+
+    code, _, err = launch(RECIPES / "search_cls.json", f"training.output_dir={tmp_path / 's'}")
+    assert code == 2 and "a study runs each trial in one process" in err
+    assert "fturun launch --no-search" in err
+    code, _, err = launch(LORA, "training.bf16=true", f"training.output_dir={tmp_path / 'b'}")
+    assert code == 2 and "bf16 needs a CUDA GPU" in err
+    # the multi-process rules, with the launch's world size
+    code, _, err = launch(LORA, "training.ddp_backend=nccl", f"training.output_dir={tmp_path}")
+    assert code == 2 and "training.ddp_backend 'nccl' needs CUDA GPUs" in err
+    code, _, err = launch(LORA, "training.push_to_hub=true", f"training.output_dir={tmp_path}")
+    assert code == 2 and "training.push_to_hub: HF_HUB_OFFLINE is set" in err
+    code, _, err = launch(LORA, f"training.output_dir={tmp_path / 'none'}", "--resume")
+    assert code == 2 and "no checkpoint-N folder in" in err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "none").exists()
+
+
+def test_launch_refuses_a_busy_or_used_folder_and_skips_a_finished_run(cli, tmp_path, no_exec):
+    from fturun.checkpoints import COMPLETE_MARKER
+    from fturun.lock import EXIT_LOCKED, FolderLock
+
+    off = ["tracking.enabled=false", "training.max_steps=4"]
+    busy = tmp_path / "busy"
+    with FolderLock(str(busy)):
+        code, out, err = cli("launch", "--nproc", "2", LORA, f"training.output_dir={busy}", *off)
+    assert code == EXIT_LOCKED and f"{busy} is in use by a run: pid {os.getpid()}" in err
+    done = tmp_path / "done"
+    checkpoint = done / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (done / "model").mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps(
+        {"global_step": 4, "max_steps": 4, "epoch": 2.0}))
+    (checkpoint / COMPLETE_MARKER).write_text(json.dumps({"global_step": 4}))
+    code, out, err = cli("launch", "--nproc", "2", LORA, f"training.output_dir={done}", *off)
+    assert code == 2 and "holds the finished model of an earlier run" in err
+    code, out, err = cli("launch", "--nproc", "2", LORA, f"training.output_dir={done}", *off,
+                         "--resume")
+    assert code == 0, err
+    assert "the run finished at step 4; nothing to resume" in out and "launching:" not in out
+
+
 def test_mean_loss_heads_are_not_rescaled(registry):
     from fturun.engine import fix_loss_scaling
 

@@ -79,14 +79,18 @@ def test_artifacts_and_inputs(tracked_run):
 
 def test_model_loads_back_from_mlflow_and_predicts(tracked_run, tmp_path):
     import torch
-    from peft import AutoPeftModelForSequenceClassification
-    from transformers import AutoTokenizer
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from fturun.paths import resolve_path
 
     client, run, _ = tracked_run
     local = client.download_artifacts(run.info.run_id, "model", str(tmp_path))
     labels = json.loads(open(os.path.join(local, "labels.json")).read())
     labels["id2label"] = {int(k): v for k, v in labels["id2label"].items()}  # JSON keys are str
-    model = AutoPeftModelForSequenceClassification.from_pretrained(local, **labels)
+    base = PeftConfig.from_pretrained(local).base_model_name_or_path  # as the recipe named it
+    model = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(resolve_path(base), **labels), local)
     tokenizer = AutoTokenizer.from_pretrained(local)
     batch = tokenizer(["Shares rose as the bank reported profits"], return_tensors="pt")
     with torch.no_grad():

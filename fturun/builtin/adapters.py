@@ -102,8 +102,9 @@ def _takes_past_key_values(peft_model) -> bool:
 
 
 def _peft_factory(config_class, schema):
-    # fturun hands factories the params without schema defaults; peft leaves some of them unset
-    # (num_virtual_tokens is None in peft's configs), so the schema's defaults are applied here
+    # fturun hands factories the params with the schema's defaults filled in; they are applied
+    # here too because peft leaves some of them unset (num_virtual_tokens is None in peft's
+    # configs) and the factory is also called directly
     defaults = {key: prop["default"] for key, prop in schema["properties"].items()
                 if "default" in prop}
 

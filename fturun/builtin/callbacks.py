@@ -18,8 +18,8 @@ def early_stopping(params, context):
     """Stop when ``metric_for_best_model`` stops improving (needs load_best_model_at_end)."""
     from transformers import EarlyStoppingCallback
 
-    return EarlyStoppingCallback(early_stopping_patience=params.get("patience", 3),
-                                 early_stopping_threshold=params.get("threshold", 0.0))
+    return EarlyStoppingCallback(early_stopping_patience=params["patience"],
+                                 early_stopping_threshold=params["threshold"])
 
 
 def time_limit(params, context):

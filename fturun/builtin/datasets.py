@@ -8,6 +8,7 @@ import their heavy dependencies inside, and a params schema per component.
 from __future__ import annotations
 
 import os
+import sys
 
 from fturun.api import (
     RecipeRuntimeError,
@@ -85,8 +86,11 @@ def _paths(context, value):
 def load_files(params, context):
     """Rows from csv/tsv/json/jsonl/parquet/text files through ``datasets``' own builders."""
     from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
 
     paths = _paths(context, params["path"])
+    stats = _file_stats(paths)
+    paths = [path for path, _, _ in stats]  # globs resolved, empty files left out
     fmt = params.get("format")
     if fmt is None:
         ext = os.path.splitext(paths[0])[1].lstrip(".").lower()
@@ -96,7 +100,6 @@ def load_files(params, context):
                                      f"{', '.join(sorted(FORMATS))}")
         fmt = ext
     builder = FORMATS[fmt]
-    stats = _file_stats(paths)
     check_cache_room([size for _, size, _ in stats], f"{len(stats):,} file(s) of {paths[0]}")
     kwargs = {}
     if builder == "csv":
@@ -108,9 +111,25 @@ def load_files(params, context):
             kwargs["field"] = params["field"]
     try:
         return load_dataset(builder, data_files=paths, split="train", **kwargs)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
+        if NO_ROWS in str(exc):
+            raise RecipeRuntimeError(f"{_files_text(paths)} hold no rows (a csv header alone? "
+                                     "an empty json list?): add the examples, or set "
+                                     "params.path to the files that hold them") from None
         raise RecipeRuntimeError(f"cannot read {paths[0]} as {fmt}: {exc} (check "
                                  "params.encoding and params.format)") from None
+    except (DatasetGenerationError, StopIteration) as exc:
+        cause = exc.__cause__ or exc
+        raise RecipeRuntimeError(f"cannot read {_files_text(paths)} as {fmt}: "
+                                 f"{type(cause).__name__}: {cause} (check params.format, "
+                                 "params.encoding and params.delimiter)") from None
+
+
+NO_ROWS = "corresponds to no data"  # what ``datasets`` says of a source without rows
+
+
+def _files_text(paths) -> str:
+    return f"'{paths[0]}'" if len(paths) == 1 else f"{len(paths):,} files ({paths[0]}, ...)"
 
 
 def load_text_folder(params, context):
@@ -195,16 +214,40 @@ CONLL_SCHEMA = {
 
 
 def _file_stats(paths):
-    """``[(path, size, mtime)]`` of every file the paths (and globs) name, sorted."""
+    """``[(path, size, mtime)]`` of every file the paths (and globs) name, sorted. A folder
+    named as a path, an empty (0-byte) file named alone, or only empty files, are errors that
+    say what to write instead; empty files among others are left out with a warning."""
     import glob
 
     files = []
     for path in paths:
+        if os.path.isdir(path):
+            raise RecipeRuntimeError(_folder_message(path))
         matches = sorted(glob.glob(path)) if any(ch in path for ch in "*?[") else [path]
         files.extend(m for m in matches if os.path.isfile(m))
     if not files:
         raise RecipeRuntimeError(f"no files match {', '.join(paths)}")
-    return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    empty = [f for f, size, _ in stats if size == 0]
+    if len(empty) == len(stats):
+        raise RecipeRuntimeError(
+            f"data file {_files_text(empty)} {'is' if len(empty) == 1 else 'are'} empty (0 "
+            "bytes): write the examples (csv: a header line, then a row per example), or set "
+            "params.path to the files that hold them")
+    if empty:
+        print(f"warning: skipping {len(empty):,} empty (0-byte) data file(s): "
+              f"{_files_text(empty)}", file=sys.stderr)
+    return [s for s in stats if s[1] > 0]
+
+
+def _folder_message(path: str) -> str:
+    """A folder named where files are expected."""
+    names = sorted(n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n)))
+    if not names:
+        return f"'{path}' is a folder with no files in it: set params.path to the data files"
+    glob = os.path.join(path, "*" + os.path.splitext(names[0])[1])
+    return (f"'{path}' is a folder: name its files, e.g. params.path = \"{glob}\" (or use "
+            "the 'text_folder' dataset: a folder of text files per label)")
 
 
 def check_cache_room(sizes, what: str) -> None:
@@ -241,6 +284,11 @@ def _from_generator(generator, files, features, what, encoding, **kwargs):
         if isinstance(cause, RecipeRuntimeError):
             raise cause from None
         raise RecipeRuntimeError(f"cannot read {what}: {cause}") from None
+    except ValueError as exc:
+        if NO_ROWS not in str(exc):
+            raise
+        raise RecipeRuntimeError(f"{what} hold no rows: add the examples, or set params.path "
+                                 "to the files that hold them") from None
 
 
 def load_conversations(params, context):

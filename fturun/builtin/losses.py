@@ -1,7 +1,8 @@
-"""Built-in training losses, passed to the Trainer as ``compute_loss_func``: cross entropy (with
-label smoothing), class-weighted cross entropy, and focal loss. They work for sequence
-classification (logits ``[batch, classes]``) and token classification (``[batch, tokens,
-classes]``, -100 ignored)."""
+"""Built-in training losses: cross entropy (with label smoothing), class-weighted cross entropy,
+and focal loss. They work for sequence classification (logits ``[batch, classes]``) and token
+classification (``[batch, tokens, classes]``, -100 ignored). Each returns the plain mean over
+the batch's labelled items, as the loss contract asks (``fturun_register_losses``): fturun
+scales it for gradient accumulation and several processes."""
 
 from __future__ import annotations
 
@@ -29,14 +30,10 @@ def _flatten(outputs, labels):
     return logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)
 
 
-def _reduce(per_item, labels, num_items_in_batch):
-    """Sum over items divided by the items in the whole accumulated batch (what the Trainer
-    expects from ``compute_loss_func`` for correct gradient accumulation), else a plain mean."""
+def _reduce(per_item, labels):
+    """The mean over the labelled items (0 when there are none, not NaN)."""
     valid = labels != -100
-    total = per_item[valid].sum()
-    if num_items_in_batch is not None:
-        return total / num_items_in_batch
-    return total / valid.sum().clamp(min=1)
+    return per_item[valid].sum() / valid.sum().clamp(min=1)
 
 
 def class_weights(spec, context):
@@ -62,19 +59,18 @@ def class_weights(spec, context):
 
 def cross_entropy(params, context):
     """Cross entropy with optional label smoothing."""
-    return _weighted_ce(None, params.get("label_smoothing", 0.0))
+    return _weighted_ce(None, params["label_smoothing"])  # the schema's default filled in
 
 
 def weighted_cross_entropy(params, context):
     """Cross entropy with a weight per class (for imbalanced labels)."""
-    return _weighted_ce(class_weights(params["weights"], context),
-                        params.get("label_smoothing", 0.0))
+    return _weighted_ce(class_weights(params["weights"], context), params["label_smoothing"])
 
 
 def _weighted_ce(weights, smoothing):
     import torch.nn.functional as F
 
-    def loss(outputs, labels, num_items_in_batch=None):
+    def loss(outputs, labels):
         logits, flat = _flatten(outputs, labels)
         w = weights.to(logits.device) if weights is not None else None
         per_item = F.cross_entropy(logits, flat.clamp(min=0), weight=w, reduction="none",
@@ -83,8 +79,8 @@ def _weighted_ce(weights, smoothing):
             # weighted mean as torch defines it: divide by the weights of the items, not their count
             item_w = w[flat.clamp(min=0)] * (flat != -100)
             scale = item_w.sum() / (flat != -100).sum().clamp(min=1)
-            return _reduce(per_item, flat, num_items_in_batch) / scale.clamp(min=1e-12)
-        return _reduce(per_item, flat, num_items_in_batch)
+            return _reduce(per_item, flat) / scale.clamp(min=1e-12)
+        return _reduce(per_item, flat)
 
     return loss
 
@@ -93,17 +89,17 @@ def focal(params, context):
     """Focal loss (Lin et al. 2017): down-weights easy examples by (1 - p)^gamma."""
     import torch.nn.functional as F
 
-    gamma = params.get("gamma", 2.0)
+    gamma = params["gamma"]
     weights = class_weights(params["weights"], context) if "weights" in params else None
 
-    def loss(outputs, labels, num_items_in_batch=None):
+    def loss(outputs, labels):
         logits, flat = _flatten(outputs, labels)
         target = flat.clamp(min=0)
         log_p = F.log_softmax(logits, dim=-1).gather(1, target[:, None]).squeeze(1)
         per_item = -((1 - log_p.exp()) ** gamma) * log_p
         if weights is not None:
             per_item = per_item * weights.to(logits.device)[target]
-        return _reduce(per_item, flat, num_items_in_batch)
+        return _reduce(per_item, flat)
 
     return loss
 

@@ -120,7 +120,7 @@ def load_pretrained(params, context):
                 "(.bin) can run code when loaded: set model.params.allow_pickle=true only if "
                 "you trust this checkpoint") from None
         raise RecipeRuntimeError(f"cannot load model '{params['path']}': {text}") from None
-    return model, tokenizer
+    return _with_loss_type(model, context), tokenizer
 
 
 def build_from_config(params, context):
@@ -157,7 +157,17 @@ def build_from_config(params, context):
     except (ValueError, ImportError) as exc:
         raise RecipeRuntimeError(f"model.params: cannot build a {config.model_type} model for "
                                  f"task '{context.task}': {exc}") from None
-    return model, tokenizer
+    return _with_loss_type(model, context), tokenizer
+
+
+def _with_loss_type(model, context):
+    """A causal LM whose class name gives transformers no loss type (``GPT2LMHeadModel``) is
+    given the causal-LM loss it would fall back to, without the ``loss_type=None ...
+    unrecognized`` warning at its first step."""
+    if context.task_record.model_class == "AutoModelForCausalLM" and \
+            getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
+    return model
 
 
 def special_token_ids(tokenizer) -> dict:

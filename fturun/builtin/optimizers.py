@@ -55,7 +55,8 @@ def _torch_factory(class_name):
         kwargs = dict(params)
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
-        kwargs.setdefault("lr", context.training_args.get("learning_rate", 5e-5))
+        # the Trainer's parameter groups carry no lr: the optimizer's default would apply
+        kwargs.setdefault("lr", context.training_arg("learning_rate"))
         result = {"optimizer_cls_and_kwargs": (getattr(torch.optim, class_name), kwargs)}
         if "weight_decay" in kwargs:
             # the Trainer's parameter groups set weight_decay (from training.weight_decay, 0 for

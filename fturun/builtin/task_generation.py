@@ -36,7 +36,7 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
 
     if not prompts:
         return []
-    settings = generation_settings(context.recipe)
+    settings = generation_settings(context.recipe, encoder_decoder=not decoder_only)
     device = next(model.parameters()).device
     special = {i for i in (tokenizer.eos_token_id, tokenizer.sep_token_id) if i is not None}
     was_training = model.training

@@ -43,10 +43,11 @@ def cmd_schema(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    """Print the plugins as JSON."""
-    from ..plugins import default_plugins
+    """Print the plugins as JSON (what did not load, or an unknown disabled name, is also
+    warned about on stderr)."""
+    from ..plugins import plugins_report
 
-    print(json.dumps([p.as_json() for p in default_plugins().plugins], indent=2))
+    print(json.dumps(plugins_report(load_plugins_warned()), indent=2))
     return 0
 
 
@@ -95,7 +96,7 @@ def cmd_components(args) -> int:
             for kind in kinds}, indent=2))
         return 0
     for kind in kinds:
-        print(f"{kind}s:")
+        print(f"{PLURALS[kind]}:")
         for component in sorted(registry.components[kind].values(), key=lambda c: c.name):
             print(f"  {component.name:<28} {component.description}  [{component.plugin}]")
             for line in _param_summary(component.params_schema):
@@ -114,10 +115,10 @@ def cmd_run(args) -> int:
                              "--no-search --resume")
         from ..search import run_search
 
-        return run_search(recipe, loaded.registry)
+        return run_search(recipe, loaded.registry, overwrite=args.overwrite)
     from ..session import run_recipe
 
-    return run_recipe(recipe, loaded.registry, resume=args.resume)
+    return run_recipe(recipe, loaded.registry, resume=args.resume, overwrite=args.overwrite)
 
 
 def cmd_search(args) -> int:
@@ -128,7 +129,7 @@ def cmd_search(args) -> int:
                          "(README, 'Hyperparameter search'), or train it with 'fturun run'")
     from ..search import run_search
 
-    return run_search(recipe, loaded.registry)
+    return run_search(recipe, loaded.registry, overwrite=args.overwrite)
 
 
 def cmd_check(args) -> int:

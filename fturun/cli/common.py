@@ -6,16 +6,23 @@ from ..errors import RecipeError
 
 
 def load_plugins_warned():
-    """The default plugins; a plugin that failed to load is reported on stderr."""
+    """The default plugins; a plugin that failed to load, or a name in
+    ``FTURUN_DISABLE_PLUGINS`` that is no plugin, is reported on stderr (by rank 0 only: the
+    other processes of a launch would repeat it)."""
+    from ..dist import is_main_process
     from ..plugins import default_plugins
 
     loaded = default_plugins()
-    loaded.warn_failures()
+    if is_main_process():
+        loaded.warn_failures()
     return loaded
 
 
-def load_valid_recipe(path, overrides, loaded=None):
-    """Read and validate a recipe; raise :class:`RecipeError` with every problem."""
+def load_valid_recipe(path, overrides, loaded=None, check_hub=True):
+    """Read and validate a recipe; raise :class:`RecipeError` with every problem. A recipe
+    that needs the Hub where it cannot be used fails here (``check_hub``), before anything
+    heavy is loaded (:func:`~fturun.hub.check_recipe_hub_access`)."""
+    from ..hub import check_recipe_hub_access
     from ..recipe import load_recipe
     from ..schema import validate_recipe
 
@@ -27,4 +34,6 @@ def load_valid_recipe(path, overrides, loaded=None):
     problems = validate_recipe(recipe, loaded.registry)
     if problems:
         raise RecipeError(problems)
+    if check_hub:
+        check_recipe_hub_access(recipe.data, recipe.base_dir)
     return recipe, loaded

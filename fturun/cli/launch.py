@@ -1,4 +1,5 @@
-"""``fturun launch``: validate the recipe once, then *exec* torchrun running ``fturun run`` in each
+"""``fturun launch``: validate the recipe and make every check a single process makes before it
+loads anything (:func:`check_launch`), once, then *exec* torchrun running ``fturun run`` in each
 process (``--print`` shows the command instead)."""
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in the output dir, or from "
                              "CHECKPOINT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace another run's model and checkpoints in the output dir "
+                             "(output.overwrite=true)")
+    parser.add_argument("--no-search", action="store_true",
+                        help="train a recipe with a 'search' section once, with its own values")
     parser.add_argument("--print", dest="print_only", action="store_true",
                         help="print the torchrun command instead of running it")
 
@@ -49,16 +55,64 @@ def torchrun_command(args, nproc: int) -> list:
     else:
         command += ["--standalone"]  # a free port found by torchrun's rendezvous
     command += ["-m", "fturun", "run", str(args.recipe), *args.overrides]
+    command += [flag for flag, on in (("--overwrite", args.overwrite),
+                                      ("--no-search", args.no_search)) if on]
     if args.resume:
         command += ["--resume"] if args.resume == "latest" else ["--resume", args.resume]
     return command
+
+
+def check_launch(args, recipe, nproc: int) -> str | None:
+    """Every check one process makes before it loads anything, made once here for the
+    launch's world size, before any process starts: a search (refused under a launcher), the
+    hardware rules, ``push_to_hub``, the tracking server, the output folder (another run's lock
+    or outputs) and ``--resume``. Refusals exit 2 (the folder's lock: 75); returns why there is
+    nothing to train (a finished run), else None."""
+    from ..build import default_output_dir
+    from ..checkpoints import check_run_start
+    from ..engine import load_deepspeed_config
+    from ..errors import RecipeRuntimeError
+    from ..hardware import Hardware, check_hardware
+    from ..hub import check_push_to_hub
+    from ..lock import FolderLocked, folder_holder
+    from ..tracking import TrackingSettings, check_reachable
+
+    data = recipe.data
+    if data.get("search") and not args.no_search:
+        raise UsageError("launch: this recipe has a 'search' section, and a study runs each "
+                         "trial in one process: start several 'fturun search' workers on one "
+                         "search.storage instead, or train it once in these processes with "
+                         "'fturun launch --no-search'")
+    output_dir = default_output_dir(recipe)
+    try:
+        hw = Hardware.detect()
+        hw.environ = {**hw.environ, "WORLD_SIZE": str(nproc * args.nnodes),
+                      "LOCAL_WORLD_SIZE": str(nproc)}
+        check_hardware(data, hw, deepspeed_config=load_deepspeed_config(recipe))
+        check_push_to_hub(dict(data.get("training") or {}))
+        settings = TrackingSettings.from_recipe(recipe)
+        if settings.enabled:
+            check_reachable(settings.tracking_uri)
+        holder = folder_holder(output_dir)
+        if holder is not None:
+            raise FolderLocked(f"{output_dir} is in use by {holder.describe()}. Wait for it to "
+                               "end, or give this run another training.output_dir")
+        return check_run_start(recipe, output_dir, args.resume, args.overwrite).nothing_to_do
+    except (RecipeRuntimeError, OSError, ValueError) as exc:
+        raise UsageError(f"launch: {exc}" if isinstance(exc, RecipeRuntimeError)
+                         else f"launch: {type(exc).__name__}: {exc}") from None
 
 
 def cmd_launch(args) -> int:
     """Validate the recipe once, then exec torchrun running ``fturun run`` in each process."""
     import shlex
 
-    load_valid_recipe(args.recipe, args.overrides)  # exit 2 here, not N times
+    from ..errors import RecipeRuntimeError
+
+    try:  # exit 2 here, not N times
+        recipe, _ = load_valid_recipe(args.recipe, args.overrides)
+    except RecipeRuntimeError as exc:  # the Hub checks: a refusal before any process starts
+        raise UsageError(f"launch: {exc}") from None
     gpus = cuda_device_count()
     if args.nproc is None:
         nproc = max(gpus, 1)
@@ -76,6 +130,10 @@ def cmd_launch(args) -> int:
     shown = shlex.join(command)
     if args.print_only:
         print(shown)
+        return 0
+    nothing_to_do = check_launch(args, recipe, nproc)
+    if nothing_to_do:
+        print(nothing_to_do)
         return 0
     print(f"launching: {shown}", flush=True)
     sys.stdout.flush()

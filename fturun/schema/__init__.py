@@ -1,7 +1,8 @@
 """The recipe schema: composed from the registered components (:mod:`.compose`, with the fixed
 sections of :mod:`.sections`), and validation collecting every problem at once (:mod:`.validate`:
-schema errors worded by :mod:`.problems`, cross-field rules of :mod:`.rules` and
-:mod:`.task_rules`, dotted keys checked by :mod:`.keys`)."""
+schema errors worded by :mod:`.problems`, cross-field rules of :mod:`.rules`,
+:mod:`.task_rules` and :mod:`.search_rules`, dotted keys checked by :mod:`.keys`). The validator
+applies fturun's number rule (:mod:`.numbers`): an integer field takes a JSON integer."""
 
 from .compose import TRAINING_SCHEMA_FILE, component_schema, compose_schema, training_schema
 from .keys import check_recipe_key

@@ -59,17 +59,35 @@ def component_schema(registry: Registry, kind: str, only_plugins=None) -> dict:
         "description": f"a registered {kind}: a name, or {{\"name\": ..., \"params\": {{...}}}}",
         "type": ["string", "object"],
         "if": {"type": "string"},
-        "then": {"enum": names, "x-fturun-kind": kind},
+        "then": name_enum(registry, kind, names),
         "else": {
             "required": ["name"],
             "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "enum": names, "x-fturun-kind": kind},
+                "name": {"type": "string", **name_enum(registry, kind, names)},
                 "params": {"type": "object"},
             },
             "allOf": branches,
         },
     }
+
+
+def name_enum(registry: Registry, kind: str, names: list) -> dict:
+    """The names a recipe may write for ``kind``, marked with the kind (``x-fturun-kind``) for
+    the "not a registered ..." message, and with why each name of a disabled or failed plugin
+    is missing (``x-fturun-unavailable``: name -> reason) when there are any."""
+    schema = {"enum": names, "x-fturun-kind": kind}
+    unavailable = {name: why for name, why in sorted(registry.unavailable.get(kind, {}).items())
+                   if name not in names}
+    if unavailable:
+        schema["x-fturun-unavailable"] = unavailable
+    return schema
+
+
+def _task_schema(registry: Registry, only_plugins) -> dict:
+    """The ``task`` key: a registered task, named in messages like a component."""
+    schema = task_property(registry, only_plugins)
+    return {**schema, **name_enum(registry, "task", schema["enum"])}
 
 
 def compose_schema(registry: Registry, training_schema: dict | None = None,
@@ -84,7 +102,7 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
         "$schema": SCHEMA_KEY,
         "description": DESCRIPTION,
         "extends": EXTENDS,
-        "task": task_property(registry, only_plugins),
+        "task": _task_schema(registry, only_plugins),
         "seed": SEED,
         "data": DATA,
         "training": definition_ref("training"),

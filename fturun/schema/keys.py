@@ -10,6 +10,12 @@ def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
     """None when ``dotted`` (e.g. ``adapter.params.r``) names a settable key of this recipe,
     else a message with a suggestion. Component params are looked up for the component the
     recipe names at that place."""
+    return recipe_key_schema(schema, data, dotted)[1]
+
+
+def recipe_key_schema(schema: dict, data: dict, dotted: str) -> tuple:
+    """``(the schema of the value at dotted key, None)`` when ``dotted`` names a settable key of
+    this recipe, else ``(None, a message with a suggestion)``."""
     node = {"$ref": "#"}
     value = data
     walked = []
@@ -22,7 +28,7 @@ def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
         where = ".".join(walked) or "the recipe"
         if node.get("type") == "array" or "items" in node:
             if not part.isdigit():
-                return f"'{dotted}': {where} is a list; use an index, e.g. {where}.0"
+                return None, f"'{dotted}': {where} is a list; use an index, e.g. {where}.0"
             node = node.get("items", {})
             value = value[int(part)] if isinstance(value, list) and int(part) < len(value) \
                 else None
@@ -31,7 +37,7 @@ def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
             if part == "params" and isinstance(value, dict) and "allOf" in node:
                 params = _params_schema(node, value.get("name"))
                 if params is None:
-                    return f"'{dotted}': {where} names no component with params"
+                    return None, f"'{dotted}': {where} names no component with params"
                 props["params"] = params
             if part not in props:
                 if isinstance(node.get("additionalProperties"), dict):
@@ -39,12 +45,12 @@ def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:
                     value = value.get(part) if isinstance(value, dict) else None
                     walked.append(part)
                     continue
-                return (f"'{dotted}' is not a recipe key: {where} has no '{part}'"
-                        f"{suggest(part, props)}")
+                return None, (f"'{dotted}' is not a recipe key: {where} has no '{part}'"
+                              f"{suggest(part, props)}")
             node = props[part]
             value = value.get(part) if isinstance(value, dict) else None
         walked.append(part)
-    return None
+    return _deref(schema, node), None
 
 
 def _params_schema(reference: dict, name):

@@ -9,6 +9,7 @@ import json
 from ..errors import Problem
 from ..recipe import Recipe, json_path
 from ..registry import suggest
+from .numbers import integral_float
 
 _BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
                 "exclusiveMaximum": "<"}
@@ -34,17 +35,16 @@ def problems_from_error(recipe: Recipe, error) -> list:
     if validator == "enum":
         return [problem(recipe, path, _not_in_enum(schema, error.instance))]
     if validator in ("anyOf", "oneOf") and error.context:
-        from jsonschema.exceptions import best_match
-
-        # the branch that fits the value's type says the most useful thing
-        same_type = [e for e in error.context if e.validator != "type"]
-        return problems_from_error(recipe, best_match(same_type or error.context))
+        return _problems_of_branches(recipe, error)
     if validator == "const":
         message = f"must be {_short(error.validator_value)}, got {_short(error.instance)}"
     elif validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         message = f"expected {expected}, got {_json_type(error.instance)} {_short(error.instance)}"
+        if _wants_integer(error) and integral_float(error.instance):
+            message += (f"; write {_short(int(error.instance))} (an integer is written without "
+                        "a decimal point or exponent)")
     elif validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         message = f"missing required key '{missing}'"
@@ -54,6 +54,33 @@ def problems_from_error(recipe: Recipe, error) -> list:
     else:
         message = error.message
     return [problem(recipe, path, message)]
+
+
+def _problems_of_branches(recipe: Recipe, error) -> list:
+    """An ``anyOf``/``oneOf`` error: every problem of the one branch whose type fits the value
+    (an inline DeepSpeed config, not its file path), else the branch that says the most (a
+    number in an integer's place: the integer branch)."""
+    from jsonschema.exceptions import best_match
+
+    branches = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [subs for subs in branches.values()
+               if not any(e.validator in ("type", "const", "enum") and not e.relative_path
+                          for e in subs)]
+    if len(fitting) == 1:
+        return [p for sub in fitting[0] for p in problems_from_error(recipe, sub)]
+    integer = [e for e in error.context if _wants_integer(e)]
+    same_type = [e for e in error.context if e.validator != "type"]
+    return problems_from_error(recipe, best_match(integer or same_type or error.context))
+
+
+def _wants_integer(error) -> bool:
+    """Whether ``error`` is an integer type error on a number (``16.0``, ``16.5``)."""
+    expected = error.validator_value
+    expected = expected if isinstance(expected, list) else [expected]
+    return (error.validator == "type" and "integer" in expected and "number" not in expected
+            and isinstance(error.instance, float))
 
 
 def _unknown_keys(recipe, path, schema, instance) -> list:
@@ -71,6 +98,9 @@ def _not_in_enum(schema, value) -> str:
     kind = schema.get("x-fturun-kind")
     options = schema.get("enum", [])
     if kind:
+        why = isinstance(value, str) and (schema.get("x-fturun-unavailable") or {}).get(value)
+        if why:  # a disabled or failed plugin has it
+            return f"'{value}' is not a registered {kind}: {why}"
         listing = ", ".join(options) or "none (is a plugin missing?)"
         return (f"'{value}' is not a registered {kind}{suggest(value, options)}; "
                 f"registered: {listing}")

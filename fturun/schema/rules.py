@@ -6,16 +6,17 @@ well-typed values. A rule reports through ``add(path, message)``."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
+from ..errors import RecipeError
 from ..paths import resolve_path
-from ..recipe import Recipe, json_path
+from ..recipe import Recipe, read_json_file
 from ..registry import Registry, component_name, suggest
 from .compose import compose_schema
-from .keys import check_recipe_key
-from .problems import problem
+from .numbers import recipe_validator
+from .problems import problem, problems_from_error
+from .search_rules import check_space
 from .sections import COMPONENT_SECTIONS, DEEPSPEED_CONFIG
 from .task_rules import check_task_data, computed_metric_names, effective_metrics
 
@@ -36,6 +37,7 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
     check_task_data(data, data_section, add, registry)
     _check_search(registry, data, add)
     _check_deepspeed(recipe, data, training, add)
+    _check_counts(data, add)
     for section, key in (("optimizer", "optim"), ("scheduler", "lr_scheduler_type")):
         if data.get(section) is not None and key in training:
             add(["training", key], f"set both here and in '{section}'; keep one (the "
@@ -154,9 +156,7 @@ def _check_search(registry, data, add) -> None:
     search = data.get("search")
     if not isinstance(search, dict):
         return
-    space = _section(search, "space")
-    if space:
-        _check_space_keys(compose_schema(registry), data, space, add)
+    check_space(compose_schema(registry), data, search, add)
     metric = search.get("metric")
     if isinstance(metric, str):
         message = _unknown_metric(registry, data, metric)
@@ -165,70 +165,11 @@ def _check_search(registry, data, add) -> None:
     if not _has_eval_data(_section(data, "data")):
         add(["search"], "a search scores trials on eval data: add data.eval (a dataset) or "
             "data.split.eval (e.g. 0.2)")
-    entries = {k: e for k, e in space.items() if isinstance(e, dict)}
-    _check_space_entries(search, entries, add)
-    _check_enqueue(search, space, entries, add)
     storage = search.get("storage")
     if isinstance(storage, str) and "://" not in storage and \
             not storage.endswith((".log", ".journal")):
         add(["search", "storage"], f"'{storage}' is neither a database URL (sqlite:///study.db, "
             "postgresql://host/db, mysql://...) nor a journal file path ending .log")
-
-
-def _check_space_keys(schema, data, space, add) -> None:
-    """Each space key names a settable recipe key; each range is ordered (and above 0 on a
-    log scale)."""
-    for key, entry in space.items():
-        message = check_recipe_key(schema, data, key)
-        if message:
-            add(["search", "space", key], message)
-        if isinstance(entry, dict) and entry.get("type") in ("float", "int"):
-            low, high = entry.get("low"), entry.get("high")
-            if isinstance(low, (int, float)) and isinstance(high, (int, float)):
-                if low >= high:
-                    add(["search", "space", key], f"low ({low}) must be below high ({high})")
-                if entry.get("log") and low <= 0:
-                    add(["search", "space", key], "a log scale needs low > 0")
-
-
-def _check_space_entries(search, entries, add) -> None:
-    """Step with log, integer bounds, and a finite grid for the grid sampler."""
-    for key, entry in entries.items():
-        kind = entry.get("type")
-        if kind in ("float", "int") and entry.get("log") and entry.get("step") is not None:
-            add(["search", "space", key], "step and log cannot both be set; keep one")
-        if kind == "int":
-            for bound in ("low", "high", "step"):
-                value = entry.get(bound)
-                if isinstance(value, float) and not value.is_integer():
-                    add(["search", "space", key, bound], f"an int range needs a whole number, "
-                        f"got {value}")
-        if search.get("sampler") == "grid" and kind == "float" and entry.get("step") is None:
-            add(["search", "space", key], "the grid sampler needs a finite grid: make this "
-                "space categorical, or give the float range a step")
-
-
-def _check_enqueue(search, space, entries, add) -> None:
-    """Each enqueued value belongs to its space entry."""
-    enqueue = search.get("enqueue")
-    for index, point in enumerate(enqueue if isinstance(enqueue, list) else []):
-        if not isinstance(point, dict):
-            continue
-        for key, value in point.items():
-            where = ["search", "enqueue", index, key]
-            entry = entries.get(key)
-            if entry is None:
-                add(where, f"'{key}' is not a key of search.space{suggest(key, list(space))}")
-            elif entry.get("type") == "categorical":
-                if value not in (entry.get("choices") or []):
-                    add(where, f"{json.dumps(value)} is not one of the choices "
-                        f"{json.dumps(entry.get('choices'))}")
-            elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                add(where, f"a {entry.get('type')} range needs a number, got {json.dumps(value)}")
-            elif isinstance(entry.get("low"), (int, float)) and \
-                    isinstance(entry.get("high"), (int, float)) and \
-                    not entry["low"] <= value <= entry["high"]:
-                add(where, f"{value} is outside the range [{entry['low']}, {entry['high']}]")
 
 
 def _check_deepspeed(recipe, data, training, add) -> None:
@@ -269,14 +210,37 @@ def _read_deepspeed_file(recipe, name: str, add):
             "the path is relative to the recipe)")
         return None
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as exc:
-        add(["deepspeed"], f"DeepSpeed config '{name}' is not valid JSON: {exc}")
+        config, positions = read_json_file(path)
+    except RecipeError as exc:
+        for found in exc.problems:
+            add(["deepspeed"], f"DeepSpeed config '{name}': {found}")
         return None
-    from jsonschema import Draft202012Validator
-
-    for error in Draft202012Validator(DEEPSPEED_CONFIG).iter_errors(config):
-        where = json_path(error.absolute_path).replace("$", f"{path}::$", 1)
-        add(["deepspeed"], f"{where}: {error.message}")
+    origins = {p: (path, line, col) for p, (line, col) in positions.items()}
+    config_file = Recipe(data=config, path=path, origins=origins)
+    for error in recipe_validator(DEEPSPEED_CONFIG).iter_errors(config):
+        for found in problems_from_error(config_file, error):
+            add(["deepspeed"], str(found))
     return config
+
+
+#: keys whose value is a fraction when below 1, else a count (of what), which must be an integer
+FRACTION_OR_COUNT = {
+    ("data", "split", "eval"): "rows", ("data", "split", "test"): "rows",
+    ("training", "eval_steps"): "steps", ("training", "logging_steps"): "steps",
+    ("training", "save_steps"): "steps", ("training", "warmup_steps"): "steps",
+    ("scheduler", "params", "warmup"): "steps",
+}
+
+
+def _check_counts(data, add) -> None:
+    """A fraction-or-count key at 1 or more holds a count: a JSON integer (``10``, not ``10.0``
+    or ``10.5``, which the Trainer truncates or refuses)."""
+    for path, unit in FRACTION_OR_COUNT.items():
+        value = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, float) and value >= 1:
+            fix = f"write {int(value)}" if value.is_integer() else f"write a whole number of {unit}"
+            share = "the train rows" if unit == "rows" else "the training steps"
+            add(list(path), f"{value} is a number of {unit} (1 or more), which must be an "
+                f"integer: {fix}, or a fraction below 1 for a share of {share}")

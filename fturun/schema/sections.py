@@ -105,6 +105,10 @@ OUTPUT = {
         "merge_adapter": {"type": "boolean", "default": False,
                           "description": "also save the adapter merged into the base model "
                                          "(LoRA)"},
+        "overwrite": {"type": "boolean", "default": False,
+                      "description": "a fresh run may replace another run's outputs in "
+                                     "training.output_dir (its model is replaced only once the "
+                                     "new one is saved); as --overwrite"},
     },
 }
 
@@ -119,9 +123,25 @@ TRACKING = {
         "experiment": {"type": "string", "minLength": 1},
         "run_name": {"type": "string", "minLength": 1},
         "tags": {"type": "object", "additionalProperties": {"type": "string"}},
-        "log_model": {"type": "boolean", "default": True},
-        "registered_model_name": {"type": "string", "minLength": 1},
+        "log_model": {"type": "boolean", "default": True,
+                      "description": "log the model: model/ as an artifact and an MLflow Model "
+                                     "(a transformers pipeline, merged when an adapter was "
+                                     "trained) that loads, predicts and serves"},
+        "registered_model_name": {"type": "string", "minLength": 1,
+                                  "description": "register the MLflow Model under this name (a "
+                                                 "new version per run)"},
+        "registered_model_alias": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                                   "maxLength": 255,
+                                   "description": "point this alias (e.g. champion: letters, "
+                                                  "digits, '_', '-') at the new version; needs "
+                                                  "registered_model_name"},
+        "system_metrics": {"type": "boolean", "default": True,
+                           "description": "CPU, memory, disk, network (and GPU) metrics through "
+                                          "MLflow's own monitor, every "
+                                          "$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds "
+                                          "(default 10)"},
     },
+    "dependentRequired": {"registered_model_alias": ["registered_model_name"]},
 }
 
 AUTO = {"const": "auto"}

@@ -1,30 +1,22 @@
 """Validate a recipe: every schema error and every cross-field problem at once, each located by
-file, JSON path, line and column."""
+file, JSON path, line and column. The validator applies fturun's number rule
+(:mod:`.numbers`): an integer field takes a JSON integer, never ``16.0``."""
 
 from __future__ import annotations
-
-import json
-from functools import lru_cache
 
 from ..recipe import Recipe
 from ..registry import Registry
 from .compose import compose_schema
+from .numbers import recipe_validator
 from .problems import problems_from_error
 from .rules import check_rules
-
-
-@lru_cache(maxsize=8)
-def _validator_for(schema_json: str):
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(json.loads(schema_json))
 
 
 def validate_recipe(recipe: Recipe, registry: Registry, schema: dict | None = None) -> list:
     """Every problem of ``recipe``: schema errors, then cross-field rules, in file order; empty
     when valid. ``schema`` defaults to the one composed from ``registry``."""
     schema = schema or compose_schema(registry)
-    validator = _validator_for(json.dumps(schema, sort_keys=True))
+    validator = recipe_validator(schema)  # integers are JSON integers (see .numbers)
     problems = []
     for error in validator.iter_errors(recipe.data):
         problems.extend(problems_from_error(recipe, error))

@@ -24,12 +24,15 @@ stops once the study holds ``n_trials`` trials (finished or running).
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 import time
 
 from ..build import default_output_dir
 from ..dist import world_size
-from ..errors import RecipeRuntimeError
+from ..errors import RecipeRuntimeError, UsageError
+from ..lock import FolderLock
 from ..session import close_status
 from ..stop import GracefulStop
 from ..tracking import NullTracker
@@ -41,16 +44,19 @@ from .trial import Objective, TrialFailed
 
 __all__ = ["run_search", "SearchPlan", "grid_size", "open_storage", "safe_url"]
 
+TRIAL_FOLDER = re.compile(r"trial-\d+")
 
-def run_search(recipe, registry) -> int:
+
+def run_search(recipe, registry, overwrite: bool = False) -> int:
     """Run the study the recipe's ``search`` section describes, print the best trial and where
-    everything went. Returns 0 when at least one trial completed; failures raise
-    :class:`~fturun.errors.FturunError`."""
+    everything went. The study holds its output folder's lock (shared by the workers of one
+    ``search.storage`` study); ``overwrite`` (or ``output.overwrite``) lets a new in-memory
+    study replace an earlier study's trials there. Returns 0 when at least one trial
+    completed; failures raise :class:`~fturun.errors.FturunError`."""
     try:
         import optuna  # noqa: F401
     except ImportError:
         raise RecipeRuntimeError("search needs Optuna: pip install 'optuna>=3.5'") from None
-    from ..plugins import default_plugins
 
     if world_size() > 1:
         raise RecipeRuntimeError(
@@ -60,7 +66,39 @@ def run_search(recipe, registry) -> int:
     started = time.monotonic()
     plan = SearchPlan.from_recipe(recipe)
     output_dir = default_output_dir(recipe)
-    os.makedirs(output_dir, exist_ok=True)
+    overwrite = overwrite or bool((recipe.data.get("output") or {}).get("overwrite"))
+    with study_folder(plan, output_dir, overwrite):
+        return _search(recipe, registry, plan, output_dir, started)
+
+
+def study_folder(plan, output_dir: str, overwrite: bool) -> FolderLock:
+    """The study's hold on its output folder: exclusive for a study in memory, shared by the
+    workers of a ``search.storage`` study. A new in-memory study numbers its trials from 0:
+    trial folders of an earlier study there are refused unless ``overwrite`` (then removed)."""
+    study = None if plan.storage is None else f"{plan.study_name} in {safe_url(plan.storage)}"
+    lock = FolderLock(output_dir, study=study).acquire()
+    trials = sorted(name for name in os.listdir(output_dir)
+                    if TRIAL_FOLDER.fullmatch(name)) if plan.storage is None else []
+    if trials and not overwrite:
+        lock.release()
+        shown = ", ".join(trials[:5]) + (", ..." if len(trials) > 5 else "")
+        raise UsageError(
+            f"{output_dir} holds the trials of an earlier search ({shown}); this study keeps "
+            "no storage, so its trials would replace them. Train into another "
+            "training.output_dir, keep studies in a search.storage (the same command then "
+            "continues one), or replace them with --overwrite")
+    for name in trials:
+        shutil.rmtree(os.path.join(output_dir, name))
+    if trials:
+        print(f"replacing the earlier search in {output_dir} (overwrite): removed "
+              f"{len(trials)} trial folder(s)")
+    return lock
+
+
+def _search(recipe, registry, plan, output_dir: str, started: float) -> int:
+    """The study, once its folder is held."""
+    from ..plugins import default_plugins
+
     check_tracking_reachable(recipe)  # before the study exists and before anything heavy
     quiet_optuna()
     study, created = open_study(plan, open_storage(plan.storage))

@@ -10,6 +10,10 @@ never stops training (see :mod:`fturun.tracking.tracker`).
 - :mod:`~fturun.tracking.params`: params and tags as MLflow accepts them
 - :mod:`~fturun.tracking.artifacts`: the end-of-run artifacts
 - :mod:`~fturun.tracking.queries`: what ``fturun runs`` and ``fturun rerun`` read back
+- :mod:`~fturun.tracking.system`: MLflow's system metrics monitor of a run
+- :mod:`~fturun.tracking.model`: the run's MLflow Model (transformers flavor, or the pyfunc
+  wrapper of :mod:`~fturun.tracking.pyfunc_model`, which imports nothing of fturun)
+- :mod:`~fturun.tracking.model_registry`: versions, tags, aliases, ``fturun promote``
 """
 
 from .artifacts import log_run_results, plot_curves

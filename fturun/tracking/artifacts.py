@@ -1,11 +1,13 @@
 """The end-of-run artifacts of a tracked run: the recipe as written (with its bases) and
-resolved, the environment, the eval report, the loss/metric curves, and the model (registered
-when the recipe names a registered model)."""
+resolved, the environment, the eval report, the loss/metric curves, the run's description, the
+saved model folder and the run's MLflow Model (:mod:`.model`; registered when the recipe names a
+registered model)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ..io import write_json
 from ..redaction import redact_tree
@@ -14,15 +16,22 @@ from .settings import TrackingSettings
 from .tracker import NullTracker
 
 STAGING = ".mlflow-staging"  # under the output folder: the redacted copies that are logged
+RUN_DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's description
 
 
 def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_dir: str | None,
-                    results_file: str | None) -> None:
+                    results_file: str | None, *, build=None, saved: dict | None = None,
+                    step: int = 0) -> None:
     """Log the end-of-run artifacts: the recipe as written (with its bases) and resolved, the
-    environment, the eval report, the loss/metric curves, and the model (registered if asked).
-    Writes ``OUTPUT_DIR/recipe.json`` (the resolved recipe) when it is not there yet."""
+    environment, the eval report, the loss/metric curves, the recipe's description as the run's
+    description, ``model_dir`` as ``model/``, and with ``build`` (the run's
+    :class:`~fturun.build.Build`) and ``saved`` (what it saved) the MLflow Model linked to the
+    metrics of ``step``, registered if asked. Writes ``OUTPUT_DIR/recipe.json`` (the resolved
+    recipe) when it is not there yet."""
     if isinstance(tracker, NullTracker):
         return
+    if isinstance(recipe.data.get("description"), str):
+        tracker.set_tags({RUN_DESCRIPTION: recipe.data["description"]})
     staging = os.path.join(output_dir, STAGING)
     _log_recipe(tracker, recipe, output_dir, staging)
     tracker.log_artifact(write_json(os.path.join(staging, "environment.json"), environment()))
@@ -34,8 +43,30 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
     settings = TrackingSettings.from_recipe(recipe)
     if model_dir and settings.log_model and os.path.isdir(model_dir):
         tracker.log_artifact(model_dir, "model")
-        if settings.registered_model_name:
-            tracker.register_model(settings.registered_model_name, "model")
+        if build is not None:
+            _log_mlflow_model(tracker, recipe, build, saved or {}, step, settings)
+
+
+def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) -> None:
+    """The run's MLflow Model; a failure is a warning (training is done and saved)."""
+    from .model import NotLoggable, log_run_model
+
+    try:
+        logged = log_run_model(tracker, recipe, build, saved, step, settings)
+    except Exception as exc:  # noqa: BLE001 - the run's outputs are saved whatever happens here
+        reason = str(exc) if isinstance(exc, NotLoggable) else f"{type(exc).__name__}: {exc}"
+        tracker.set_tags({"fturun.model_error": reason})
+        print(f"warning: the run's MLflow Model was not logged: {reason}; its model/ folder is "
+              "logged as an artifact", file=sys.stderr)
+        return
+    if logged is None:
+        return
+    where = logged["model_uri"]
+    if logged["version"]:
+        where = f"models:/{settings.registered_model_name}/{logged['version']}"
+        if settings.registered_model_alias:
+            where += f" (alias {settings.registered_model_alias})"
+    print(f"MLflow Model ({logged['flavor']}): {where}")
 
 
 def _log_recipe(tracker, recipe, output_dir: str, staging: str) -> None:

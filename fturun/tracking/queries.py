@@ -24,6 +24,10 @@ class RunRow:
     status: str
     metrics: dict = field(default_factory=dict)  # final eval_/test_ metrics, sorted by name
     recipe_path: str = ""
+    overrides: str = ""  # the command line's KEY=VALUE overrides (secrets redacted)
+    kind: str = "run"  # "run", "search" (a study's parent run) or "trial" (one of its runs)
+    parent_run_id: str = ""  # a trial's study run
+    best: dict | None = None  # a search: {"metric", "value", "trial", "run_id"} of its best trial
 
 
 def open_client(uri: str | None = None):
@@ -51,11 +55,32 @@ def list_runs(client, experiment: str | None = None, max_results: int = 20) -> l
                               filter_string="tags.`fturun.version` != ''",
                               order_by=["attributes.start_time DESC"], max_results=max_results)
     names = {e.experiment_id: e.name for e in experiments}
-    return [RunRow(run_id=run.info.run_id, experiment=names.get(run.info.experiment_id, "?"),
-                   name=run.info.run_name or "", status=run.info.status,
-                   metrics=result_metrics(run.data.metrics),
-                   recipe_path=run.data.tags.get("fturun.recipe_path", ""))
-            for run in runs]
+    return [run_row(run, names.get(run.info.experiment_id, "?")) for run in runs]
+
+
+def run_row(run, experiment: str) -> RunRow:
+    """The :class:`RunRow` of one MLflow run (``experiment``: its experiment's name)."""
+    tags = run.data.tags
+    parent = tags.get("mlflow.parentRunId", "")
+    kind = "search" if tags.get("fturun.search") == "true" else ("trial" if parent else "run")
+    best = None
+    if kind == "search" and "best_value" in run.data.metrics:
+        best = {"metric": run.data.params.get("search.resolved.metric", "value"),
+                "value": run.data.metrics["best_value"],
+                "trial": _int_or_none(tags.get("fturun.best_trial")),
+                "run_id": tags.get("fturun.best_run_id") or None}
+    return RunRow(run_id=run.info.run_id, experiment=experiment, name=run.info.run_name or "",
+                  status=run.info.status, metrics=result_metrics(run.data.metrics),
+                  recipe_path=tags.get("fturun.recipe_path", ""),
+                  overrides=tags.get("fturun.overrides", ""), kind=kind, parent_run_id=parent,
+                  best=best)
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def result_metrics(metrics: dict) -> dict:
@@ -88,12 +113,54 @@ def fetch_run_recipe(client, run_id: str, folder: str | None = None) -> tuple:
     return named, original
 
 
-def prepare_rerun(recipe, run_id: str, uri: str, original: str | None) -> None:
+#: the original run's tags a rerun copies under ``fturun.rerun_of.*`` (its name there)
+PROVENANCE_TAGS = {"fturun.recipe_path": "recipe_path", "fturun.recipe_sha256": "recipe_sha256",
+                   "fturun.git_commit": "git_commit", "fturun.git_dirty": "git_dirty"}
+RERUN_TAG = "fturun.rerun_of"
+
+
+def copy_provenance(recipe, run) -> dict:
+    """Tag ``recipe``'s rerun of ``run`` (an MLflow ``Run``) with where the original came from:
+    ``fturun.rerun_of.recipe_path``, ``.recipe_sha256``, ``.git_commit``, ``.git_dirty`` (and
+    ``.source.git.*`` from MLflow's source tags), replacing those of an older rerun the recipe
+    carries; and name it ``<the original's name>-rerun`` unless an override names
+    ``tracking.run_name``. Returns the tags set."""
+    tracking = recipe.data.setdefault("tracking", {})
+    tags = tracking.setdefault("tags", {})
+    for key in [k for k in tags if k.startswith(RERUN_TAG + ".")]:
+        del tags[key]
+    copied = {f"{RERUN_TAG}.{name}": run.data.tags[key] for key, name in PROVENANCE_TAGS.items()
+              if run.data.tags.get(key)}
+    copied.update({f"{RERUN_TAG}.source.git.{key.rsplit('.', 1)[1]}": value
+                   for key, value in run.data.tags.items()
+                   if key.startswith("mlflow.source.git.") and value})
+    tags.update(copied)
+    if not any(o.partition("=")[0].strip() == "tracking.run_name" for o in recipe.overrides):
+        tracking["run_name"] = f"{run.info.run_name or run.info.run_id[:8]}-rerun"
+    return copied
+
+
+def prepare_rerun(recipe, run_id: str, uri: str, original: str | None) -> str:
     """Make ``recipe`` (fetched by :func:`fetch_run_recipe`) run like the original: relative
     data paths found from the original recipe's folder, tracked on the same server unless the
-    recipe says otherwise, tagged ``fturun.rerun_of``."""
+    recipe says otherwise, tagged ``fturun.rerun_of``, and trained into a folder of its own
+    (``<the original's folder>-rerun-<run id>``, then ``-2``, ...) unless an override names
+    ``training.output_dir``: the original's checkpoints and model stay as they are. Returns
+    the rerun's output folder."""
     if original:
         recipe.base_dir = os.path.dirname(original)
     tracking = recipe.data.setdefault("tracking", {})
     tracking.setdefault("tracking_uri", uri)
     tracking.setdefault("tags", {})["fturun.rerun_of"] = run_id
+    training = recipe.data.setdefault("training", {})
+    if any(o.partition("=")[0].strip() == "training.output_dir" for o in recipe.overrides):
+        return training["output_dir"]
+    # the original's folder: its training.output_dir, else fturun's default (outputs/<stem>)
+    stem = os.path.splitext(os.path.basename(recipe.path))[0] or "run"
+    base = f"{training.get('output_dir') or os.path.join('outputs', stem)}-rerun-{run_id[:8]}"
+    folder, n = base, 1
+    while os.path.exists(folder):
+        n += 1
+        folder = f"{base}-{n}"
+    training["output_dir"] = folder
+    return folder

@@ -1,21 +1,28 @@
 """The one reader of a recipe's ``tracking`` section: whether to track, where (the tracking URI,
 resolved once), under which experiment and run name, with which tags, and whether to log and
 register the model. Also the server check that runs before anything heavy is loaded, and the
-one way an MLflow client is made."""
+one way an MLflow client is made, and how fturun's experiments are created."""
 
 from __future__ import annotations
 
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..dist import is_main_process
-from ..errors import RecipeRuntimeError
+from ..errors import RecipeRuntimeError, UsageError
 
 #: MLflow's HTTP retries, unless set in the environment: its defaults (7 retries, backoff
 #: factor 2, 120 s timeout) hold a call for about 4 minutes when the server is down
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+#: the tags of an experiment fturun creates: a model-training experiment, so that MLflow's UI
+#: opens it on its runs (without the tag MLflow 3's UI may open it as a GenAI experiment)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def default_tracking_uri() -> str:
@@ -35,24 +42,43 @@ class TrackingSettings:
     tags: dict = field(default_factory=dict)
     log_model: bool = True
     registered_model_name: str | None = None
+    registered_model_alias: str | None = None  # moved to each new version
+    system_metrics: bool = True  # MLflow's own monitor: CPU, memory, disk, network, GPU
 
     @classmethod
     def from_recipe(cls, recipe) -> TrackingSettings:
-        """The settings of ``recipe`` (a :class:`~fturun.recipe.Recipe`)."""
+        """The settings of ``recipe`` (a :class:`~fturun.recipe.Recipe`). Raises
+        :class:`UsageError` for an alias MLflow reserves."""
         section = recipe.data.get("tracking") or {}
+        alias = section.get("registered_model_alias")
+        if alias and (problem := alias_problem(alias)):
+            raise UsageError(f"tracking.registered_model_alias: {problem}")
         return cls(enabled=bool(section.get("enabled", True)),
                    tracking_uri=section.get("tracking_uri") or default_tracking_uri(),
                    experiment=section.get("experiment") or _stem(recipe.path),
                    run_name=section.get("run_name"),
                    tags=dict(section.get("tags") or {}),
                    log_model=bool(section.get("log_model", True)),
-                   registered_model_name=section.get("registered_model_name"))
+                   registered_model_name=section.get("registered_model_name"),
+                   registered_model_alias=alias,
+                   system_metrics=bool(section.get("system_metrics", True)))
 
     @property
     def active(self) -> bool:
         """Whether this process tracks: tracking is enabled and this is the main process (only
         rank 0 of a launch talks to MLflow)."""
         return self.enabled and is_main_process()
+
+
+def alias_problem(alias: str) -> str | None:
+    """What is wrong with ``alias`` as a registered model alias (None: nothing): MLflow keeps
+    ``latest`` and ``v<N>`` for itself and allows letters, digits, ``_`` and ``-``."""
+    if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        return (f"'{alias}' is reserved by MLflow ('latest' and v1, v2, ... name versions); "
+                "choose another name, e.g. champion")
+    if not re.fullmatch(r"[\w-]{1,255}", alias):
+        return f"'{alias}' is not an alias: use letters, digits, '_' and '-' (e.g. champion)"
+    return None
 
 
 def tracking_active(recipe) -> bool:
@@ -91,6 +117,17 @@ def mlflow_client(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+@contextmanager
+def using_tracking_uri(uri: str):
+    """MLflow's global tracking URI set to ``uri`` while the block runs: the fluent functions
+    (``log_model``) and the resolution of ``models:/`` URIs (registering a version) use it,
+    whatever client made the call."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        yield
 
 
 def _stem(path: str) -> str:

@@ -1,6 +1,7 @@
 """The MLflow run of one recipe run (or one search trial, or a study's parent run): started, or
-reattached on ``--resume``; params, tags, step-wise metrics, dataset inputs, artifacts, the
-registered model; ended as FINISHED, FAILED or KILLED.
+reattached on ``--resume``; params, tags, step-wise metrics, system metrics
+(:mod:`~fturun.tracking.system`), dataset inputs, artifacts; ended as FINISHED, FAILED or KILLED.
+The run's MLflow Model is :mod:`~fturun.tracking.model`'s.
 
 A tracking server that goes away mid-run never stops training: every metric is also appended to
 ``OUTPUT_DIR/metrics.jsonl`` and sent by a thread of its own, a refused call is reported once
@@ -14,10 +15,19 @@ import sys
 import threading
 import time
 
-from ..errors import RecipeRuntimeError
-from ..io import append_line, read_json, write_json, write_text
+from ..errors import RecipeRuntimeError, environment_fault
+from ..io import append_line, read_json, writable_folder, write_json, write_text
+from .null import NullTracker
 from .params import mlflow_key, param_value, run_tags, tag_value
-from .settings import HTTP_DEFAULTS, TrackingSettings, check_reachable, mlflow_client
+from .replay import logged_steps, trim_metrics_file
+from .settings import (
+    EXPERIMENT_TAGS,
+    HTTP_DEFAULTS,
+    TrackingSettings,
+    check_reachable,
+    mlflow_client,
+)
+from .system import SystemMetrics
 
 # HTTP_DEFAULTS is named here for the tests that set it with the pause (OUTAGE_PAUSE)
 __all__ = ["HTTP_DEFAULTS", "METRICS_FILE", "OUTAGE_PAUSE", "RUN_FILE", "NullTracker", "Tracker"]
@@ -30,43 +40,6 @@ MAX_PENDING = 100_000  # metric values held for a server that is down
 OUTAGE_PAUSE = 60.0  # seconds between attempts while the tracking server does not answer
 FAILED = object()  # what a failed or skipped tracking call returns
 FLUSH_TIMEOUT = 120.0  # seconds the end of a run waits for queued metrics
-
-
-class NullTracker:
-    """Tracking disabled (or not rank 0): every call does nothing."""
-
-    run_id = None
-    experiment_id = None
-    tracking_uri = None
-
-    def callback(self):
-        """No callback."""
-        return
-
-    def log_params(self, params: dict) -> None:
-        """Nothing."""
-
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        """Nothing."""
-
-    def set_tags(self, tags: dict) -> None:
-        """Nothing."""
-
-    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        """Nothing."""
-
-    def log_input(self, *args, **kwargs) -> None:
-        """Nothing."""
-
-    def register_model(self, name: str, artifact_path: str) -> None:
-        """Nothing."""
-
-    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
-        """Nothing to send."""
-        return True
-
-    def close(self, status: str, error: str | None = None) -> None:
-        """Nothing."""
 
 
 class Tracker:
@@ -82,8 +55,13 @@ class Tracker:
         self.down_since = None  # when the server stopped answering (None: it answers)
         self.last_attempt = 0.0
         self.pending = []  # metrics not sent during an outage, sent when it answers again
+        self.sent_until = {}  # key -> last step a reattached run held: not sent again
+        self.written_until = {}  # key -> last step metrics.jsonl held on resume
+        self.artifact_failures = []  # uploads the answering server refused
+        self._jsonl_failed = False
         self._lock = threading.RLock()  # the sender thread and the main thread share the state
         self._sender = self._queue = None
+        self.system = None  # MLflow's system metrics monitor (tracking.system_metrics)
 
     # ----------------------------------------------------------------------------------------
     # start, reattach
@@ -97,7 +75,8 @@ class Tracker:
         trial under its study); ``extra_tags`` are added to the new run's tags."""
         settings = TrackingSettings.from_recipe(recipe)
         if not settings.active:
-            return NullTracker()
+            return NullTracker(output_dir)
+        writable_folder(output_dir)  # before the MLflow run exists: a bad folder leaves no run
         uri = settings.tracking_uri
         check_reachable(uri)
         client = mlflow_client(uri)
@@ -117,6 +96,8 @@ class Tracker:
         tracker._record()
         if resume:
             tracker.set_tags({"fturun.resumed": "true"})
+        if settings.system_metrics:
+            tracker.system = SystemMetrics.start(run_id, uri, resumed=run_id == saved.get("run_id"))
         return tracker
 
     @classmethod
@@ -125,19 +106,33 @@ class Tracker:
         run, joined by another process): mark it RUNNING and record it in
         ``OUTPUT_DIR/mlflow_run.json``. Raises what MLflow raises when the run is not there
         (deleted, or another server)."""
+        writable_folder(output_dir)
         client = mlflow_client(tracking_uri)
         run = client.get_run(run_id)
         client.update_run(run_id, status="RUNNING")
         tracker = cls(client, run_id, run.info.experiment_id, tracking_uri, output_dir)
         tracker._record()
+        tracker.sent_until = logged_steps(client, run_id)
         return tracker
 
     def _record(self) -> None:
         """Write ``mlflow_run.json``: which run this output folder belongs to (read back by
-        ``--resume``)."""
-        write_json(os.path.join(self.output_dir, RUN_FILE),
-                   {"run_id": self.run_id, "experiment_id": self.experiment_id,
-                    "tracking_uri": self.tracking_uri})
+        ``--resume``). When that fails (the disk filled up since the folder was checked), the
+        run just opened is ended FAILED before the error is raised: never left RUNNING."""
+        try:
+            write_json(os.path.join(self.output_dir, RUN_FILE),
+                       {"run_id": self.run_id, "experiment_id": self.experiment_id,
+                        "tracking_uri": self.tracking_uri})
+        except OSError as exc:
+            fault = environment_fault(exc, self.output_dir, f"writing {RUN_FILE}")
+            self.close("FAILED", error=str(fault))
+            raise fault from None
+
+    def continue_from(self, step: int) -> None:
+        """Resuming from the checkpoint at ``step``: log each step of each metric once
+        (:mod:`~fturun.tracking.replay`)."""
+        self.written_until = trim_metrics_file(self._metrics_path(), step)
+        self.sent_until = logged_steps(self.client, self.run_id)
 
     # ----------------------------------------------------------------------------------------
     # every call through here: a failure never reaches training
@@ -233,11 +228,14 @@ class Tracker:
 
         numeric = {k: float(v) for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if not numeric:
-            return
-        append_line(self._metrics_path(), {"step": step, **numeric})
+        written = {k: v for k, v in numeric.items() if step > self.written_until.get(k, -1)}
+        if written:
+            self._append({"step": step, **written})
         now = int(time.time() * 1000)
-        items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()]
+        items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()
+                 if step > self.sent_until.get(mlflow_key(k), -1)]
+        if not items:
+            return
         if self._sender is None:
             import queue
 
@@ -246,6 +244,17 @@ class Tracker:
                                             daemon=True)
             self._sender.start()
         self._queue.put(items)  # training never waits for the server
+
+    def _append(self, row: dict) -> None:
+        """A line of ``metrics.jsonl``; a full or read-only disk is warned about once, never
+        stops training (MLflow still gets the values)."""
+        try:
+            append_line(self._metrics_path(), row)
+        except OSError as exc:
+            if not self._jsonl_failed:
+                self._jsonl_failed = True
+                print(f"warning: cannot append to {self._metrics_path()} ({exc}); metrics go "
+                      "on to MLflow only", file=sys.stderr)
 
     def _send_metrics(self) -> None:
         """The sender thread: queued metrics in batches; those that fail wait in ``pending``."""
@@ -293,16 +302,23 @@ class Tracker:
         return FturunMlflowCallback()
 
     # ----------------------------------------------------------------------------------------
-    # artifacts, inputs, the model
+    # artifacts, inputs
 
-    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        """Log a file or a folder."""
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> bool:
+        """Log a file or a folder; False when it was not uploaded. An upload the answering
+        server refuses is kept in :attr:`artifact_failures` (the session reports it at the
+        end); during an outage uploads are skipped with the outage's warning."""
         if os.path.isdir(path):
-            self._safely("log_artifacts", self.client.log_artifacts, self.run_id, path,
-                         artifact_path)
+            what, fn = "log_artifacts", self.client.log_artifacts
         elif os.path.exists(path):
-            self._safely("log_artifact", self.client.log_artifact, self.run_id, path,
-                         artifact_path)
+            what, fn = "log_artifact", self.client.log_artifact
+        else:
+            return False
+        if self._safely(what, fn, self.run_id, path, artifact_path) is not FAILED:
+            return True
+        if self.down_since is None:
+            self.artifact_failures.append(path)
+        return False
 
     def log_input(self, name: str, source: str, fingerprint: str, num_rows: int,
                   context: str) -> None:
@@ -318,42 +334,38 @@ class Tracker:
         self._safely("log_inputs", self.client.log_inputs, self.run_id,
                      datasets=[DatasetInput(dataset, tags)])
 
-    def register_model(self, name: str, artifact_path: str) -> None:
-        """Register the logged model folder as a new version of ``name`` in the registry."""
-        from mlflow.exceptions import MlflowException
-
-        if self.down_since is not None:
-            return
-        try:
-            self.client.get_registered_model(name)
-        except MlflowException:
-            self._safely("create_registered_model", self.client.create_registered_model, name)
-        run = self._safely("get_run", self.client.get_run, self.run_id)
-        if run is not FAILED:
-            source = f"{run.info.artifact_uri}/{artifact_path}"
-            self._safely("create_model_version", self.client.create_model_version, name,
-                         source, run_id=self.run_id)
-
     # ----------------------------------------------------------------------------------------
     # the end
 
     def close(self, status: str, error: str | None = None) -> None:
-        """Send the queued metrics, then end the run as FINISHED, FAILED or KILLED."""
-        if not self.flush():
-            print(f"warning: MLflow: metrics not sent within {FLUSH_TIMEOUT:.0f} s; they are in "
-                  f"{self._metrics_path()}", file=sys.stderr)
-        if self._sender is not None:
-            self._queue.put(None)  # the sender thread ends
-            self._sender = None
-        if self.down_since is not None:
-            self.last_attempt = 0.0  # one last attempt, whatever the pause
-        if error:
-            self.set_tags({"fturun.error": error})
-            self.log_artifact(write_text(os.path.join(self.output_dir, "error.txt"), error))
-        if self._safely("set_terminated", self.client.set_terminated, self.run_id,
-                        status) is FAILED and self.down_since is not None:
-            print(f"warning: MLflow still does not answer: run {self.run_id} keeps the status "
-                  f"RUNNING there; its metrics are in {self._metrics_path()}", file=sys.stderr)
+        """Send the queued metrics, then end the run as FINISHED, FAILED or KILLED. The status
+        is set whatever fails before it (``error.txt`` on a full disk, an upload)."""
+        try:
+            if not self.flush():
+                print(f"warning: MLflow: metrics not sent within {FLUSH_TIMEOUT:.0f} s; they "
+                      f"are in {self._metrics_path()}", file=sys.stderr)
+            if self._sender is not None:
+                self._queue.put(None)  # the sender thread ends
+                self._sender = None
+            if self.system is not None:
+                self.system.stop(wait=self.down_since is None)
+                self.system = None
+            if self.down_since is not None:
+                self.last_attempt = 0.0  # one last attempt, whatever the pause
+            if error:
+                self.set_tags({"fturun.error": error})
+                try:  # a disk that cannot take error.txt (the fault itself?) costs only the file
+                    self.log_artifact(write_text(os.path.join(self.output_dir, "error.txt"),
+                                                 error))
+                except OSError as exc:
+                    print(f"warning: cannot write error.txt ({exc}); the error is in the MLflow "
+                          "run's fturun.error tag", file=sys.stderr)
+        finally:
+            if self._safely("set_terminated", self.client.set_terminated, self.run_id,
+                            status) is FAILED and self.down_since is not None:
+                print(f"warning: MLflow still does not answer: run {self.run_id} keeps the "
+                      f"status RUNNING there; its metrics are in {self._metrics_path()}",
+                      file=sys.stderr)
 
 
 def _experiment_id(client, name: str) -> str:
@@ -362,7 +374,7 @@ def _experiment_id(client, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags=EXPERIMENT_TAGS)
     except Exception:  # another process created it meanwhile (a shared search study)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

@@ -23,6 +23,9 @@ from .optimizers import lion
 
 __version__ = "0.1.0"
 
+#: the fturun plugin API versions this plugin works with (fturun refuses it outside them)
+FTURUN_API = ">=1.0,<2"
+
 POLY1_SCHEMA = {"type": "object", "properties": {
     "epsilon": {"type": "number", "minimum": -1, "default": 1.0,
                 "description": "weight of the (1 - p_t) term; 0 is plain cross entropy"}}}

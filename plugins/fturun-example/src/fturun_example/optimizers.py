@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-#: TrainingArguments' default learning rate, used when the recipe sets none
-DEFAULT_LR = 5e-5
-
 
 def lion(params, context):
     """``{"optimizer_cls_and_kwargs": (Lion, kwargs)}`` for the Trainer; ``lr`` defaults to
     ``training.learning_rate``, ``weight_decay`` to ``training.weight_decay``."""
     from .lion_optimizer import Lion
 
-    training = context.training_args or {}
+    # the Trainer's parameter groups carry no lr: it goes into the kwargs
     kwargs = {
-        "lr": params.get("lr", training.get("learning_rate", DEFAULT_LR)),
-        "betas": tuple(params.get("betas", (0.9, 0.99))),
+        "lr": params.get("lr", context.training_arg("learning_rate")),
+        "betas": tuple(params["betas"]),  # the schema's default is filled in
     }
     if "weight_decay" in params:
         # the Trainer's param groups carry training.weight_decay; the recipe's value wins

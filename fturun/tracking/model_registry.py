@@ -1,0 +1,127 @@
+"""The Model Registry as a team uses it: each run's MLflow Model a new version of
+``tracking.registered_model_name``, with the recipe's ``description`` as the version's
+description and tags saying how good it is and where it came from (eval and test metrics,
+recipe sha256, fturun version, task, git commit); ``tracking.registered_model_alias`` (e.g.
+``champion``) moved to the new version; and ``fturun promote RUN_ID ALIAS``, which points an
+alias at a tracked run's version after the fact (registering the run's model first when
+needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from .queries import result_metrics
+from .settings import alias_problem, using_tracking_uri
+
+#: run tags copied to each model version
+VERSION_TAG_KEYS = ("fturun.version", "fturun.task", "fturun.recipe_sha256", "fturun.git_commit",
+                    "fturun.git_dirty")
+MAX_DESCRIPTION = 5000  # what a registry description holds safely
+
+
+@dataclass
+class Promotion:
+    """What ``fturun promote`` did."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    registered: bool  # the run's model was registered by the promotion itself
+    previous: str | None  # the version the alias pointed at before
+
+
+def version_tags(run) -> dict:
+    """The tags of a run's model version: its final eval/test metrics and where it came
+    from."""
+    tags = {key: run.data.tags[key] for key in VERSION_TAG_KEYS if key in run.data.tags}
+    tags.update({key: f"{value:.6g}" for key, value in result_metrics(run.data.metrics).items()})
+    tags["fturun.run_id"] = run.info.run_id
+    return tags
+
+
+def register_version(client, name: str, model_id: str, run, description: str | None = None):
+    """A new version of registered model ``name`` (created when missing) for the logged model
+    ``model_id`` of ``run``, with :func:`version_tags`; returns the ``ModelVersion``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(name)
+        except MlflowException:  # another run created it meanwhile
+            client.get_registered_model(name)
+    with using_tracking_uri(client.tracking_uri):  # where MLflow looks the model up
+        return client.create_model_version(
+            name, source=f"models:/{model_id}", run_id=run.info.run_id, tags=version_tags(run),
+            description=(description or "")[:MAX_DESCRIPTION] or None, model_id=model_id)
+
+
+def register_run_model(client, settings, recipe, run_id: str, model_id: str):
+    """Register the run's logged model under ``tracking.registered_model_name`` and move
+    ``tracking.registered_model_alias`` to the new version; returns the ``ModelVersion``."""
+    run = client.get_run(run_id)
+    version = register_version(client, settings.registered_model_name, model_id, run,
+                               recipe.data.get("description"))
+    if settings.registered_model_alias:
+        client.set_registered_model_alias(settings.registered_model_name,
+                                          settings.registered_model_alias, version.version)
+    return version
+
+
+def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Promotion:
+    """Point ``alias`` of the registered model at run ``run_id``'s model version (the version
+    registered under ``name`` when given; the run's logged model is registered under ``name``
+    first when it has no version there). Raises :class:`UsageError` saying what to do."""
+    problem = alias_problem(alias)
+    if problem:
+        raise UsageError(f"alias {problem}")
+    run = _get_run(client, run_id)
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    if name:
+        versions = [v for v in versions if v.name == name]
+    registered = False
+    if not versions:
+        if not name:
+            raise UsageError(f"run {run_id} has no registered model version (it ran without "
+                             "tracking.registered_model_name); name the registered model to "
+                             "register its model under: fturun promote RUN_ID ALIAS --name NAME")
+        versions = [register_version(client, name, _logged_model_id(client, run), run,
+                                     run.data.tags.get("mlflow.note.content"))]
+        registered = True
+    names = sorted({v.name for v in versions})
+    if len(names) > 1:
+        raise UsageError(f"run {run_id} is registered under {', '.join(names)}; choose one "
+                         "with --name NAME")
+    version = max(versions, key=lambda v: int(v.version))
+    previous = _alias_version(client, version.name, alias)
+    client.set_registered_model_alias(version.name, alias, version.version)
+    return Promotion(version.name, str(version.version), alias, run_id, registered, previous)
+
+
+def _get_run(client, run_id: str):
+    try:
+        return client.get_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - mlflow raises its own exception types per store
+        raise UsageError(f"no run '{run_id}' at {client.tracking_uri}: {exc}") from None
+
+
+def _logged_model_id(client, run) -> str:
+    """The id of the MLflow Model run ``run`` logged (the latest, if several)."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise UsageError(f"run {run.info.run_id} logged no MLflow Model (it ran with "
+                         "tracking.log_model=false, or before fturun logged MLflow Models); "
+                         "nothing to register")
+    return max(outputs, key=lambda o: o.step).model_id
+
+
+def _alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None

@@ -1,0 +1,394 @@
+"""The run's MLflow Model against a real `mlflow server`: a transformers-flavor model (the LoRA
+adapter merged) registered with an alias, tags and a description, loaded from the registry in a
+fresh process in another folder without the base model's folder, served by a real `mlflow
+models serve` process, promoted with `fturun promote`; the seq2seq task through fturun's pyfunc
+wrapper; portable adapter references; system metrics; the experiment's kind; rerun
+provenance."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import MODEL, RECIPES, ROOT
+
+TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
+        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
+        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
+        "training.per_device_train_batch_size=8"]
+NAME = "bbc-topics-lora"  # the registered model of the LoRA run
+LABELS = {"business", "entertainment", "politics", "sports", "tech"}
+TEXTS = ["Shares rose as the bank reported record profits", "The striker scored twice"]
+DESCRIPTION = "LoRA on BBC topics, for the registry tests"
+
+
+def _run(*args) -> int:
+    from fturun import plugins
+    from fturun.cli import main
+
+    plugins._DEFAULT = None
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sampling_every_second():
+    """MLflow's system metrics sampled every second (its default is 10 s), for short runs."""
+    previous = os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")
+    os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"
+    yield
+    if previous is None:
+        os.environ.pop("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")
+    else:
+        os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = previous
+
+
+@pytest.fixture(scope="module")
+def lora_run(mlflow_server, tmp_path_factory, sampling_every_second):
+    """One tiny LoRA run (adapter not merged on disk) registered as NAME@champion."""
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path_factory.mktemp("lora-model")
+    code = _run(RECIPES / "lora_cls.json", *TINY, f"training.output_dir={out}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-models",
+                "tracking.run_name=tiny-lora", f"tracking.registered_model_name={NAME}",
+                "tracking.registered_model_alias=champion", f"description={DESCRIPTION}")
+    assert code == 0
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    return client, client.get_run(run_id), out
+
+
+@pytest.fixture(scope="module")
+def seq2seq_run(mlflow_server, tmp_path_factory):
+    """One tiny seq2seq run (T5 from a config): logged through fturun's pyfunc wrapper, not
+    registered, system metrics off."""
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path_factory.mktemp("seq2seq-model")
+    code = _run(RECIPES / "seq2seq_chat.json", "data.max_train_samples=32", "data.split.eval=8",
+                "training.max_steps=2", "training.eval_steps=2", "training.logging_steps=1",
+                "training.per_device_train_batch_size=8", "generation.max_new_tokens=8",
+                f"training.output_dir={out}", f"tracking.tracking_uri={mlflow_server}",
+                "tracking.experiment=test-models-seq2seq", "tracking.system_metrics=false")
+    assert code == 0
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    return client, client.get_run(run_id), out
+
+
+def _model_info(uri, tracking_uri):
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(tracking_uri):
+        return mlflow.models.get_model_info(uri)
+
+
+def test_registered_version_is_a_transformers_model_of_the_merged_adapter(lora_run,
+                                                                         mlflow_server):
+    client, run, out = lora_run
+    version = client.get_model_version_by_alias(NAME, "champion")
+    assert version.version == "1" and version.run_id == run.info.run_id
+    info = _model_info(f"models:/{NAME}/1", mlflow_server)
+    assert {"transformers", "python_function"} <= set(info.flavors)
+    assert info.flavors["transformers"]["task"] == "text-classification"
+    assert info.flavors["transformers"]["source_model_name"] == MODEL  # not this machine's path
+    assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
+    assert [c["name"] for c in info.signature.outputs.to_dict()] == ["label", "score"]
+    assert info.metadata["fturun_task"] == "sequence-classification"
+    assert info.metadata["adapter"] == "lora" and info.metadata["adapter_merged"] is True
+    assert info.metadata["base_model"] == MODEL and set(info.metadata["labels"]) == LABELS
+    assert not (out / "model-merged").exists()  # merged for the registry only
+    # the adapter itself stays the run's model/ artifact
+    assert "model/adapter_config.json" in \
+        {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+
+
+def test_logged_model_is_linked_to_the_run_and_its_final_metrics(lora_run, tmp_path):
+    from importlib import metadata
+
+    from mlflow.entities import LoggedModelStatus
+
+    client, run, _ = lora_run
+    version = client.get_model_version(NAME, "1")
+    model_id = version.source.rsplit("/", 1)[1]
+    logged = client.get_logged_model(model_id)
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.source_run_id == run.info.run_id
+    assert logged.experiment_id == run.info.experiment_id  # the run's experiment, not "0"
+    linked = {m.key: (m.step, m.value) for m in logged.metrics}
+    assert linked["eval_accuracy"] == (4, run.data.metrics["eval_accuracy"])
+    assert not any(key.startswith("system/") for key in linked)
+    assert logged.params["adapter.params.r"] == "16"
+    assert [(o.model_id, o.step) for o in run.outputs.model_outputs] == [(model_id, 4)]
+    requirements = Path(_download_model(model_id, tmp_path / "mlmodel", client.tracking_uri),
+                        "requirements.txt").read_text().split()
+    for package in ("transformers", "torch", "mlflow"):
+        assert f"{package}=={metadata.version(package).split('+')[0]}" in requirements
+    assert not any(r.startswith("peft") for r in requirements)  # merged: no peft needed
+
+
+def _download_model(model_id, folder, tracking_uri):
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(tracking_uri):
+        return download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=str(folder))
+
+
+def test_registry_version_tags_description_and_run_description(lora_run):
+    client, run, _ = lora_run
+    version = client.get_model_version(NAME, "1")
+    assert version.description == DESCRIPTION
+    assert run.data.tags["mlflow.note.content"] == DESCRIPTION  # the run's description
+    tags = version.tags
+    assert tags["fturun.recipe_sha256"] == run.data.tags["fturun.recipe_sha256"]
+    assert tags["fturun.version"] == run.data.tags["fturun.version"]
+    assert tags["fturun.task"] == "sequence-classification"
+    assert float(tags["eval_accuracy"]) == pytest.approx(run.data.metrics["eval_accuracy"])
+    assert tags["fturun.run_id"] == run.info.run_id
+
+
+FRESH_PROCESS = textwrap.dedent("""\
+    import json, os, sys
+    refused, uris, texts = json.loads(sys.argv[1]), sys.argv[2:-1], json.loads(sys.argv[-1])
+
+    def refuse_local_folders(event, args):
+        # nothing of the base model's folder, the training outputs or fturun may be read: the
+        # registry holds the whole model
+        if event in ("open", "os.listdir", "os.scandir") and args and \\
+                isinstance(args[0], (str, bytes, os.PathLike)) and \\
+                os.path.abspath(os.fsdecode(args[0])).startswith(tuple(refused)):
+            raise PermissionError(f"read a folder of the training machine: {args[0]}")
+
+    sys.addaudithook(refuse_local_folders)
+    sys.modules["fturun"] = None  # the model needs no fturun where it is loaded
+    import mlflow
+
+    answers = {}
+    for uri in uris:
+        predictions = mlflow.pyfunc.load_model(uri).predict(texts)
+        if hasattr(predictions, "to_dict"):
+            predictions = predictions.to_dict(orient="records")
+        answers[uri] = predictions
+    print("ANSWERS " + json.dumps(answers))
+""")
+
+
+def test_registry_model_loads_and_predicts_in_a_fresh_process_elsewhere(
+        lora_run, seq2seq_run, mlflow_server, tmp_path):
+    """Another folder, another process, nothing but the registry (no fturun; the base model's
+    folder, the run's outputs and fturun's sources never read): labels (and text) come back,
+    the same as the trained model's own."""
+    from fturun.paths import resolve_path
+
+    _, _, out = lora_run
+    _, s2s, s2s_out = seq2seq_run
+    s2s_uri = f"models:/{s2s.outputs.model_outputs[0].model_id}"
+    script = tmp_path / "load.py"
+    script.write_text(FRESH_PROCESS)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    refused = [resolve_path(MODEL), str(out), str(s2s_out), str(ROOT / "fturun")]
+    done = subprocess.run([sys.executable, str(script), json.dumps(refused),
+                           f"models:/{NAME}@champion", s2s_uri, json.dumps(TEXTS)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.split("ANSWERS ", 1)[1])
+    labels = answers[f"models:/{NAME}@champion"]
+    assert [row["label"] for row in labels] == _trained_labels(out / "model", TEXTS)
+    assert {row["label"] for row in labels} <= LABELS
+    generated = answers[s2s_uri]
+    assert isinstance(generated, list) and len(generated) == 2
+    assert all(isinstance(text, str) for text in generated)
+
+
+def _trained_labels(adapter_dir, texts):
+    """The labels the run's saved adapter gives, loaded here on its base model."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from fturun.paths import resolve_path
+
+    labels = json.loads((adapter_dir / "labels.json").read_text())
+    labels["id2label"] = {int(k): v for k, v in labels["id2label"].items()}
+    config = PeftConfig.from_pretrained(adapter_dir)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_path(config.base_model_name_or_path), **labels)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    with torch.no_grad():
+        ids = model(**tokenizer(texts, padding=True, truncation=True, max_length=32,
+                                return_tensors="pt")).logits.argmax(-1).tolist()
+    return [labels["id2label"][i] for i in ids]
+
+
+def test_seq2seq_is_logged_through_the_pyfunc_wrapper(seq2seq_run, mlflow_server):
+    client, run, _ = seq2seq_run
+    (output,) = run.outputs.model_outputs
+    info = _model_info(f"models:/{output.model_id}", mlflow_server)
+    assert "transformers" not in info.flavors  # transformers 5 has no text2text pipeline
+    # fturun's wrapper, logged as code
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert info.metadata["flavor"] == "pyfunc"
+    assert info.metadata["pipeline_task"] == "text2text-generation"
+    assert info.signature.outputs.to_dict() == [{"type": "string", "required": True}]
+    assert not client.search_model_versions(f"run_id = '{run.info.run_id}'")  # not registered
+    assert not any(k.startswith("system/") for k in run.data.metrics)  # system_metrics=false
+
+
+def test_serving_the_registered_model_over_http(lora_run, mlflow_server, tmp_path):
+    from fturun.engine import free_port
+
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)  # the server execs uvicorn from the PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "HF_HUB_OFFLINE": "1",
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+         f"models:/{NAME}/1", "--env-manager", "local", "--host", "127.0.0.1", "--port",
+         str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while not _answers(url + "/ping"):
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow models serve did not start in 240 s"
+            time.sleep(1)
+        request = urllib.request.Request(
+            url + "/invocations", data=json.dumps({"inputs": TEXTS}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            predictions = json.loads(response.read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+    assert len(predictions) == 2
+    assert all(p["label"] in LABELS and 0 <= p["score"] <= 1 for p in predictions)
+
+
+def _answers(url) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_adapter_and_params_name_the_model_as_the_recipe_did(lora_run):
+    from fturun.paths import resolve_path
+
+    _, run, out = lora_run
+    config = json.loads((out / "model" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == MODEL
+    assert run.data.params["model.params.path"] == MODEL
+    machine_path = resolve_path(MODEL)
+    assert not [k for k, v in run.data.params.items() if machine_path in v]
+
+
+def test_system_metrics_and_the_experiment_kind(lora_run):
+    client, run, _ = lora_run
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.slow
+def test_rerun_provenance_alias_moves_and_promote(lora_run, seq2seq_run, mlflow_server, cli,
+                                                  tmp_path):
+    """A rerun keeps the original's provenance under fturun.rerun_of.*, is named apart, leaves
+    no temporary files, and moves the alias to its new version; `fturun promote` moves it back,
+    and registers an unregistered run's model under --name."""
+    client, run, _ = lora_run
+    code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,
+                         f"training.output_dir={tmp_path / 'rerun'}", "training.max_steps=2")
+    assert code == 0, err
+    (rerun,) = client.search_runs([run.info.experiment_id],
+                                  f"tags.`fturun.rerun_of` = '{run.info.run_id}'")
+    tags = rerun.data.tags
+    assert rerun.info.run_name == "tiny-lora-rerun"
+    assert tags["fturun.rerun_of.recipe_path"] == run.data.tags["fturun.recipe_path"]
+    assert tags["fturun.rerun_of.git_commit"] == run.data.tags["fturun.git_commit"]
+    assert tags["fturun.rerun_of.recipe_sha256"] == run.data.tags["fturun.recipe_sha256"]
+    assert not os.path.exists(os.path.dirname(tags["fturun.recipe_path"]))  # removed
+    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+
+    code, out, err = cli("promote", run.info.run_id, "champion", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert f"{NAME}@champion -> version 1" in out and "pointed at version 2" in out
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+
+    _, s2s, _ = seq2seq_run
+    code, _, err = cli("promote", s2s.info.run_id, "stable", "--tracking-uri", mlflow_server)
+    assert code == 2 and "--name NAME" in err
+    code, out, err = cli("promote", s2s.info.run_id, "stable", "--name", "chat-answers",
+                         "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    version = client.get_model_version_by_alias("chat-answers", "stable")
+    assert version.run_id == s2s.info.run_id and "registered" in out
+
+
+def test_promote_refuses_bad_aliases_and_unknown_runs(lora_run, mlflow_server, cli):
+    _, run, _ = lora_run
+    code, _, err = cli("promote", run.info.run_id, "latest", "--tracking-uri", mlflow_server)
+    assert code == 2 and "reserved by MLflow" in err and "Traceback" not in err
+    code, _, err = cli("promote", "0" * 32, "champion", "--tracking-uri", mlflow_server)
+    assert code == 2 and "no run '" in err and "Traceback" not in err
+
+
+def test_a_reserved_alias_in_the_recipe_stops_before_training(mlflow_server, cli, tmp_path):
+    start = time.monotonic()
+    code, _, err = cli(RECIPES / "lora_cls.json", f"training.output_dir={tmp_path}",
+                       f"tracking.tracking_uri={mlflow_server}",
+                       f"tracking.registered_model_name={NAME}",
+                       "tracking.registered_model_alias=v2")
+    assert code == 2 and "tracking.registered_model_alias: 'v2' is reserved" in err
+    assert time.monotonic() - start < 30 and not (tmp_path / "model").exists()
+    code, _, err = cli("validate", RECIPES / "lora_cls.json",
+                       "tracking.registered_model_alias=champion")
+    assert code == 2 and "registered_model_name" in err  # an alias needs a registered model
+
+
+@pytest.mark.slow
+def test_an_adapter_that_cannot_be_merged_goes_through_the_wrapper(mlflow_server, tmp_path):
+    """Prompt tuning has no weights to merge: the wrapper holds the base model and the
+    adapter, needs peft, and answers with labels like the flavor."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    code = _run(RECIPES / "lora_cls.json", *TINY, "training.max_steps=2",
+                "adapter=prompt_tuning", f"training.output_dir={tmp_path / 'out'}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-models-pt",
+                "tracking.registered_model_name=bbc-prompt-tuning",
+                "tracking.system_metrics=false")
+    assert code == 0
+    client = MlflowClient(tracking_uri=mlflow_server)
+    version = client.get_model_version("bbc-prompt-tuning", "1")
+    with _use_tracking_uri(mlflow_server):
+        info = mlflow.models.get_model_info("models:/bbc-prompt-tuning/1")
+        model = mlflow.pyfunc.load_model("models:/bbc-prompt-tuning/1")
+        predictions = model.predict(TEXTS)
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(
+            "models:/bbc-prompt-tuning/1")).read_text()
+    assert info.metadata["flavor"] == "pyfunc" and info.metadata["adapter_merged"] is False
+    assert info.metadata["adapter"] == "prompt_tuning"
+    assert "peft==" in requirements
+    assert list(predictions.columns) == ["label", "score"]
+    assert set(predictions["label"]) <= LABELS
+    assert version.tags["fturun.task"] == "sequence-classification"
