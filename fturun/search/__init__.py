@@ -33,7 +33,7 @@ from ..build import default_output_dir
 from ..dist import world_size
 from ..errors import RecipeRuntimeError, UsageError
 from ..lock import FolderLock
-from ..session import close_status
+from ..outcome import close_status
 from ..stop import GracefulStop
 from ..tracking import NullTracker
 from .parent import check_tracking_reachable, open_parent

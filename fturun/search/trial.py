@@ -17,8 +17,9 @@ import traceback
 from ..errors import FturunError, Interrupted, RecipeRuntimeError
 from ..hardware import release_cuda_memory
 from ..io import write_text
+from ..outcome import OOM_ADVICE, close_status
 from ..schema import validate_recipe
-from ..session import OOM_ADVICE, RunSession, close_status
+from ..session import RunSession
 from ..tracking import NullTracker, Tracker
 from .plan import describe, recipe_with, suggest
 from .study import counted_trials
