@@ -112,6 +112,30 @@ def probe(name, program, work, warmup, env, timeout):
     return figures
 
 
+def time_to_accuracy(data, model, steps, batch, max_length, env, left):
+    """bench/time_to_accuracy.py on this device, one seed: fturun's defaults (bf16 or fp16,
+    TF32, loader workers, length-grouped batches) against the hand-written script with default
+    TrainingArguments (fp32). Returns its printed lines (None when skipped or failed)."""
+    if left < 60:
+        print("time to accuracy: skipped (time budget spent)")
+        return None
+    command = [sys.executable, os.path.join(BENCH, "time_to_accuracy.py"), "--data", data,
+               "--model", model, "--steps", str(steps), "--eval-steps", str(max(steps // 3, 1)),
+               "--repeats", "1", "--batch", str(batch), "--max-length", str(max_length)]
+    try:
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=left)
+    except subprocess.TimeoutExpired:
+        print(f"time to accuracy: stopped after {left:.0f}s (time budget)")
+        return None
+    if result.returncode != 0:
+        print(f"time to accuracy: FAILED (exit {result.returncode})\n{result.stderr[-2000:]}")
+        return None
+    print("\ntime to accuracy (target 1.5x the script's samples/s on a GPU):")
+    print(result.stdout)
+    return result.stdout.splitlines()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="dry run on CPU: fp32, a few steps")
@@ -123,6 +147,9 @@ def main():
     parser.add_argument("--eval-rows", type=int, help="default 1000; --cpu 16")
     parser.add_argument("--warmup", type=int, help="steps left out of the steady figure "
                                                    "(default 30; --cpu 2)")
+    parser.add_argument("--time-to-accuracy", action="store_true",
+                        help="also bench/time_to_accuracy.py (one seed): fturun's default "
+                             "recipe vs the script with default TrainingArguments")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                        "fturun-gpu-check"))
     parser.add_argument("--out", default=os.environ.get("OUT"),
@@ -211,6 +238,10 @@ def main():
                            "train_rows": rows, "eval_rows": eval_rows, "precision": precision,
                            "warmup_steps": warmup},
               "runs": results, "seconds": round(time.monotonic() - started, 1)}
+    if args.time_to_accuracy:
+        report["time_to_accuracy"] = time_to_accuracy(
+            data, model, steps, batch, args.max_length, env,
+            BUDGET_SECONDS - (time.monotonic() - started))
     out_dir = args.out or args.work
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "gpu_check.json"), "w") as f:

@@ -41,6 +41,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--eval-steps", type=int, default=0,
+                        help="evaluate every N steps (0: only at the end)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     parser.add_argument("--torch-compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
@@ -100,7 +102,8 @@ def main():
     training_args = TrainingArguments(
         output_dir=args.output_dir, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, seed=args.seed, eval_strategy="no",
+        learning_rate=args.learning_rate, seed=args.seed,
+        eval_strategy="steps" if args.eval_steps else "no", eval_steps=args.eval_steps or None,
         save_strategy="no", report_to="none", logging_steps=max(1, args.max_steps // 5),
         bf16=args.bf16, torch_compile=args.torch_compile)
     trainer = Trainer(model=model, args=training_args, train_dataset=data["train"],

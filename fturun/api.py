@@ -22,6 +22,10 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 - testing a plugin: :mod:`fturun.testing` (plain functions and pytest fixtures);
 - a task: :class:`Task` (registered through ``fturun_register_tasks``), the
   :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
+- conversations (:mod:`fturun.chat`): :func:`prepare_chat_tokenizer` (the run's chat template
+  on a tokenizer), :func:`conversation_tokens` (ids and completion-only labels),
+  :func:`prompt_and_answer` (a row's prompt with the generation prompt, and its answer),
+  :func:`encode_rendered`, :func:`end_of_turn_ids`;
 - recipe references: :func:`component_ref`, :func:`component_name`, :func:`resolve_path`;
 - output files: :func:`write_text`, :func:`write_json`, :func:`write_lines` (atomic);
 - resources: :func:`free_bytes`, :func:`available_memory`, :func:`human_bytes`,
@@ -29,12 +33,16 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 - dataset columns: :func:`is_list_column`, :func:`column_dtype`, :func:`is_integer_feature`,
   :func:`as_string_column`;
 - TrainingArguments: :func:`training_schema` (the committed schema of the installed
-  transformers), :data:`BNB_OPTIMIZERS`.
+  transformers), :data:`BNB_OPTIMIZERS`; :func:`arguments_schema` (API 1.1), the generator of
+  that schema, for a task whose Trainer takes an arguments class of its own (its
+  ``Task.training_settings``: generate them, commit them, test them fresh).
 """
 
 from __future__ import annotations
 
 from .api_version import API_VERSION
+from .chat import conversation_tokens, encode_rendered, end_of_turn_ids, prompt_and_answer
+from .chat_templates import prepare_chat_tokenizer
 from .context import BuildContext
 from .contracts import (
     AdapterFactory,
@@ -58,6 +66,7 @@ from .contracts import (
 )
 from .dataset_features import as_string_column, column_dtype, is_integer_feature, is_list_column
 from .errors import PluginError, RecipeRuntimeError
+from .generate_schemas import arguments_schema
 from .hookspecs import hookimpl
 from .hub import hub_unreachable_message
 from .io import write_json, write_lines, write_text
@@ -102,12 +111,16 @@ __all__ = [
     "RecipeRuntimeError",
     "Task",
     "TokenizeSettings",
+    "arguments_schema",
     "as_string_column",
     "available_memory",
     "column_dtype",
     "component_name",
     "component_ref",
+    "conversation_tokens",
     "datasets_cache_dir",
+    "encode_rendered",
+    "end_of_turn_ids",
     "free_bytes",
     "generation_settings",
     "hookimpl",
@@ -115,6 +128,8 @@ __all__ = [
     "human_bytes",
     "is_integer_feature",
     "is_list_column",
+    "prepare_chat_tokenizer",
+    "prompt_and_answer",
     "resolve_path",
     "suggest",
     "training_schema",

@@ -15,6 +15,7 @@ from typing import Any
 
 from .context import BuildContext
 from .data import prepare_datasets, subsample, tokenize_datasets
+from .defaults import install_length_sampler, speed_defaults
 from .dist import main_process_first, quiet_off_main
 from .engine import (
     fix_loss_scaling,
@@ -25,6 +26,7 @@ from .engine import (
 from .errors import RecipeRuntimeError
 from .hardware import check_hardware, check_model, cuda_available
 from .hub import check_push_to_hub
+from .integrations import check_integrations
 from .modelinfo import is_peft_model
 from .registry import component_ref
 from .tasks import configure_trainer, get_task, loss_from_eval_pred
@@ -49,6 +51,10 @@ class Build:
     ran_params: dict = field(default_factory=dict)
     #: ``(name, make_scheduler)`` of a scheduler component with a schedule of its own
     scheduler: tuple | None = None
+    #: the registry the parts were built from (a merge reloads the base model through it)
+    registry: Any = None
+    #: the speed defaults considered (:mod:`fturun.defaults`): chosen, or kept from the recipe
+    defaults: list = field(default_factory=list)
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -84,15 +90,19 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     context.task_record = get_task(registry, context.task)
     context.training_args = dict(data.get("training") or {})
     build = _build_data_and_model(data, registry, context, check_rows)
+    build.registry = registry
     build.args_kwargs, build.trainer_kwargs = _build_training_parts(recipe, registry, build)
     return build
 
 
 def check_before_loading(recipe) -> None:
-    """What can be refused before any data or model is loaded: the hardware rules, a push to an
-    unreachable Hub; and a one-process environment for DeepSpeed outside a launcher."""
+    """What can be refused before any data or model is loaded: ``training.report_to``
+    integrations that are not installed, the hardware rules, a push to an unreachable Hub; and
+    a one-process environment for DeepSpeed outside a launcher."""
     data = recipe.data
-    check_hardware(data, deepspeed_config=load_deepspeed_config(recipe))
+    check_integrations(recipe)
+    check_hardware(data, deepspeed_config=load_deepspeed_config(recipe),
+                   file=recipe.path)
     check_push_to_hub(dict(data.get("training") or {}))
     if data.get("deepspeed") is not None:
         single_process_environment(quiet_off_main())  # no-op under a launcher
@@ -150,8 +160,8 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
                  for ref in data.get("callbacks") or []]
     args_kwargs["report_to"] = report_to_without_mlflow(args_kwargs.get("report_to"))
     args_kwargs.update(launch_arguments(recipe, build.cuda))  # deepspeed; use_cpu+gloo on CPU
-    if not build.cuda:
-        args_kwargs.setdefault("dataloader_pin_memory", False)  # pinning is for CUDA only
+    # length-grouped batches, precision, TF32, loader: where the recipe leaves them unset
+    build.defaults = speed_defaults(data, args_kwargs, build.model, build.splits["train"])
 
     trainer_kwargs.update(
         model=build.model,
@@ -259,4 +269,5 @@ def make_trainer(build: Build):
         loss.bind(trainer)
     if build.scheduler is not None:
         install_scheduler(trainer, *build.scheduler)
+    install_length_sampler(trainer)  # group_by_length: lengths from Arrow, not a pass per row
     return trainer

@@ -52,6 +52,9 @@ class BuildContext:
     #: a few raw rows per split before tokenization (``{"eval": [{"text": ...}, ...]}``), e.g.
     #: the prompts of a run's sample generations
     samples: dict = field(default_factory=dict)
+    #: with a list of ``data.train`` sources: the realised mix (:class:`fturun.data.mixing.Mix`:
+    #: each source's weight and the rows it gave); None for one source
+    train_mix: Any = None
     log: Any = print
     _task_record: Any = field(default=None, init=False, repr=False, compare=False)
 

@@ -189,7 +189,10 @@ def describe_engine(trainer) -> dict:
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "model_wrapper": type(trainer.model_wrapped).__name__,
         "deepspeed": None,
+        "fsdp": None,
     }
+    if getattr(trainer, "is_fsdp_enabled", False):
+        info["fsdp"] = describe_fsdp(args, getattr(state, "fsdp_plugin", None))
     engine = getattr(trainer, "deepspeed", None)
     if trainer.is_deepspeed_enabled and engine is not None:
         offload = None
@@ -208,23 +211,59 @@ def describe_engine(trainer) -> dict:
     return info
 
 
+def _name(value) -> str | None:
+    """An enum's member name (``StateDictType.FULL_STATE_DICT`` -> ``FULL_STATE_DICT``)."""
+    if value is None:
+        return None
+    return str(getattr(value, "name", value)).split(".")[-1].upper()
+
+
+def describe_fsdp(args, plugin=None) -> dict:
+    """FSDP as it runs: version, sharding strategy, state-dict type and CPU offload, read from
+    accelerate's plugin when there is one, else from what TrainingArguments hands it
+    (``args.fsdp_plugin_args``). FSDP2's ``reshard_after_forward`` true/false is named as the
+    strategy it stands for (``FULL_SHARD`` / ``SHARD_GRAD_OP``)."""
+    given = dict(getattr(args, "fsdp_plugin_args", None) or {})
+
+    def read(key, default=None):
+        value = getattr(plugin, key, None) if plugin is not None else None
+        return value if value is not None else given.get(key, default)
+
+    version = int(read("fsdp_version", 2))
+    reshard = read("reshard_after_forward", True)
+    if isinstance(reshard, bool):
+        strategy = "FULL_SHARD" if reshard else "SHARD_GRAD_OP"
+    else:
+        strategy = _name(read("sharding_strategy") if version == 1 and plugin is not None
+                         else reshard)
+    offload = read("cpu_offload", False)
+    return {"version": version, "sharding_strategy": strategy,
+            "state_dict_type": _name(read("state_dict_type", "FULL_STATE_DICT")),
+            "cpu_offload": bool(getattr(offload, "offload_params", offload))}
+
+
 ENGINE_FILE = "engine.json"
 
 
 def EngineReport(output_dir: str, tracker=None):  # noqa: N802 - used like a class
     """A callback that, once training has started, records on rank 0 how the run really runs
     (:func:`describe_engine`): printed, written to ``OUTPUT_DIR/engine.json`` and set as
-    ``fturun.engine.*`` tags of the MLflow run. Set ``.trainer`` before training."""
+    ``fturun.engine.*`` tags of the MLflow run; with the speed defaults of the build
+    (``.defaults``: :class:`fturun.defaults.Choice` s), each printed as ``chosen: ... because
+    ...``, listed in ``engine.json`` and set as a ``fturun.default.<key>`` tag (the values fturun
+    chose also as ``default.<key>`` params). Set ``.trainer`` before training."""
     from transformers import TrainerCallback
 
     class EngineReport(TrainerCallback):
         trainer = None
         info = None
+        defaults = ()
 
         def on_train_begin(self, args, state, control, **kwargs):
             if self.trainer is None or not state.is_world_process_zero:
                 return
             self.info = info = describe_engine(self.trainer)
+            info["defaults"] = [choice.record() for choice in self.defaults]
             text = f"engine: {info['world_size']} process{'es' if info['world_size'] > 1 else ''}"
             text += f" ({info['distributed_type']}"
             text += f", {info['backend']})" if info["backend"] else ")"
@@ -235,13 +274,21 @@ def EngineReport(output_dir: str, tracker=None):  # noqa: N802 - used like a cla
                          f"{ds['optimizer']}")
                 if ds["offload_optimizer"] and ds["offload_optimizer"] != "none":
                     text += f" offloaded to {ds['offload_optimizer']}"
-            print(text, flush=True)
+            if info["fsdp"]:
+                text += (f"; FSDP{info['fsdp']['version']} {info['fsdp']['sharding_strategy']}, "
+                         f"{info['fsdp']['state_dict_type']}")
+            print("\n  ".join([text] + [c.line() for c in self.defaults]), flush=True)
             write_json(os.path.join(output_dir, ENGINE_FILE), info)
             if tracker is not None:
                 tags = {"fturun.engine.world_size": str(info["world_size"]),
                         "fturun.engine.distributed_type": info["distributed_type"]}
                 if ds:
                     tags["fturun.engine.deepspeed_zero_stage"] = str(ds["zero_stage"])
+                if info["fsdp"]:
+                    tags["fturun.engine.fsdp_version"] = str(info["fsdp"]["version"])
+                tags.update({f"fturun.default.{c.key}": c.line() for c in self.defaults})
                 tracker.set_tags(tags)
+                tracker.log_params({f"default.{c.key}": c.value for c in self.defaults
+                                    if c.source == "fturun"})
 
     return EngineReport()

@@ -22,6 +22,8 @@ import types
 import typing
 from pathlib import Path
 
+from .fsdp_schema import with_fsdp_types
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 TRAINING_SCHEMA_FILE = PACKAGE_DIR / "training_arguments.schema.json"
 RECIPE_SCHEMA_FILE = PACKAGE_DIR.parent / "schemas" / "recipe.schema.json"
@@ -124,20 +126,26 @@ def _union(schemas) -> dict:
     return merged
 
 
-def training_arguments_schema() -> dict:
-    """Build the ``training`` section schema from the installed ``TrainingArguments``."""
-    import transformers
-    from transformers import TrainingArguments
-
+def arguments_schema(cls, base=None, constraints=None) -> dict:
+    """JSON Schema ``properties`` of the init fields of the TrainingArguments dataclass ``cls``
+    (types, ``help`` as description, JSON defaults, ``constraints`` per field); with ``base``
+    (a dataclass such as ``TrainingArguments``), only the fields ``cls`` adds to it. What the
+    committed ``training`` schema is made of; a plugin task generates its
+    ``Task.training_settings`` with it (:func:`fturun.api.arguments_schema`)."""
+    inherited = {f.name for f in dataclasses.fields(base)} if base is not None else set()
+    hints = typing.get_type_hints(cls)
     properties = {}
-    for f in dataclasses.fields(TrainingArguments):
-        if not f.init or f.name.startswith("_") or f.name in EXCLUDED_FIELDS:
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_") or f.name in EXCLUDED_FIELDS \
+                or f.name in inherited:
             continue
-        prop = _type_schema(f.type)
+        prop = _type_schema(hints.get(f.name, f.type))
         help_text = (f.metadata or {}).get("help")
         if help_text:
             prop["description"] = " ".join(str(help_text).split())
         default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
         if default is not dataclasses.MISSING:
             if isinstance(default, enum.Enum):
                 default = default.value
@@ -146,15 +154,24 @@ def training_arguments_schema() -> dict:
                 prop["default"] = default
             except (TypeError, ValueError):
                 pass
-        prop.update(CONSTRAINTS.get(f.name, {}))
+        prop.update((constraints or {}).get(f.name, {}))
         properties[f.name] = prop
+    return properties
+
+
+def training_arguments_schema() -> dict:
+    """Build the ``training`` section schema from the installed ``TrainingArguments``."""
+    import transformers
+    from transformers import TrainingArguments
+
     return {
         "title": "training",
         "description": "TrainingArguments of transformers "
         f"{transformers.__version__} (output_dir defaults to outputs/<recipe name>)",
         "type": "object",
         "additionalProperties": False,
-        "properties": properties,
+        "properties": with_fsdp_types(arguments_schema(TrainingArguments,
+                                                       constraints=CONSTRAINTS)),
         "x-transformers-version": transformers.__version__,
     }
 

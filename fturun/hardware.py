@@ -21,17 +21,21 @@ The rules (all problems are reported at once):
   --cpu`` (refused); under ZeRO-Offload of the optimizer accelerate swaps any optimizer for
   DeepSpeed's CPU Adam/Adagrad, so an optimizer other than Adam(W)/Adagrad is refused there
   (unless the DeepSpeed config names its own);
-- several processes: ``nccl`` needs CUDA; no more processes on a node than it has GPUs.
+- several processes: ``nccl`` needs CUDA; no more processes on a node than it has GPUs;
+- quantized base models, FSDP, Liger kernels, flash attention and ``torch_compile``:
+  :mod:`fturun.hardware_rules` (located at their recipe key, exit 2).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .dist import world_size
-from .errors import RecipeRuntimeError
+from .errors import Problem, RecipeError, RecipeRuntimeError
+from .hardware_rules import big_model_findings
 from .optim_names import BNB_OPTIMIZERS
 from .redaction import environ_snapshot
 from .registry import component_name
@@ -262,9 +266,19 @@ def deepspeed_problems(config: dict, training: dict, optimizers=()) -> list:
 
 
 def check_hardware(data: dict, hw: Hardware | None = None,
-                   deepspeed_config: dict | None = None) -> None:
-    """Raise :class:`RecipeRuntimeError` with every problem of :func:`hardware_problems`."""
-    problems = hardware_problems(data, hw or Hardware.detect(), deepspeed_config)
+                   deepspeed_config: dict | None = None, file: str = "recipe") -> None:
+    """Raise :class:`RecipeRuntimeError` with every problem of :func:`hardware_problems`; when
+    a big-model rule (:mod:`fturun.hardware_rules`) fails too, a :class:`RecipeError` (exit 2)
+    with every problem, those located at their key of ``file``. Big-model warnings are
+    printed."""
+    hw = hw or Hardware.detect()
+    problems = hardware_problems(data, hw, deepspeed_config)
+    located, warnings = big_model_findings(data, hw)
+    for path, message in warnings:
+        print(f"warning: {path[2:]}: {message}", file=sys.stderr)
+    if located:
+        raise RecipeError([Problem(file, path, message) for path, message in located]
+                          + [Problem(file, "", message) for message in problems])
     if len(problems) == 1:
         raise RecipeRuntimeError(problems[0])
     if problems:

@@ -227,7 +227,10 @@ def fturun_register_tasks(register):
     - the model and the Trainer: ``model_class`` (a transformers auto class name, e.g.
       ``"AutoModelForSequenceClassification"``: what model factories load),
       ``peft_task_type`` (peft's ``TaskType`` name or None), ``trainer`` (``"trainer"``, or
-      ``"seq2seq"`` for ``Seq2SeqTrainer`` with ``predict_with_generate``), ``mean_loss``
+      ``"seq2seq"`` for ``Seq2SeqTrainer`` with ``predict_with_generate``, or since API 1.1 a
+      callable returning the task's own ``(Trainer class, TrainingArguments class)``, with
+      ``training_settings``, the schema of the settings that class adds to ``training``, and
+      ``trainer_metrics``, the eval metrics its Trainer logs itself), ``mean_loss``
       (True: the model's own loss is a plain mean, scaled as a loss component's is),
       ``argmax_logits`` (keep arg-max ids instead of logits at evaluation);
     - the recipe: ``default_collator`` and ``packed_collator`` (``data.packing``),
@@ -238,7 +241,8 @@ def fturun_register_tasks(register):
     - the rows: ``labels`` (``"classes"``: one label per row, which the task's ``prepare``
       turns into what the model learns; ``"tags"``: one per word; None: no label column) and
       ``target`` (rows carry a target text); ``data.columns`` maps the source columns to
-      ``text``, ``text_pair``, ``labels``, ``target``.
+      ``text``, ``text_pair``, ``labels``, ``target``; or ``columns`` (API 1.1), the task's own
+      text columns read instead (``("prompt", "chosen", "rejected")``).
 
     The callables, in the order a run calls them (keep their heavy imports inside them):
 

@@ -92,6 +92,10 @@ def recipe_hub_names(data: dict, base_dir: str = "") -> list:
     data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
     refs = [(f"data.{split}", "data", data_section.get(split))
             for split in ("train", "eval", "test")]  # in the order a run loads them
+    train = data_section.get("train")
+    if isinstance(train, list):  # a mix of sources: data.train[i].dataset
+        refs[0:1] = [(f"data.train[{i}].dataset", "data", entry.get("dataset"))
+                     for i, entry in enumerate(train) if isinstance(entry, dict)]
     refs.append(("model", "model", data.get("model")))
     for key, section, ref in refs:
         if not isinstance(ref, dict) or (section, ref.get("name")) not in _HUB_PARAMS:

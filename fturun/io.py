@@ -15,11 +15,20 @@ from .errors import environment_fault
 def write_text(path: str, text: str) -> str:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, rename); the temporary
     file is removed when writing fails (a full disk). Returns ``path``."""
+    return _write_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """:func:`write_text` for bytes (an image, say)."""
+    return _write_atomically(path, data)
+
+
+def _write_atomically(path: str, data: bytes) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

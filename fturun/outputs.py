@@ -8,8 +8,10 @@ import os
 
 from .dist import is_main_process
 from .errors import RecipeRuntimeError
+from .hardware_rules import fsdp_enabled
 from .io import partial_folder, read_json, replace_folder, write_json, write_text
 from .modelinfo import is_peft_model
+from .registry import component_ref
 
 RESULTS_FILE = "eval_results.json"
 RECIPE_FILE = "recipe.json"
@@ -47,7 +49,8 @@ def save_outputs(trainer, build, data: dict, output_dir: str) -> dict:
         else:
             merged_dir = os.path.join(output_dir, "model-merged")
             try:
-                merged = trainer.model.merge_and_unload()
+                merged = merge_into_reloaded_base(build, data, model_dir) \
+                    if reload_reason(data) else trainer.model.merge_and_unload()
             except (AttributeError, ValueError, NotImplementedError) as exc:
                 raise RecipeRuntimeError(f"output.merge_adapter: this adapter cannot be merged "
                                          f"into the model ({exc}); remove "
@@ -59,6 +62,40 @@ def save_outputs(trainer, build, data: dict, output_dir: str) -> dict:
             replace_folder(partial, merged_dir)
             saved["merged model"] = merged_dir
     return saved
+
+
+def reload_reason(data: dict) -> str | None:
+    """Why ``output.merge_adapter`` merges into a freshly loaded base instead of the trained
+    one: a quantized base (4/8-bit weights cannot hold the merged ones) or FSDP (the trained
+    base is sharded across processes). None: merge in place."""
+    model = data.get("model")
+    params = (model.get("params") or {}) if isinstance(model, dict) else {}
+    if isinstance(params.get("quantization"), dict):
+        return "the base was loaded quantized"
+    if fsdp_enabled(data.get("training") or {}):
+        return "the trained base is sharded by FSDP"
+    return None
+
+
+def merge_into_reloaded_base(build, data: dict, adapter_dir: str):
+    """The adapter saved in ``adapter_dir`` merged into the base model loaded again through the
+    recipe's model component, unquantized, in the quantization's compute dtype (else
+    ``model.params.dtype``); the reason is printed."""
+    from peft import PeftModel
+
+    from .build import build_component
+
+    name, params = component_ref(data["model"])
+    params = dict(params)
+    quant = params.pop("quantization", None)
+    dtype = (quant or {}).get("compute_dtype", "bfloat16") if quant is not None \
+        else params.get("dtype", "float32")
+    params["dtype"] = dtype
+    print(f"output.merge_adapter: {reload_reason(data)}, so the adapter is merged into the base "
+          f"model loaded again, unquantized, in {dtype}", flush=True)
+    base, _ = build_component(build.registry, "model", {"name": name, "params": params},
+                              build.context)
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
 
 
 def portable_base_reference(adapter_dir: str, recipe_data: dict, context) -> str | None:

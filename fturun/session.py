@@ -10,7 +10,6 @@ MLflow status), so a trial can tag its run before it is closed.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -19,11 +18,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch_view import show_batch as show_batch_view
 from .build import build_run, default_output_dir, make_trainer
 from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
+from .data import dataset_inputs
 from .dist import is_main_process, quiet_off_main
 from .engine import EngineReport
 from .errors import RecipeRuntimeError
+from .generation_eval import add_generation_eval
 from .io import read_json
 from .lock import FolderLock
 from .modelinfo import count_parameters
@@ -90,6 +92,7 @@ class RunSession:
     def make_trainer(self):
         """Build the parts, attach the run's callbacks, make the Trainer."""
         self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker)
+        add_generation_eval(self.build, self.registry)
         self.clock = FirstStepClock()
         engine_report = EngineReport(self.output_dir, self.tracker)
         self.build.add_callbacks(self.tracker.callback(), self.stop.callback(), self.clock,
@@ -97,6 +100,7 @@ class RunSession:
                                  *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
         engine_report.trainer = self.trainer
+        engine_report.defaults = self.build.defaults
         return self.trainer
 
     def log_start(self) -> None:
@@ -114,10 +118,9 @@ class RunSession:
             tracker.continue_from(checkpoint_step(self.checkpoint))
         trainable, total = count_parameters(self.build.model)
         tracker.log_metrics({"trainable_params": trainable, "total_params": total}, 0)
-        for split, ds in self.build.splits.items():
-            ref = data["data"].get(split) or data["data"]["train"]
-            tracker.log_input(split, json.dumps(ref, sort_keys=True), ds._fingerprint,
-                              len(ds), split)
+        for name, ref, ds, split in dataset_inputs(data["data"], self.build.splits,
+                                                   self.build.context.train_mix):
+            tracker.log_input(name, ref, ds, split)  # each split; each source of a mix
 
     def train(self) -> dict:
         """Train (from the checkpoint when resuming: the folder was checked and cleared by
@@ -195,17 +198,24 @@ class RunSession:
 
     # -- fturun check ---------------------------------------------------------------------------
 
-    def check(self) -> None:
+    def check(self, show_batch: int = 0) -> None:
         """Build every part on a few rows, print the plan of the real run, run
-        :data:`CHECK_STEPS` optimizer steps and one eval batch, print the outcome."""
+        :data:`CHECK_STEPS` optimizer steps and one eval batch, print the outcome;
+        ``show_batch``: first print and write the first N training examples with their trained
+        tokens marked (:mod:`fturun.batch_view`)."""
         build = self.build = build_run(self.recipe, self.registry, self.output_dir,
-                                       check_rows=CHECK_ROWS, tracker=self.tracker)
+                                       check_rows=max(CHECK_ROWS, show_batch),
+                                       tracker=self.tracker)
         plan_args = dict(build.args_kwargs)
         build.args_kwargs = check_arguments(build.args_kwargs, self.output_dir)
         probe = CheckProbe()
         build.add_callbacks(probe)
+        add_generation_eval(build, self.registry)
         self.trainer = make_trainer(build)
         print_plan(build, build.real_sizes, plan_args, default_output_dir(self.recipe))
+        if show_batch:
+            show_batch_view(build, self.trainer.data_collator, show_batch,
+                            default_output_dir(self.recipe))
         train_result = self.trainer.train()
         eval_metrics = eval_seconds = one_batch = None
         if build.splits.get("eval") is not None:
@@ -312,11 +322,12 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
     return 0
 
 
-def check_recipe(recipe, registry) -> int:
+def check_recipe(recipe, registry, show_batch: int = 0) -> int:
     """``fturun check``: build every part on a few rows, print the plan of the real run (sizes,
     labels, model, parameters, batch size, steps, a time estimate), then run two optimizer
     steps and one eval batch in a temporary folder: nothing is saved, nothing tracked (the
-    context's tracker is a :class:`~fturun.tracking.NullTracker`). Returns the exit code (0)."""
+    context's tracker is a :class:`~fturun.tracking.NullTracker`); ``--show-batch N`` writes
+    only ``check_batch.jsonl`` to the output folder. Returns the exit code (0)."""
     with oom_as_advice(), tempfile.TemporaryDirectory(prefix="fturun-check-") as tmp:
-        RunSession(recipe, registry, tmp).check()
+        RunSession(recipe, registry, tmp).check(show_batch)
     return 0

@@ -11,8 +11,9 @@ This module imports nothing heavy (``fturun validate`` reads the records): the c
 record import torch, numpy or datasets inside.
 
 The recipe's ``generation`` section (``max_new_tokens``, ``num_beams``, ``do_sample``,
-``temperature``, ``top_k``, ``top_p``, ``prompts``, ``num_samples``) sets how a generating task
-evaluates (seq2seq) and makes its sample generations (:func:`generation_settings`).
+``temperature``, ``top_k``, ``top_p``, ``prompts``, ``num_samples``, ``eval_rows``) sets how a
+generating task evaluates (seq2seq; a causal LM's answers to ``eval_rows`` eval prompts) and
+makes its sample generations (:func:`generation_settings`, :func:`generation_eval_rows`).
 """
 
 from __future__ import annotations
@@ -27,15 +28,22 @@ from .registry import NAME_PATTERN, component_name, suggest
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_MAX_NEW_TOKENS = 32
 DEFAULT_NUM_SAMPLES = 3
+DEFAULT_EVAL_ROWS = 16  # eval rows whose answers a generating task generates and scores
 
-#: ``Task.trainer`` -> (Trainer class, TrainingArguments class) in transformers
+#: ``Task.trainer`` -> (Trainer class, TrainingArguments class) in transformers; a plugin task
+#: may instead give a callable returning its own classes
 TRAINERS = {
     "trainer": ("Trainer", "TrainingArguments"),
     "seq2seq": ("Seq2SeqTrainer", "Seq2SeqTrainingArguments"),
 }
 
+#: tasks of fturun's first-party plugin distributions -> the distribution that registers each,
+#: so that a recipe naming one without it installed is told what to install
+FIRST_PARTY_TASKS = {"preference": ("fturun-trl", "plugins/fturun-trl")}
+
 #: the data settings only some tasks accept (``Task.data_keys``); the schema describes them
-DATA_KEYS = frozenset({"block_size", "packing", "max_target_length", "label_all_tokens"})
+DATA_KEYS = frozenset({"block_size", "packing", "max_target_length", "label_all_tokens",
+                       "format", "chat_template", "train_on"})
 
 #: ``Task.labels``: what a row's label is, if it has one
 LABEL_KINDS = ("classes", "tags", None)
@@ -53,6 +61,13 @@ class TokenizeSettings:
     max_target_length: int | None = None
     label_all_tokens: bool = False
     label_names: tuple = ()
+    #: conversation rows (``data.format``): the ``messages`` column, rendered with the
+    #: tokenizer's chat template (``chat_template`` says which; its sha256 keys the cache),
+    #: trained on the turns ``train_on`` names (:mod:`fturun.chat`)
+    chat_format: str | None = None
+    train_on: str = "assistant"
+    chat_template: str | None = None
+    chat_template_sha256: str | None = None
 
 
 def _unchanged(sources: dict, recipe_data: dict, context) -> dict:
@@ -70,7 +85,20 @@ class Task:
       ``"AutoModelForSequenceClassification"`` (the ``pretrained``/``from_config`` models use it);
     - ``peft_task_type``: the peft ``TaskType`` name (``"SEQ_CLS"``), or None;
     - ``trainer``: ``"trainer"`` or ``"seq2seq"`` (``Seq2SeqTrainer`` with
-      ``predict_with_generate``: evaluation generates, with the ``generation`` settings);
+      ``predict_with_generate``: evaluation generates, with the ``generation`` settings); or a
+      callable ``() -> (Trainer class, TrainingArguments class)`` (imports inside it) for a
+      task with Trainer classes of its own, such as TRL's. The Trainer is called as
+      ``Trainer(args=..., model=, train_dataset=, eval_dataset=, processing_class=,
+      data_collator=, compute_loss_func=, compute_metrics=, callbacks=``, and
+      ``optimizer_cls_and_kwargs=`` / ``preprocess_logits_for_metrics=`` when set``)``: a
+      Trainer that takes other arguments adapts them in its own ``__init__``;
+    - ``training_settings``: the JSON Schema ``properties`` of the settings such an arguments
+      class adds to TrainingArguments (``beta`` of TRL's ``DPOConfig``); a recipe of the task
+      writes them in ``training``, other tasks' recipes are refused them. Generate them with
+      :func:`fturun.api.arguments_schema` and commit them with the plugin;
+    - ``trainer_metrics``: eval metric names the task's Trainer logs itself (without
+      ``eval_``, e.g. ``"rewards/margins"``): ``metric_for_best_model`` and
+      ``search.metric`` may name them;
     - ``mean_loss``: the head computes a plain mean loss (False where the loss honours the
       Trainer's ``num_items_in_batch``, as causal LMs do);
     - ``argmax_logits``: evaluation keeps the arg-max ids of each batch instead of its logits
@@ -90,6 +118,11 @@ class Task:
 
     The rows (``data.columns`` maps them to ``text``, ``text_pair``, ``labels``, ``target``):
 
+    - ``columns``: the task's own text columns (e.g. ``("prompt", "chosen", "rejected")``),
+      read instead of ``text``/``text_pair``: each is required in every split, mapped by
+      ``data.columns.<name>`` (default: the same name), cast to text, and rows where one is
+      empty are dropped; empty (the default): the standard columns;
+
     - ``labels``: ``"classes"`` (one label per row; test rows may have none), ``"tags"`` (one
       label per word; the text may be a list of words), or None (no label column);
     - ``target``: rows carry a target text the model learns to produce.
@@ -105,7 +138,11 @@ class Task:
     - ``write_predictions(prediction, context, path) -> bool``: the test predictions as JSON
       lines (through :func:`fturun.io.write_lines`); None: the task writes none;
     - ``generate_samples(model, tokenizer, context) -> [{"prompt", "generated",
-      "reference"}]``: a few generations at the end of a run (when ``generates``).
+      "reference"}]``: a few generations at the end of a run (when ``generates``);
+    - ``answer_prompts(model, tokenizer, context, rows) -> [{"prompt", "generated",
+      "reference"}]``: the answers generated to the prompts of raw eval ``rows`` (up to
+      ``generation.eval_rows`` of them), scored at each evaluation with ``generation_metrics``
+      (metric references) and logged as ``eval_*`` metrics; None: no generation-based eval.
     """
 
     name: str
@@ -115,7 +152,7 @@ class Task:
     metric_inputs: Callable
     prepare: Callable = _unchanged
     peft_task_type: str | None = None
-    trainer: str = "trainer"
+    trainer: str | Callable = "trainer"
     default_collator: Any = "padding"
     packed_collator: Any = None
     default_metrics: tuple = ()
@@ -129,15 +166,28 @@ class Task:
     target: bool = False
     write_predictions: Callable | None = None
     generate_samples: Callable | None = None
+    answer_prompts: Callable | None = None
+    generation_metrics: tuple = ()
+    training_settings: dict = None
+    trainer_metrics: tuple = ()
+    columns: tuple = ()
 
     def __post_init__(self):
         # lists from a plugin become the tuple / frozenset the record promises
         object.__setattr__(self, "default_metrics", tuple(self.default_metrics or ()))
         object.__setattr__(self, "always_metrics", tuple(self.always_metrics or ()))
+        object.__setattr__(self, "generation_metrics", tuple(self.generation_metrics or ()))
         object.__setattr__(self, "data_keys", frozenset(self.data_keys or ()))
+        object.__setattr__(self, "trainer_metrics", tuple(self.trainer_metrics or ()))
+        object.__setattr__(self, "columns", tuple(self.columns or ()))
+        if self.training_settings is None:
+            object.__setattr__(self, "training_settings", {})
 
     def trainer_classes(self):
-        """``(Trainer class, TrainingArguments class)`` of the task, imported here."""
+        """``(Trainer class, TrainingArguments class)`` of the task, imported here (or what
+        the task's own ``trainer`` callable returns)."""
+        if callable(self.trainer):
+            return tuple(self.trainer())
         import transformers
 
         trainer, arguments = TRAINERS[self.trainer]
@@ -185,8 +235,10 @@ def check_task(task, plugin: str) -> Task:
     if not isinstance(task.model_class, str) or not task.model_class.startswith("Auto"):
         problems.append(f"model_class {task.model_class!r} is not a transformers auto class "
                         "name such as 'AutoModelForSequenceClassification'")
-    if task.trainer not in TRAINERS:
-        problems.append(f"trainer {task.trainer!r} is not one of {', '.join(TRAINERS)}")
+    if not callable(task.trainer) and task.trainer not in TRAINERS:
+        problems.append(f"trainer {task.trainer!r} is neither one of {', '.join(TRAINERS)} nor "
+                        "a callable returning (Trainer class, TrainingArguments class)")
+    problems += _check_own_parts(task)
     if task.pipeline_task is not None and not isinstance(task.pipeline_task, str):
         problems.append(f"pipeline_task {task.pipeline_task!r} is neither None nor a "
                         "transformers pipeline task name such as 'text-classification'")
@@ -198,7 +250,7 @@ def check_task(task, plugin: str) -> Task:
     for field_name in ("prepare", "tokenize", "metric_inputs"):
         if not callable(getattr(task, field_name)):
             problems.append(f"{field_name} is not callable")
-    for field_name in ("write_predictions", "generate_samples"):
+    for field_name in ("write_predictions", "generate_samples", "answer_prompts"):
         value = getattr(task, field_name)
         if value is not None and not callable(value):
             problems.append(f"{field_name} is neither None nor callable")
@@ -206,7 +258,8 @@ def check_task(task, plugin: str) -> Task:
         problems.append("generates=True needs generate_samples")
     if ("packing" in task.data_keys) != (task.packed_collator is not None):
         problems.append("data_keys has 'packing' exactly when packed_collator is set")
-    refs = [task.default_collator, *task.default_metrics, *task.always_metrics]
+    refs = [task.default_collator, *task.default_metrics, *task.always_metrics,
+            *task.generation_metrics]
     if task.packed_collator is not None:
         refs.append(task.packed_collator)
     problems += [f"{ref!r} is not a component reference ('name' or {{'name', 'params'}})"
@@ -214,6 +267,38 @@ def check_task(task, plugin: str) -> Task:
     if problems:
         raise PluginError(plugin, f"task {name!r}: " + "; ".join(problems))
     return task
+
+
+def _check_own_parts(task: Task) -> list:
+    """What is wrong with a record's ``training_settings``, ``trainer_metrics`` and
+    ``columns``."""
+    problems = []
+    settings = task.training_settings
+    if not isinstance(settings, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in settings.items()):
+        problems.append("training_settings is not a dict of setting name -> JSON Schema")
+    if not all(isinstance(m, str) and m and not m.startswith("eval_")
+               for m in task.trainer_metrics):
+        problems.append("trainer_metrics are metric names without the eval_ prefix")
+    if not all(isinstance(c, str) and NAME_PATTERN.match(c) for c in task.columns) or \
+            len(set(task.columns)) != len(task.columns):
+        problems.append("columns are distinct names of lowercase letters, digits and '_'")
+    elif set(task.columns) & {"text", "text_pair", "label", "labels", "target"}:
+        problems.append("columns name the task's own columns, not text, text_pair, label or "
+                        "target (leave columns empty to read those)")
+    elif task.columns and (task.labels is not None or task.target):
+        problems.append("a task with its own columns has labels=None and target=False")
+    return problems
+
+
+def install_hint(name) -> str | None:
+    """What to install for task ``name`` when a first-party plugin distribution registers it
+    (:data:`FIRST_PARTY_TASKS`), else None."""
+    if name not in FIRST_PARTY_TASKS:
+        return None
+    distribution, folder = FIRST_PARTY_TASKS[name]
+    return (f"it comes with the plugin distribution {distribution}, which is not installed: "
+            f"pip install {distribution} (from a fturun checkout: pip install {folder})")
 
 
 def get_task(registry, name: str) -> Task:
@@ -225,6 +310,7 @@ def get_task(registry, name: str) -> Task:
     except (KeyError, TypeError):
         why = registry.why_unavailable("task", name) if hasattr(registry, "unavailable") \
             else None
+        why = why or install_hint(name)
         if why:
             raise RecipeRuntimeError(f"task '{name}' is not registered: {why}") from None
         supported = ", ".join(sorted(tasks)) or "none"
@@ -249,6 +335,12 @@ def generation_settings(recipe: dict, encoder_decoder: bool = False) -> dict:
         if key in section:
             kwargs[key] = section[key]
     return kwargs
+
+
+def generation_eval_rows(recipe: dict) -> int:
+    """``generation.eval_rows``: how many eval rows a task with ``answer_prompts`` answers and
+    scores at each evaluation (:data:`DEFAULT_EVAL_ROWS`; 0: none)."""
+    return int((recipe.get("generation") or {}).get("eval_rows", DEFAULT_EVAL_ROWS))
 
 
 def argmax_logits(logits, labels):

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, run_fturun
+from conftest import RECIPES, ROOT, run_fturun
 from jsonschema import Draft202012Validator
 
 
@@ -318,3 +318,14 @@ def test_runs_shows_the_experiment_overrides_and_a_searchs_best(cli, tmp_path):
     assert lines[study["run_id"]].endswith(study["overrides"])
     assert f"best eval_loss={study['best']['value']:.4g} (trial 0)" in lines[study["run_id"]]
     assert f"eval_accuracy={trial['metrics']['eval_accuracy']:.4g}" in lines[trial["run_id"]]
+
+
+def test_resume_and_overwrite_together_are_refused(cli, tmp_path):
+    """--resume continues a run, --overwrite replaces it: both at once is a usage error, not a
+    silent choice of one."""
+    code, out, err = cli("run", RECIPES / "lora_cls.json", "--resume", "--overwrite",
+                         f"training.output_dir={tmp_path}", "tracking.enabled=false")
+    assert code == 2
+    assert "--resume continues the run in the output folder and --overwrite replaces it: give " \
+        "one of them" in err
+    assert not any(tmp_path.iterdir())

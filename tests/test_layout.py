@@ -22,11 +22,14 @@ LAYERS = {
     # 2: plugins, registry, schema, tasks, the public plugin API
     "registry": 2, "hookspecs": 2, "plugins": 2, "schema": 2, "tasks": 2, "context": 2,
     "api": 2, "api_version": 2, "contracts": 2, "generate_schemas": 2, "__init__": 2,
+    "chat": 2, "chat_templates": 2,
+    "fsdp_schema": 2,
     # 3: data, the engine (DeepSpeed / launch settings), hardware rules, tracking
-    "data": 3, "engine": 3, "hardware": 3, "tracking": 3,
+    "data": 3, "engine": 3, "hardware": 3, "tracking": 3, "defaults": 3,
+    "hardware_rules": 3, "integrations": 3,
     # 4: one run lifecycle
     "build": 4, "checkpoints": 4, "outputs": 4, "report": 4, "session": 4, "stop": 4,
-    "timing": 4, "wiring": 4, "outcome": 4,
+    "timing": 4, "wiring": 4, "outcome": 4, "batch_view": 4, "generation_eval": 4,
     # 5: search, made of sessions; the testing helpers for plugin authors
     "search": 5, "testing": 5,
     # 6: the command line

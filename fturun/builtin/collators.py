@@ -37,9 +37,15 @@ def padding(params, context):
 def language_modeling(params, context):
     """Masked LM (random masking) or causal LM (labels = inputs) batches. Masked LM masks
     training batches afresh each time, but evaluation batches the same way every time (see
-    :class:`StableEvalMasking`), so eval loss and perplexity compare across evaluations."""
-    from transformers import DataCollatorForLanguageModeling
+    :class:`StableEvalMasking`), so eval loss and perplexity compare across evaluations. Causal
+    LM rows that carry their own labels (conversations: completion-only masks) keep them,
+    padded with -100."""
+    from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq
 
+    rows = context.train_dataset
+    if not params.get("mlm", True) and rows is not None and "labels" in rows.column_names:
+        return DataCollatorForSeq2Seq(context.tokenizer, label_pad_token_id=-100,
+                                      pad_to_multiple_of=params.get("pad_to_multiple_of"))
     collator = DataCollatorForLanguageModeling(
         context.tokenizer, mlm=params.get("mlm", True),
         mlm_probability=params.get("mlm_probability", 0.15),

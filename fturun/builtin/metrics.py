@@ -5,7 +5,8 @@ the recipe says otherwise.
 What a metric function receives depends on the task (see :mod:`fturun.tasks`): class ids
 (sequence classification), token ids at the labelled positions (language models), lists of tag
 names per sentence (token classification: ``seqeval``), or decoded texts (seq2seq: ``rouge``,
-``bleu``). ``perplexity`` uses the eval loss."""
+``bleu``, ``exact_match``; also a causal LM's generated answers, :mod:`.task_answers`).
+``perplexity`` uses the eval loss."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ BLEU_SCHEMA = {"type": "object", "properties": {
                   "description": "the longest n-gram counted"},
     "smooth": {"type": "boolean", "default": False,
                "description": "add-one smoothing of the n-gram precisions (short texts)"}}}
+EXACT_MATCH_SCHEMA = {"type": "object", "properties": {
+    "normalize": {"enum": ["words", "whitespace", "none"], "default": "words",
+                  "description": "'words': lowercase words of letters and digits must be equal "
+                                 "(punctuation and spacing ignored); 'whitespace': only runs "
+                                 "of whitespace ignored; 'none': the exact strings"}}}
 SEQEVAL_SCHEMA = {"type": "object", "properties": {
     "mode": {"enum": ["default", "strict"], "default": "default",
              "description": "'default': conlleval span rules (an I- tag may start an entity); "
@@ -41,7 +47,8 @@ CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "matthews_correlation
 
 
 def load_module(name):
-    """Load a local evaluate module by name (no Hub access): ``rouge``, ``bleu``, ``seqeval``,
+    """Load a local evaluate module by name (no Hub access): ``rouge``, ``bleu``,
+    ``exact_match``, ``seqeval``,
     or a classification metric (``metric_modules/classification.py`` with that config)."""
     import evaluate
 
@@ -94,5 +101,8 @@ def fturun_register_metrics(register):
              "seq2seq: ROUGE-1/2/L F-measure of generated vs target texts (rouge1, rouge2, rougeL)")
     register("bleu", _metric_factory("bleu"), BLEU_SCHEMA,
              "seq2seq: corpus BLEU of generated vs target texts (bleu, bleu_brevity_penalty)")
+    register("exact_match", _metric_factory("exact_match"), EXACT_MATCH_SCHEMA,
+             "Generated texts: fraction equal to their reference (case, punctuation and "
+             "spacing ignored by default)")
     register("seqeval", _metric_factory("seqeval"), SEQEVAL_SCHEMA,
              "token-classification: entity-level precision/recall/F1 (seqeval_f1, ...)")

@@ -5,9 +5,47 @@ from __future__ import annotations
 
 import os
 
-from fturun.api import RecipeRuntimeError, hookimpl, hub_unreachable_message
+from fturun.api import (
+    RecipeRuntimeError,
+    hookimpl,
+    hub_unreachable_message,
+    prepare_chat_tokenizer,
+    suggest,
+)
 
 DTYPES = ["auto", "float32", "float16", "bfloat16"]
+FLOAT_DTYPES = ["float32", "float16", "bfloat16"]
+
+QUANTIZATION_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "load the base model quantized by bitsandbytes (QLoRA; needs a CUDA GPU, "
+                   "bitsandbytes and an adapter)",
+    "properties": {
+        "bits": {"enum": [4, 8], "default": 4},
+        "quant_type": {"enum": ["nf4", "fp4"], "default": "nf4",
+                       "description": "4-bit data type (bnb_4bit_quant_type)"},
+        "compute_dtype": {"enum": FLOAT_DTYPES, "default": "bfloat16",
+                          "description": "dtype of the 4-bit matmuls (bnb_4bit_compute_dtype); "
+                                         "output.merge_adapter reloads the base in it"},
+        "double_quant": {"type": "boolean", "default": True,
+                         "description": "quantize the quantization constants too "
+                                        "(bnb_4bit_use_double_quant)"},
+        "storage_dtype": {"enum": ["uint8", *FLOAT_DTYPES],
+                          "description": "dtype the 4-bit weights are packed in "
+                                         "(bnb_4bit_quant_storage); under FSDP the same as "
+                                         "model.params.dtype"},
+        "skip_modules": {"type": "array", "items": {"type": "string", "minLength": 1},
+                         "description": "modules left unquantized (llm_int8_skip_modules), "
+                                        "e.g. a classification head"},
+    },
+}
+CONFIG_OVERRIDES_SCHEMA = {
+    "type": "object",
+    "description": "model config fields set before the weights load, e.g. {\"rope_scaling\": "
+                   "{\"rope_type\": \"linear\", \"factor\": 2.0}, "
+                   "\"max_position_embeddings\": 4096, \"hidden_dropout_prob\": 0.2}",
+}
 
 PRETRAINED_SCHEMA = {
     "type": "object",
@@ -29,6 +67,8 @@ PRETRAINED_SCHEMA = {
         "allow_pickle": {"type": "boolean", "default": False,
                          "description": "allow loading pickle-based weights (.bin); "
                                         "safetensors only by default"},
+        "quantization": QUANTIZATION_SCHEMA,
+        "config_overrides": CONFIG_OVERRIDES_SCHEMA,
     },
 }
 
@@ -76,7 +116,9 @@ def _locate(context, path, what):
 
 
 def load_tokenizer(context, path, trust_remote_code=False, revision=None):
-    """A tokenizer from a path or Hub name; a pad token is set if the tokenizer has none."""
+    """A tokenizer from a path or Hub name; a pad token is set if the tokenizer has none. For
+    conversation rows (``data.format``) the run's chat template is set on it before any model
+    loads (:func:`~fturun.api.prepare_chat_tokenizer`: no template is an error here)."""
     from transformers import AutoTokenizer
 
     location = _locate(context, path, "tokenizer")
@@ -84,33 +126,99 @@ def load_tokenizer(context, path, trust_remote_code=False, revision=None):
     if revision:
         kwargs["revision"] = revision
     tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+    prepare_chat_tokenizer(tokenizer, context.recipe, context.recipe_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
 
 
-def load_pretrained(params, context):
-    """``(model, tokenizer)`` for a pretrained checkpoint, with ``context.model_kwargs``
-    (``num_labels``, ``id2label``, ``label2id``) passed on."""
+def quantization_config(quant: dict):
+    """The ``BitsAndBytesConfig`` of a ``model.params.quantization`` object (defaults: 4-bit
+    NF4, bfloat16 compute, double quantization)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    defaults = {k: v["default"] for k, v in QUANTIZATION_SCHEMA["properties"].items()
+                if "default" in v}
+    quant = {**defaults, **quant}
+    kwargs = {"llm_int8_skip_modules": quant.get("skip_modules")}
+    if quant["bits"] == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, **kwargs)
+    storage = quant.get("storage_dtype")
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=quant["quant_type"],
+        bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]),
+        bnb_4bit_use_double_quant=quant["double_quant"],
+        bnb_4bit_quant_storage=getattr(torch, storage) if storage else None, **kwargs)
+
+
+def quantized_device_map() -> dict:
+    """Every quantized module on this process's GPU: ``LOCAL_RANK`` under a launcher, else 0
+    (bitsandbytes quantizes while loading, so the weights must land on the right GPU)."""
+    return {"": int(os.environ.get("LOCAL_RANK", "0") or 0)}
+
+
+def load_config(location, params, context):
+    """The model's config with ``context.model_kwargs`` (labels) and
+    ``params.config_overrides`` applied, before any weight loads. ``rope_scaling`` is merged
+    into the config's rope parameters (``rope_theta`` kept); a key the config does not have is
+    refused with the closest one."""
+    from transformers import AutoConfig
+
+    kwargs = {"trust_remote_code": params.get("trust_remote_code", False)}
+    if params.get("revision"):
+        kwargs["revision"] = params["revision"]
+    config = AutoConfig.from_pretrained(location, **kwargs, **context.model_kwargs)
+    known = set(config.to_dict()) | {"rope_scaling", "rope_parameters"}
+    for key, value in (params.get("config_overrides") or {}).items():
+        if key not in known:
+            raise RecipeRuntimeError(
+                f"model.params.config_overrides.{key}: {type(config).__name__} has no field "
+                f"'{key}'{suggest(key, sorted(known))}")
+        if key in ("rope_scaling", "rope_parameters") and isinstance(value, dict) and \
+                hasattr(config, "rope_parameters"):
+            value = {**(config.rope_parameters or {}), **value}
+            key = "rope_parameters"
+        setattr(config, key, value)
+    if params.get("config_overrides") and hasattr(config, "validate_rope"):
+        try:
+            config.validate_rope()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecipeRuntimeError(f"model.params.config_overrides: {exc}") from None
+    return config
+
+
+def pretrained_kwargs(location, params, context) -> dict:
+    """``from_pretrained`` keyword arguments of the ``pretrained`` params: the config (labels
+    and overrides applied), dtype, quantization and device map, attention, safetensors."""
     import torch
 
-    location = _locate(context, params["path"], "model")
-    trust = params.get("trust_remote_code", False)
-    tokenizer = load_tokenizer(context, params.get("tokenizer", params["path"]), trust,
-                               params.get("revision"))
-    kwargs = dict(context.model_kwargs)
-    kwargs["trust_remote_code"] = trust
+    kwargs = {"config": load_config(location, params, context),
+              "trust_remote_code": params.get("trust_remote_code", False)}
     if params.get("revision"):
         kwargs["revision"] = params["revision"]
     dtype = params.get("dtype", "float32")
     kwargs["dtype"] = "auto" if dtype == "auto" else getattr(torch, dtype)
+    if params.get("quantization") is not None:
+        kwargs["quantization_config"] = quantization_config(params["quantization"])
+        kwargs["device_map"] = quantized_device_map()
     if params.get("ignore_mismatched_sizes"):
         kwargs["ignore_mismatched_sizes"] = True
     if params.get("attn_implementation"):
         kwargs["attn_implementation"] = params["attn_implementation"]
     if not params.get("allow_pickle", False):
         kwargs["use_safetensors"] = True
+    return kwargs
+
+
+def load_pretrained(params, context):
+    """``(model, tokenizer)`` for a pretrained checkpoint, with ``context.model_kwargs``
+    (``num_labels``, ``id2label``, ``label2id``) and ``config_overrides`` in its config."""
+    location = _locate(context, params["path"], "model")
+    tokenizer = load_tokenizer(context, params.get("tokenizer", params["path"]),
+                               params.get("trust_remote_code", False), params.get("revision"))
     try:
+        kwargs = pretrained_kwargs(location, params, context)
         model = _auto_class(context).from_pretrained(location, **kwargs)
     except OSError as exc:
         text = str(exc)

@@ -27,11 +27,14 @@ def sample_prompts(context, whole_text: bool) -> list:
     return prompts
 
 
-def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_text: bool) -> list:
+def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_text: bool,
+             encode=None, stop_ids=None) -> list:
     """``[{"prompt", "generated", "reference"}]``. ``decoder_only``: the output starts with the
     prompt, and the generation is what follows it (else the whole output is the generation, as
     from an encoder-decoder). ``continue_text``: an end token the tokenizer adds to the prompt is
-    dropped, so the model continues the text instead of starting a new one."""
+    dropped, so the model continues the text instead of starting a new one. ``encode(prompt) ->
+    ids`` replaces the tokenizer's own encoding (a chat prompt rendered with its template);
+    ``stop_ids``: the token ids generation stops at (default: the model's end token)."""
     import torch
 
     if not prompts:
@@ -39,12 +42,14 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
     settings = generation_settings(context.recipe, encoder_decoder=not decoder_only)
     device = next(model.parameters()).device
     special = {i for i in (tokenizer.eos_token_id, tokenizer.sep_token_id) if i is not None}
+    stop = {"eos_token_id": list(stop_ids)} if stop_ids else {}
     was_training = model.training
     model.eval()
     samples = []
     try:
         for prompt, reference in prompts:
-            ids = tokenizer(prompt, return_token_type_ids=False)["input_ids"]
+            ids = encode(prompt) if encode is not None else \
+                tokenizer(prompt, return_token_type_ids=False)["input_ids"]
             if continue_text and len(ids) > 1 and ids[-1] in special:
                 ids = ids[:-1]  # continue the text, do not end it
             input_ids = torch.tensor([ids], device=device)
@@ -52,7 +57,7 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
                 output = model.generate(input_ids=input_ids,
                                         attention_mask=torch.ones_like(input_ids),
                                         pad_token_id=tokenizer.pad_token_id, use_cache=True,
-                                        **settings)
+                                        **settings, **stop)
             generated = output[0, input_ids.shape[1]:] if decoder_only else output[0]
             samples.append({"prompt": prompt,
                             "generated": tokenizer.decode(generated,

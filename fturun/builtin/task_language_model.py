@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fturun.api import RecipeRuntimeError
 
+from . import task_chat
 from .task_generation import generate, sample_prompts
 
 
@@ -49,7 +50,10 @@ def tokenize_masked(ds, tokenizer, settings, split):
 
 
 def tokenize_causal(ds, tokenizer, settings, split):
-    """:func:`tokenize` for a causal LM."""
+    """:func:`tokenize` for a causal LM; conversation rows (``data.format``) with their chat
+    template and completion-only labels (:mod:`fturun.builtin.task_chat`)."""
+    if settings.chat_format:
+        return task_chat.tokenize(ds, tokenizer, settings, split)
     return tokenize(ds, tokenizer, settings, split, causal=True)
 
 
@@ -101,7 +105,10 @@ def metric_inputs_causal(eval_pred, context):
 
 def generate_samples(model, tokenizer, context) -> list:
     """A causal LM's continuations of ``generation.prompts``, else of the first words of the
-    first eval (or train) rows (or of their ``text``, for text pairs)."""
+    first eval (or train) rows (or of their ``text``, for text pairs); for conversation rows,
+    answers after the chat template's generation prompt."""
+    if (context.recipe.get("data") or {}).get("format"):
+        return task_chat.generate_samples(model, tokenizer, context)
     pairs = bool((context.recipe.get("data") or {}).get("columns", {}).get("text_pair"))
     return generate(model, tokenizer, context, sample_prompts(context, whole_text=False),
                     decoder_only=True, continue_text=not pairs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fturun.api import Task, hookimpl
 
-from . import task_classification, task_language_model, task_seq2seq, task_tokens
+from . import task_answers, task_classification, task_language_model, task_seq2seq, task_tokens
 
 SEQUENCE_CLASSIFICATION = Task(
     name="sequence-classification",
@@ -61,13 +61,15 @@ CAUSAL_LM = Task(
     default_collator={"name": "language_modeling", "params": {"mlm": False}},
     packed_collator="packing",
     always_metrics=("perplexity",),
-    data_keys={"block_size", "packing"},
+    data_keys={"block_size", "packing", "format", "chat_template", "train_on"},
     generates=True,
     mean_loss=False,  # the loss honours num_items_in_batch
     argmax_logits=True,
     tokenize=task_language_model.tokenize_causal,
     metric_inputs=task_language_model.metric_inputs_causal,
     generate_samples=task_language_model.generate_samples,
+    answer_prompts=task_answers.answer_prompts,
+    generation_metrics=task_answers.GENERATION_METRICS,
 )
 
 SEQ2SEQ = Task(

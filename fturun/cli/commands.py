@@ -107,6 +107,9 @@ def cmd_components(args) -> int:
 
 def cmd_run(args) -> int:
     """Validate, then train/evaluate/save as the recipe says."""
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in the output folder and --overwrite "
+                         "replaces it: give one of them")
     recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
     if recipe.data.get("search") and not args.no_search:
         if args.resume:
@@ -137,4 +140,4 @@ def cmd_check(args) -> int:
     recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
     from ..session import check_recipe
 
-    return check_recipe(recipe, loaded.registry)
+    return check_recipe(recipe, loaded.registry, show_batch=args.show_batch or 0)

@@ -88,7 +88,8 @@ def check_launch(args, recipe, nproc: int) -> str | None:
         hw = Hardware.detect()
         hw.environ = {**hw.environ, "WORLD_SIZE": str(nproc * args.nnodes),
                       "LOCAL_WORLD_SIZE": str(nproc)}
-        check_hardware(data, hw, deepspeed_config=load_deepspeed_config(recipe))
+        check_hardware(data, hw, deepspeed_config=load_deepspeed_config(recipe),
+                       file=recipe.path)
         check_push_to_hub(dict(data.get("training") or {}))
         settings = TrackingSettings.from_recipe(recipe)
         if settings.enabled:

@@ -1,5 +1,6 @@
 """The ``fturun`` command line. Exit codes: 0 ok, 1 the run failed, 2 bad recipe or usage,
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+75 the output folder is in use by another run (:data:`fturun.lock.EXIT_LOCKED`), 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
 from __future__ import annotations
 

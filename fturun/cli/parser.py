@@ -80,6 +80,7 @@ HELP = {
         """\
   fturun check recipes/lora_cls.json                  the plan and two steps
   fturun check recipes/lora_cls.json data.max_length=256 training.per_device_train_batch_size=8
+  fturun check recipes/sft_chat.json --show-batch 4    what the model is trained on
 """),
     "validate": (
         "validate recipes only (exit 0 valid, 2 invalid)",
@@ -210,6 +211,17 @@ def add_overwrite(p) -> None:
                         "one is saved. The same as output.overwrite=true")
 
 
+def _positive(value: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of 1 or more")
+    return number
+
+
 def _add_run_arguments(commands) -> None:
     from .launch import add_arguments as add_launch_arguments
 
@@ -225,6 +237,11 @@ def _add_run_arguments(commands) -> None:
     add_overrides(commands["search"], "recipe file (JSON) with a 'search' section")
     add_overwrite(commands["search"])
     add_overrides(commands["check"])
+    commands["check"].add_argument(
+        "--show-batch", type=_positive, metavar="N",
+        help="print the first N training examples as the collator makes them, the trained "
+             "tokens (those with a label) marked [[...]], and write them to "
+             "OUTPUT_DIR/check_batch.jsonl (tokens, trained)")
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
 

@@ -4,7 +4,8 @@ The pipeline, in order (each step is a ``datasets`` transform, so a file-backed 
 by fingerprint and a second run with the same recipe skips the work):
 
 1. load ``data.train`` (and ``data.eval`` / ``data.test``) through the registered dataset sources
-   (:mod:`.sources`);
+   (:mod:`.sources`); a list of ``data.train`` sources is mixed by weight after step 2
+   (:mod:`.mixing`);
 2. keep and rename the columns the task needs (``data.columns`` -> ``text``, ``text_pair``,
    ``labels``, ``target``) and drop rows with empty text, a warning saying how many
    (:mod:`.columns`);
@@ -26,6 +27,7 @@ the columns its rows have).
 from __future__ import annotations
 
 from ..tasks import DEFAULT_MAX_LENGTH, TokenizeSettings
+from .mixing import Mix, dataset_inputs
 from .prepare import SAMPLE_ROWS, prepare_datasets, tokenize_datasets
 from .room import check_model_positions, check_room, max_positions
 from .sources import load_source
@@ -33,11 +35,13 @@ from .splits import SPLITS, split_train, subsample
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
+    "Mix",
     "SAMPLE_ROWS",
     "SPLITS",
     "TokenizeSettings",
     "check_model_positions",
     "check_room",
+    "dataset_inputs",
     "load_source",
     "max_positions",
     "prepare_datasets",

@@ -20,13 +20,31 @@ def select_columns(ds, split: str, columns: dict, task, context):
     if renames:
         ds = ds.rename_columns(renames)
     ds = _text_as_strings(ds, split, wanted, task)
-    return drop_empty_rows(ds, split, columns.get("text", "text"), context)
+    first = task.columns[0] if task.columns else "text"
+    return drop_empty_rows(ds, split, columns.get(first, first), context,
+                           text_columns=task.columns or ("text",))
+
+
+def _own_columns(present: list, split: str, columns: dict, task) -> dict:
+    """Source column -> name for a task with columns of its own (``Task.columns``)."""
+    wanted = {}
+    for name in task.columns:
+        source = columns.get(name, name)
+        if source not in present:
+            raise RecipeRuntimeError(
+                f"data.{split}: column '{source}' ({name}) not found; the columns are: "
+                f"{', '.join(present)}. Set data.columns.{name} to the column holding it "
+                f"(task '{task.name}' reads {', '.join(task.columns)})")
+        wanted[source] = name
+    return wanted
 
 
 def wanted_columns(present: list, split: str, columns: dict, task, context) -> dict:
     """Source column -> standard name, for the columns ``task`` reads; a missing column is a
     :class:`RecipeRuntimeError` that lists the columns there are (a test split may lack labels
     and targets: predictions only)."""
+    if task.columns:
+        return _own_columns(present, split, columns, task)
     listed = ", ".join(present)
     text_col = columns.get("text", "text")
     if text_col not in present:
@@ -73,7 +91,7 @@ def wanted_columns(present: list, split: str, columns: dict, task, context) -> d
 
 def _text_as_strings(ds, split: str, wanted: dict, task):
     """Text columns cast to strings; lists are refused (except a task's words)."""
-    for column in ("text", "text_pair", "target"):
+    for column in ("text", "text_pair", "target", *task.columns):
         if column not in ds.column_names:
             continue
         if column == "text" and task.words and is_list_column(ds, column):
@@ -88,12 +106,14 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
     return ds
 
 
-def drop_empty_rows(ds, split: str, text_col: str, context):
-    """``ds`` without rows whose text (or target) is empty or whose label is missing; a
-    warning says how many went, and no row left is a :class:`RecipeRuntimeError`."""
+def drop_empty_rows(ds, split: str, text_col: str, context, text_columns=("text",)):
+    """``ds`` without rows whose text (or target, or one of a task's own ``text_columns``) is
+    empty or whose label is missing; a warning says how many went, and no row left is a
+    :class:`RecipeRuntimeError`."""
     before = len(ds)
+    checked = dict.fromkeys([*STANDARD_COLUMNS, *text_columns])
     ds = ds.filter(_has_text_and_label, batched=True, desc=f"drop empty {split} rows",
-                   fn_kwargs={"columns": [c for c in STANDARD_COLUMNS if c in ds.column_names]})
+                   fn_kwargs={"columns": [c for c in checked if c in ds.column_names]})
     dropped = before - len(ds)
     what = " or an empty target" if "target" in ds.column_names else ""
     what += " or no label" if "labels" in ds.column_names else ""

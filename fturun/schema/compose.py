@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..registry import KINDS, Registry
+from ..tasks import FIRST_PARTY_TASKS, install_hint
 from .sections import (
     COMPONENT_SECTIONS,
     DATA,
@@ -24,7 +25,7 @@ from .sections import (
     TRACKING,
     definition_ref,
 )
-from .task_rules import task_property
+from .task_rules import task_columns_schema, task_property, task_training_schema
 
 #: generated from ``TrainingArguments`` by :mod:`fturun.generate_schemas`, so validation never
 #: imports transformers
@@ -85,9 +86,15 @@ def name_enum(registry: Registry, kind: str, names: list) -> dict:
 
 
 def _task_schema(registry: Registry, only_plugins) -> dict:
-    """The ``task`` key: a registered task, named in messages like a component."""
+    """The ``task`` key: a registered task, named in messages like a component; a first-party
+    plugin's task that is not there says which distribution to install."""
     schema = task_property(registry, only_plugins)
-    return {**schema, **name_enum(registry, "task", schema["enum"])}
+    schema = {**schema, **name_enum(registry, "task", schema["enum"])}
+    hints = {name: install_hint(name) for name in FIRST_PARTY_TASKS
+             if name not in schema["enum"] and name not in schema.get("x-fturun-unavailable", {})}
+    if hints:
+        schema["x-fturun-unavailable"] = {**schema.get("x-fturun-unavailable", {}), **hints}
+    return schema
 
 
 def compose_schema(registry: Registry, training_schema: dict | None = None,
@@ -95,8 +102,9 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
     """The full recipe schema (Draft 2020-12) for the components in ``registry`` (only those of
     ``only_plugins`` when given); ``training_schema`` defaults to the committed one."""
     defs = {kind: component_schema(registry, kind, only_plugins) for kind in KINDS}
-    defs["training"] = (training_schema if training_schema is not None
-                        else _committed_training_schema())
+    defs["training"] = task_training_schema(
+        registry, training_schema if training_schema is not None
+        else _committed_training_schema(), only_plugins)
     defs["deepspeed_config"] = DEEPSPEED_CONFIG
     properties = {
         "$schema": SCHEMA_KEY,
@@ -104,7 +112,7 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
         "extends": EXTENDS,
         "task": _task_schema(registry, only_plugins),
         "seed": SEED,
-        "data": DATA,
+        "data": task_columns_schema(registry, DATA, only_plugins),
         "training": definition_ref("training"),
         "output": OUTPUT,
         "tracking": TRACKING,

@@ -5,6 +5,9 @@ Schema itself counts ``16.0`` as an integer; Python reads it as a float, and the
 or a plugin's factory then fails on it far from the recipe. So fturun refuses it, at its key,
 for the training arguments, the fixed sections and every component's params alike.
 
+An integer also fits in 64 bits (what torch, numpy and the Trainer's arguments hold): a larger
+one is refused at its key rather than overflowing later.
+
 (Non-finite numbers never reach a validator: :mod:`fturun.json_text` refuses them when the text
 is read.)"""
 
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+
+INT64_MAX = 2**63 - 1
 
 
 def is_integer(value) -> bool:
@@ -46,7 +51,26 @@ def _validator_class():
     return validators.extend(
         Draft202012Validator, type_checker=checker,
         validators={"enum": _strict(keywords["enum"], lambda enum: enum),
-                    "const": _strict(keywords["const"], lambda value: [value])})
+                    "const": _strict(keywords["const"], lambda value: [value]),
+                    "type": _in_range(keywords["type"])})
+
+
+def _in_range(check):
+    """The ``type`` keyword ``check``, refusing an integer for an integer field that does not
+    fit in 64 bits."""
+    from jsonschema.exceptions import ValidationError
+
+    def in_range(validator, types, instance, schema):
+        wanted = [types] if isinstance(types, str) else list(types)
+        if "integer" in wanted and is_integer(instance) and abs(instance) > INT64_MAX:
+            bound = "maximum" if instance > 0 else "minimum"  # worded "must be at most ..."
+            yield ValidationError(f"{instance} is past the 64-bit integer range",
+                                  validator=bound, validator_value=INT64_MAX if instance > 0
+                                  else -INT64_MAX - 1)
+            return
+        yield from check(validator, types, instance, schema)
+
+    return in_range
 
 
 def _strict(check, options_of):

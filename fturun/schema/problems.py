@@ -48,11 +48,15 @@ def problems_from_error(recipe: Recipe, error) -> list:
     elif validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         message = f"missing required key '{missing}'"
+    elif validator == "pattern" and isinstance(schema.get("x-fturun-hint"), str):
+        message = f"{_short(error.instance)} is not valid"  # the hint says what is
     elif validator in _BOUND_WORDS:
         message = (f"must be {_BOUND_WORDS[validator]} {error.validator_value}, got "
                    f"{_short(error.instance)}")
     else:
         message = error.message
+    if isinstance(schema.get("x-fturun-hint"), str):  # how to fix it, where the schema says
+        message += f"; {schema['x-fturun-hint']}"
     return [problem(recipe, path, message)]
 
 

@@ -18,7 +18,12 @@ from .numbers import recipe_validator
 from .problems import problem, problems_from_error
 from .search_rules import check_space
 from .sections import COMPONENT_SECTIONS, DEEPSPEED_CONFIG
-from .task_rules import check_task_data, computed_metric_names, effective_metrics
+from .task_rules import (
+    check_task_data,
+    computed_metric_names,
+    effective_metrics,
+    generation_metrics,
+)
 
 
 def check_rules(recipe: Recipe, registry: Registry) -> list:
@@ -32,9 +37,10 @@ def check_rules(recipe: Recipe, registry: Registry) -> list:
     data_section = _section(data, "data")
     training = _section(data, "training")
     _check_bare_names(registry, data, data_section, add)
+    _check_mix(data_section, add)
     _check_evaluation(data_section, training, add)
     _check_best_model_metric(registry, data, training, add)
-    check_task_data(data, data_section, add, registry)
+    check_task_data(data, data_section, add, registry, recipe.base_dir)
     _check_search(registry, data, add)
     _check_deepspeed(recipe, data, training, add)
     _check_counts(data, add)
@@ -60,6 +66,18 @@ def _check_bare_names(registry, data, data_section, add) -> None:
             _check_bare_name(registry, kind, ref, [section] + ([index] if is_list else []), add)
     for split in ("train", "eval", "test"):
         _check_bare_name(registry, "dataset", data_section.get(split), ["data", split], add)
+    train = data_section.get("train")
+    for index, entry in enumerate(train if isinstance(train, list) else []):
+        if isinstance(entry, dict):
+            _check_bare_name(registry, "dataset", entry.get("dataset"),
+                             ["data", "train", index, "dataset"], add)
+
+
+def _check_mix(data_section, add) -> None:
+    """``data.stopping_strategy`` belongs to a mix (a list of ``data.train`` sources)."""
+    if "stopping_strategy" in data_section and not isinstance(data_section.get("train"), list):
+        add(["data", "stopping_strategy"], "data.stopping_strategy is for a mix: a list of "
+            'data.train sources ([{"dataset": ..., "weight": ...}, ...]); remove it')
 
 
 def _check_bare_name(registry, kind, ref, path, add) -> None:
@@ -131,7 +149,8 @@ def _check_best_model_metric(registry, data, training, add) -> None:
 
 def _unknown_metric(registry, data, metric: str) -> str | None:
     """None when the recipe computes ``metric`` (``eval_`` prefix optional), else why not."""
-    computed = ["loss"] + computed_metric_names(data, registry)
+    computed = ["loss"] + computed_metric_names(data, registry) + [
+        name for name in map(component_name, generation_metrics(data, registry)) if name]
     bare = metric[len("eval_"):] if metric.startswith("eval_") else metric
     if any(bare == m or bare.startswith(m + "_") for m in computed) or \
             _declared_metric_key(registry, data, bare):
@@ -143,7 +162,7 @@ def _unknown_metric(registry, data, metric: str) -> str | None:
 def _declared_metric_key(registry, data, key: str) -> bool:
     """Whether a metric of the recipe declares (``"x-fturun-keys"``: a regular expression in its
     params schema) that it returns ``key``, e.g. ``f1_sports`` from a per-class metric."""
-    for ref in effective_metrics(data, registry):
+    for ref in effective_metrics(data, registry) + generation_metrics(data, registry):
         component = registry.components["metric"].get(component_name(ref) or "")
         pattern = component.params_schema.get("x-fturun-keys") if component else None
         if isinstance(pattern, str) and re.fullmatch(pattern, key):

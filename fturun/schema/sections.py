@@ -4,6 +4,9 @@ same for every installation."""
 
 from __future__ import annotations
 
+from ..chat import CHAT_FORMATS, TRAIN_ON
+from ..chat_templates import BUILTIN_TEMPLATES
+
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 #: recipe section -> (component kind, is a list)
@@ -31,10 +34,47 @@ EXTENDS = {"type": "string",
 SEED = {"type": "integer", "minimum": 0, "default": 42,
         "description": "seed for data splits, sampling and model initialisation"}
 
+#: ``data.columns`` keys of the conversation formats (``data.format``)
+CONVERSATION_COLUMNS = {
+    "messages": {"type": "string", "description": "data.format messages/sharegpt: the column "
+                                                  "of the turns (default 'messages' / "
+                                                  "'conversations')"},
+    **{key: {"type": "string", "default": key, "description": f"data.format {fmt}: the "
+                                                             f"{key} column"}
+       for fmt, keys in (("alpaca", ("instruction", "input", "output")),
+                         ("prompt_completion", ("prompt", "completion"))) for key in keys},
+}
+
 SPLIT_SIZE = {
     "description": "a fraction of the source (0 < x < 1) or a number of rows (>= 1)",
     "type": "number",
     "exclusiveMinimum": 0,
+}
+
+#: ``data.train`` as a list: several sources mixed by weight (:mod:`fturun.data.mixing`)
+TRAIN_MIX = {
+    "type": "array",
+    "minItems": 1,
+    "x-fturun-hint": 'list at least one source: [{"dataset": ..., "weight": 1}]',
+    "description": "several sources mixed by weight with datasets.interleave_datasets "
+                   "(seeded with the recipe's seed; see data.stopping_strategy)",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["dataset", "weight"],
+        "properties": {
+            "dataset": definition_ref("dataset"),
+            "weight": {"type": "number", "exclusiveMinimum": 0,
+                       "x-fturun-hint": "give the source a positive weight (its share of the "
+                                        "mix is its weight over the sum of the weights) or "
+                                        "remove it from data.train",
+                       "description": "this source's share of the mix is weight / sum of "
+                                      "the weights"},
+            "max_rows": {"type": "integer", "minimum": 1,
+                         "description": "use at most this many rows of the source (a seeded "
+                                        "sample) before mixing"},
+        },
+    },
 }
 
 DATA = {
@@ -42,7 +82,15 @@ DATA = {
     "additionalProperties": False,
     "required": ["train"],
     "properties": {
-        "train": definition_ref("dataset"),
+        "train": {"anyOf": [definition_ref("dataset"), TRAIN_MIX],
+                  "description": "the train source: a dataset, or a list of weighted "
+                                 "sources to mix"},
+        "stopping_strategy": {
+            "enum": ["first_exhausted", "all_exhausted"], "default": "first_exhausted",
+            "description": "with a list of data.train sources, when the mix ends: "
+                           "'first_exhausted' when one source runs out (no row repeats); "
+                           "'all_exhausted' once every source was used whole (the others "
+                           "repeat rows)"},
         "eval": definition_ref("dataset"),
         "test": definition_ref("dataset"),
         "split": {
@@ -65,6 +113,7 @@ DATA = {
                 "text_pair": {"type": "string"},
                 "label": {"type": "string", "default": "label"},
                 "target": {"type": "string", "description": "seq2seq target text"},
+                **CONVERSATION_COLUMNS,
             },
         },
         "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1,
@@ -93,6 +142,21 @@ DATA = {
         "label_all_tokens": {"type": "boolean", "default": False,
                              "description": "token-classification: label every word piece of a "
                                             "word (training), not only the first"},
+        "format": {"enum": list(CHAT_FORMATS),
+                   "description": "causal-lm: the rows are conversations in this form, "
+                                  "rendered with the chat template and trained on "
+                                  "data.train_on: " + "; ".join(
+                                      f"'{k}': {v}" for k, v in CHAT_FORMATS.items())},
+        "chat_template": {"type": "string", "minLength": 1,
+                          "description": "with data.format: a built-in chat template ("
+                                         + ", ".join(BUILTIN_TEMPLATES) + ") or a .jinja "
+                                         "file relative to the recipe (default: the "
+                                         "tokenizer's own); its special tokens are added and "
+                                         "the embeddings resized"},
+        "train_on": {"enum": list(TRAIN_ON), "default": "assistant",
+                     "description": "with data.format: the tokens in the loss: 'assistant' "
+                                    "(every assistant turn), 'last_assistant' (the last one), "
+                                    "'all' (every token, prompts too)"},
     },
 }
 
@@ -282,5 +346,10 @@ GENERATION = {
                                    "eval rows)"},
         "num_samples": {"type": "integer", "minimum": 0, "default": 3,
                         "description": "sample generations written at the end (0: none)"},
+        "eval_rows": {"type": "integer", "minimum": 0, "default": 16,
+                      "description": "causal-lm with prompt/answer or conversation rows: at "
+                                     "each evaluation, generate the answers of this many eval "
+                                     "rows and score them (eval_rouge1/2/L, eval_bleu, "
+                                     "eval_exact_match); 0: none"},
     },
 }

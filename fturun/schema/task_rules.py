@@ -5,6 +5,7 @@ settings only some tasks accept, and whether a task generates."""
 from __future__ import annotations
 
 from ..registry import component_name
+from .chat_rules import CHAT_KEYS, check_chat_data, format_reads
 
 DEFAULT_TASK = "sequence-classification"
 
@@ -19,19 +20,76 @@ def task_property(registry, only_plugins=None) -> dict:
                            "default collator and metrics"}
 
 
+def _task_records(registry, only_plugins=None) -> list:
+    return [task for name, task in registry.tasks.items()
+            if only_plugins is None or registry.task_plugins.get(name) in only_plugins]
+
+
+def task_training_schema(registry, training: dict, only_plugins=None) -> dict:
+    """The ``training`` schema with the settings tasks add (``Task.training_settings``), each
+    marked ``x-fturun-task`` with the tasks that take it; TrainingArguments' own keep theirs."""
+    added = {}
+    for task in _task_records(registry, only_plugins):
+        for key, schema in task.training_settings.items():
+            if key in training["properties"]:
+                continue
+            tasks = added.get(key, {}).get("x-fturun-task", [])
+            added[key] = {**schema, "x-fturun-task": [*tasks, task.name]}
+    if not added:
+        return training
+    return {**training, "properties": {**training["properties"], **added}}
+
+
+def task_columns_schema(registry, data_schema: dict, only_plugins=None) -> dict:
+    """The ``data`` schema with ``data.columns.<name>`` for the tasks' own columns
+    (``Task.columns``)."""
+    added = {name: {"type": "string", "default": name,
+                    "description": f"the source column of '{name}' (task {task.name})"}
+             for task in _task_records(registry, only_plugins) for name in task.columns}
+    if not added:
+        return data_schema
+    columns = data_schema["properties"]["columns"]
+    columns = {**columns, "properties": {**added, **columns["properties"]}}
+    return {**data_schema, "properties": {**data_schema["properties"], "columns": columns}}
+
+
+def _check_task_settings(data: dict, data_section: dict, record, add, registry) -> None:
+    """``training`` settings and ``data.columns`` of other tasks than the recipe's."""
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    for key in training:
+        tasks = [t.name for t in registry.tasks.values() if key in t.training_settings]
+        if tasks and record.name not in tasks:
+            add(["training", key], f"training.{key} is a setting of task "
+                f"{' or '.join(tasks)}, not '{record.name}'; remove it or set 'task'")
+    columns = data_section.get("columns")
+    for key in columns if isinstance(columns, dict) else {}:
+        tasks = [t.name for t in registry.tasks.values() if key in t.columns]
+        if tasks and record.name not in tasks and key not in format_reads(data_section):
+            add(["data", "columns", key], f"data.columns.{key} is a column of task "
+                f"{' or '.join(tasks)}, not '{record.name}'")
+        elif record.columns and key in ("text", "text_pair", "label", "target"):
+            add(["data", "columns", key], f"task '{record.name}' reads the columns "
+                f"{', '.join(record.columns)}, not {key}: map those instead")
+
+
 def _record(registry, data: dict):
     task = data.get("task", DEFAULT_TASK)
     return registry.tasks.get(task) if isinstance(task, str) else None
 
 
-def check_task_data(data: dict, data_section: dict, add, registry) -> None:
+def check_task_data(data: dict, data_section: dict, add, registry,
+                    base_dir: str = ".") -> None:
     """Data settings and sections only some tasks accept; ``add(path, message)`` reports each
-    problem."""
+    problem. ``base_dir``: the recipe's folder (a chat template file is relative to it)."""
     record = _record(registry, data)
     if record is None:
         return  # an unknown task is the schema's error
     task = record.name
+    _check_task_settings(data, data_section, record, add, registry)
+    check_chat_data(base_dir, data_section, record, add, registry)
     for key in sorted({key for t in registry.tasks.values() for key in t.data_keys}):
+        if key in CHAT_KEYS:  # check_chat_data says what to do with them
+            continue
         if data_section.get(key) not in (None, False) and key not in record.data_keys:
             tasks = [t.name for t in registry.tasks.values() if key in t.data_keys]
             add(["data", key], f"data.{key} is for task {' or '.join(tasks)}, not '{task}'")
@@ -59,6 +117,20 @@ def effective_metrics(data: dict, registry) -> list:
     return record.metrics_for(metrics)
 
 
+def generation_metrics(data: dict, registry) -> list:
+    """The metric references of the recipe's generation-based evaluation (its task's
+    ``generation_metrics``; none when the task has no ``answer_prompts`` or
+    ``generation.eval_rows`` is 0): scores at each evaluation beside ``effective_metrics``."""
+    record = _record(registry, data)
+    generation = data.get("generation") if isinstance(data.get("generation"), dict) else {}
+    if record is None or record.answer_prompts is None or generation.get("eval_rows") == 0:
+        return []
+    return list(record.generation_metrics)
+
+
 def computed_metric_names(data: dict, registry) -> list:
-    """Names of the metrics a recipe computes (the keys its metric functions return)."""
-    return [n for n in (component_name(m) for m in effective_metrics(data, registry)) if n]
+    """Names of the metrics a recipe computes (the keys its metric functions return, and the
+    metrics its task's Trainer logs itself)."""
+    record = _record(registry, data)
+    own = list(record.trainer_metrics) if record is not None else []
+    return [n for n in (component_name(m) for m in effective_metrics(data, registry)) if n] + own

@@ -5,11 +5,12 @@ registered model)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 
-from ..io import write_json
+from ..io import write_bytes, write_json
 from ..redaction import redact_tree
 from .params import environment
 from .settings import TrackingSettings
@@ -40,11 +41,26 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
     curves = plot_curves(log_history, os.path.join(staging, "curves.png"))
     if curves:
         tracker.log_artifact(curves)
+    events = tensorboard_folder(recipe, output_dir)
+    if events:
+        tracker.log_artifact(events, "tensorboard")
     settings = TrackingSettings.from_recipe(recipe)
     if model_dir and settings.log_model and os.path.isdir(model_dir):
         tracker.log_artifact(model_dir, "model")
         if build is not None:
             _log_mlflow_model(tracker, recipe, build, saved or {}, step, settings)
+
+
+def tensorboard_folder(recipe, output_dir: str) -> str | None:
+    """The folder of the run's TensorBoard event files (``training.report_to`` has
+    ``tensorboard``): ``TENSORBOARD_LOGGING_DIR`` if set, else the Trainer's ``OUTPUT_DIR/runs``;
+    None when the run did not report to TensorBoard or wrote nothing."""
+    report_to = (recipe.data.get("training") or {}).get("report_to")
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if not {"tensorboard", "all"} & set(names):
+        return None
+    folder = os.environ.get("TENSORBOARD_LOGGING_DIR") or os.path.join(output_dir, "runs")
+    return folder if os.path.isdir(folder) and os.listdir(folder) else None
 
 
 def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) -> None:
@@ -118,7 +134,7 @@ def plot_curves(log_history: list, path: str) -> str | None:
     if len(evals) > 1:
         axes[1].legend()
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
-    return path
+    return write_bytes(path, image.getvalue())

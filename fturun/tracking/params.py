@@ -62,11 +62,15 @@ def tag_value(key, value) -> str:
 
 
 def run_tags(recipe, plugins=()) -> dict:
-    """Tags that make a run findable and reproducible."""
+    """Tags that make a run findable and reproducible: fturun's own, and MLflow's ``mlflow.user``
+    and ``mlflow.source.*`` (the UI's "User" and "Source" columns: the recipe file, run
+    locally, at its git commit)."""
     from .. import __version__
 
-    tags = {"fturun.version": __version__, "fturun.recipe_path": os.path.abspath(recipe.path),
-            "fturun.task": recipe.data.get("task", "sequence-classification")}
+    path = os.path.abspath(recipe.path)
+    tags = {"fturun.version": __version__, "fturun.recipe_path": path,
+            "fturun.task": recipe.data.get("task", "sequence-classification"),
+            "mlflow.user": _user(), "mlflow.source.name": path, "mlflow.source.type": "LOCAL"}
     try:
         with open(recipe.path, "rb") as f:
             tags["fturun.recipe_sha256"] = hashlib.sha256(f.read()).hexdigest()
@@ -95,9 +99,20 @@ def git_info(path: str) -> dict:
         status = subprocess.run(["git", "-C", folder, "status", "--porcelain"],
                                 capture_output=True, text=True, timeout=5, check=False)
         return {"fturun.git_commit": commit.stdout.strip(),
-                "fturun.git_dirty": str(bool(status.stdout.strip())).lower()}
+                "fturun.git_dirty": str(bool(status.stdout.strip())).lower(),
+                "mlflow.source.git.commit": commit.stdout.strip()}
     except (OSError, subprocess.SubprocessError):
         return {}
+
+
+def _user() -> str:
+    """Who runs this: the login name (``LOGNAME``/``USER``, else the password database)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry and no USER
+        return "unknown"
 
 
 def environment() -> dict:

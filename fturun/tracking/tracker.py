@@ -320,16 +320,15 @@ class Tracker:
             self.artifact_failures.append(path)
         return False
 
-    def log_input(self, name: str, source: str, fingerprint: str, num_rows: int,
-                  context: str) -> None:
-        """Record a dataset (source and fingerprint) as a run input."""
-        import json
+    def log_input(self, name: str, ref, ds, context: str) -> None:
+        """Record split ``name`` (the ``datasets.Dataset`` ``ds``, made from the recipe's
+        dataset reference ``ref``) as a run input of ``context`` (train, eval, test), built with
+        MLflow's dataset API (:mod:`~fturun.tracking.inputs`: source, schema, row count)."""
+        from mlflow.entities import DatasetInput, InputTag
 
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from .inputs import dataset_entity
 
-        dataset = Dataset(name=name, digest=str(fingerprint)[:36], source_type="fturun",
-                          source=json.dumps({"source": source}),
-                          profile=json.dumps({"num_rows": num_rows}))
+        dataset = dataset_entity(name, ref, ds, ds._fingerprint)
         tags = [InputTag("mlflow.data.context", context)]
         self._safely("log_inputs", self.client.log_inputs, self.run_id,
                      datasets=[DatasetInput(dataset, tags)])

@@ -1,0 +1,74 @@
+"""Built-in conversation sources in ``messages`` form: one row per conversation, for recipes with
+``data.format: "messages"`` (chat templates, completion-only loss)."""
+
+from __future__ import annotations
+
+import os
+
+from fturun.api import RecipeRuntimeError, hookimpl
+
+from .datasets import PATHS, _file_stats, _from_generator, _paths
+
+CONVERSATION_MESSAGES_SCHEMA = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": PATHS,
+        "encoding": {"type": "string", "default": "utf-8"},
+        "field": {"type": "string", "minLength": 1, "default": "conversations",
+                  "description": "the key of each file's top-level mapping that holds the list "
+                                 "of conversations"},
+        "roles": {"type": "array", "items": {"enum": ["user", "assistant"]}, "minItems": 2,
+                  "maxItems": 2, "uniqueItems": True, "default": ["user", "assistant"],
+                  "description": "the roles of a conversation's first and second turn; they "
+                                 "alternate from there"},
+    },
+}
+
+
+def load_conversation_messages(params, context):
+    """Conversations from YAML (or JSON) files holding lists of conversations, each a list of
+    turns (e.g. ``package:chatterbot_corpus/data/english/*.yml``): one row per conversation of
+    two turns or more, ``messages`` (``{role, content}``, the roles alternating, user first by
+    default) and ``source`` (the file's name without extension)."""
+    from datasets import Features, List, Value
+
+    files = _file_stats(_paths(context, params["path"]))
+    features = Features({"messages": List({"role": Value("string"),
+                                           "content": Value("string")}),
+                         "source": Value("string")})
+    return _from_generator(_message_rows, files, features, f"{len(files)} file(s)",
+                           params.get("encoding", "utf-8"),
+                           field=params.get("field", "conversations"),
+                           roles=tuple(params.get("roles", ["user", "assistant"])))
+
+
+def _message_rows(files, encoding, field, roles):
+    import yaml
+
+    for shard in files:  # gen_kwargs lists are sharded by datasets: one list, wrapped
+        for path, _size, _mtime in shard:
+            with open(path, encoding=encoding, errors="strict") as f:
+                try:
+                    document = yaml.safe_load(f)
+                except yaml.YAMLError as exc:
+                    raise RecipeRuntimeError(f"{path}: not valid YAML: {exc}") from None
+            conversations = document.get(field) if isinstance(document, dict) else None
+            if not isinstance(conversations, list):
+                raise RecipeRuntimeError(f"{path}: no list of conversations under '{field}'; "
+                                         "set params.field")
+            source = os.path.splitext(os.path.basename(path))[0]
+            for conversation in conversations:
+                if not isinstance(conversation, list) or len(conversation) < 2:
+                    continue
+                turns = ["" if t is None else str(t) for t in conversation]
+                yield {"messages": [{"role": roles[i % 2], "content": turn}
+                                    for i, turn in enumerate(turns)], "source": source}
+
+
+@hookimpl
+def fturun_register_datasets(register):
+    """The built-in conversation sources in messages form."""
+    register("conversation_messages", load_conversation_messages, CONVERSATION_MESSAGES_SCHEMA,
+             "Whole conversations as {role, content} messages from YAML/JSON lists of "
+             "conversations (chatterbot-corpus), for data.format 'messages'")

@@ -1,0 +1,72 @@
+"""fturun-trl: preference tuning through TRL, as a fturun plugin.
+
+This module is what the ``fturun`` entry point names (``trl = "fturun_trl"``): it holds the
+``@hookimpl`` functions and the params schemas, and imports nothing heavy (``fturun validate``
+and ``fturun plugins`` read it); TRL, torch and datasets are imported inside the factories.
+
+- task ``preference``: rows of ``prompt``, ``chosen``, ``rejected`` text, trained by TRL's
+  ``DPOTrainer`` with a ``DPOConfig``; DPO's own settings (``beta``, ``loss_type``, ...) are
+  written in ``training`` and validated by a schema generated from the installed TRL
+  (``dpo_settings.schema.json``, :mod:`fturun_trl.settings`)
+- collator ``preference``: TRL's ``DataCollatorForPreference`` (the task's default)
+- dataset ``preference_pairs``: pairs from chatterbot-style conversation files, the real
+  answer chosen and, seeded, another question's answer rejected
+"""
+
+from __future__ import annotations
+
+from fturun.api import Task, hookimpl
+
+from .datasets import PAIRS_SCHEMA, load_preference_pairs
+from .settings import committed_settings
+from .task import TRAINER_METRICS, metric_inputs, preference_collator, tokenize
+
+__version__ = "0.1.0"
+
+#: the fturun plugin API versions this plugin works with: 1.1 lets a task bring its own Trainer
+FTURUN_API = ">=1.1,<2"
+
+
+def trainer_classes():
+    """``(Trainer class, TrainingArguments class)`` of the preference task (TRL imported
+    here)."""
+    from .trainer import PreferenceConfig, PreferenceTrainer
+
+    return PreferenceTrainer, PreferenceConfig
+
+
+def preference_task() -> Task:
+    """The ``preference`` task record."""
+    return Task(
+        name="preference",
+        description="preference tuning of a causal LM on prompt/chosen/rejected pairs (TRL DPO)",
+        model_class="AutoModelForCausalLM",
+        peft_task_type="CAUSAL_LM",
+        trainer=trainer_classes,
+        training_settings=committed_settings(),
+        trainer_metrics=TRAINER_METRICS,
+        columns=("prompt", "chosen", "rejected"),
+        default_collator="preference",
+        tokenize=tokenize,
+        metric_inputs=metric_inputs,
+        pipeline_task="text-generation",
+    )
+
+
+@hookimpl
+def fturun_register_tasks(register):
+    register(preference_task())
+
+
+@hookimpl
+def fturun_register_collators(register):
+    register("preference", preference_collator, {"type": "object", "properties": {}},
+             "preference pairs: prompt+chosen and prompt+rejected rows padded, with a "
+             "completion mask (TRL's DataCollatorForPreference)")
+
+
+@hookimpl
+def fturun_register_datasets(register):
+    register("preference_pairs", load_preference_pairs, PAIRS_SCHEMA,
+             "prompt/chosen/rejected pairs from conversation files: the real answer chosen, "
+             "another question's answer rejected (seeded)")
