@@ -21,6 +21,7 @@ import re
 
 from .errors import RecipeRuntimeError
 from .paths import resolve_path
+from .registry import component_ref
 
 CHATML = (
     "{% for message in messages %}"
@@ -129,8 +130,7 @@ def prepare_chat_tokenizer(tokenizer, recipe_data: dict, recipe_dir: str) -> tup
     elif isinstance(getattr(tokenizer, "chat_template", None), str):
         source, origin = tokenizer.chat_template, "of the tokenizer"
     else:
-        where = (recipe_data.get("model") or {}).get("params", {}) \
-            if isinstance(recipe_data.get("model"), dict) else {}
+        where = component_ref(recipe_data["model"])[1] if recipe_data.get("model") else {}
         named = where.get("tokenizer") or where.get("path") or "the model's"
         raise RecipeRuntimeError(
             f"data.chat_template: the tokenizer {named} has no chat template, and data.format "

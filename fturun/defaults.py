@@ -26,6 +26,7 @@ from typing import Any
 
 from .dist import int_env
 from .hardware import Hardware
+from .registry import component_ref
 
 #: source of a choice: fturun chose it / the recipe set the key (fturun's default off) /
 #: the library chose it and fturun states it
@@ -152,7 +153,7 @@ def _loader(cuda: bool, cpus: int, processes: int) -> list:
 
 
 def _attention(data: dict, attention: str) -> Choice:
-    params = (data.get("model") or {}).get("params") or {}
+    params = component_ref(data["model"])[1] if data.get("model") else {}
     if params.get("attn_implementation"):
         return Choice("model.params.attn_implementation", params["attn_implementation"],
                       "the recipe sets it", RECIPE)

@@ -165,12 +165,16 @@ EXAMPLES = {
     "ner_conll": ["training.num_train_epochs=1"],
     "clm_chat": ["data.split.eval=8", "training.eval_steps=1"],
     "seq2seq_chat": ["data.split.eval=8", "training.eval_steps=1"],  # 2 evals, then samples
+    "sft_chat": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
+    "clm_mix": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
     "search_cls": ["search.n_trials=2", "data.max_eval_samples=8", "training.eval_steps=1"],
 }
 SKIPPED = {
     "ds_zero2_cls": "DeepSpeed compiles its CPU optimizer on first use (minutes); "
                     "tests/test_scale.py runs it",
     "yelp_hub": "needs the Hub, and the tests run offline",
+    "qlora_cls": "needs a CUDA GPU and bitsandbytes; bench/gpu_check.sh runs it",
+    "fsdp_cls": "needs CUDA GPUs (FSDP does not run on CPU); bench/gpu_check.sh runs it",
 }
 
 #: what a library warning looks like on the console

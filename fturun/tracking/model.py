@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..io import read_json, write_json
+from ..registry import component_ref
 from ..tasks import generation_settings
 from .queries import result_metrics
 from .settings import using_tracking_uri
@@ -183,7 +184,7 @@ def load_trained_model(task, saved: dict, context, recipe_data: dict) -> Trained
     import transformers
 
     auto_class = getattr(transformers, task.model_class)
-    params = (recipe_data.get("model") or {}).get("params") or {}
+    params = component_ref(recipe_data["model"])[1] if recipe_data.get("model") else {}
     named = params.get("path") if isinstance(params.get("path"), str) else None
     options = {"dtype": "auto", "trust_remote_code": bool(params.get("trust_remote_code"))}
     if saved.get("merged model"):
