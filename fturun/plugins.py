@@ -211,7 +211,8 @@ def _register_plugin(registry: Registry, info: PluginInfo, plugin) -> None:
     if not info.errors:
         for kind, name, factory, schema, description in components:
             try:
-                added.append(registry.add(kind, name, factory, schema, description, info.name))
+                added.append(registry.add(kind, name, factory, schema, description, info.name,
+                                          trusted=info.name in BUILTIN_PLUGINS))
             except PluginError as exc:
                 info.errors.append(exc.reason)
         for task in tasks:

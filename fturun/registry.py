@@ -125,8 +125,12 @@ class Registry:
             return None
         return self.unavailable.get(kind, {}).get(name)
 
-    def add(self, kind: str, name, factory, params_schema, description, plugin: str) -> Component:
-        """Check and add one component; raise :class:`PluginError` saying what is wrong."""
+    def add(self, kind: str, name, factory, params_schema, description, plugin: str,
+            trusted: bool = False) -> Component:
+        """Check and add one component; raise :class:`PluginError` saying what is wrong.
+        ``trusted`` (fturun's own built-ins): the params schema is not checked against JSON
+        Schema's meta-schema here, which costs ~6 ms a schema on every command; the test suite
+        checks the built-ins' schemas instead."""
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise PluginError(
                 plugin,
@@ -136,7 +140,7 @@ class Registry:
             raise PluginError(plugin, f"{kind} '{name}': factory {factory!r} is not callable")
         if not isinstance(description, str) or not description.strip():
             raise PluginError(plugin, f"{kind} '{name}': a one-line description is required")
-        params_schema = _checked_schema(kind, name, params_schema, plugin)
+        params_schema = _checked_schema(kind, name, params_schema, plugin, trusted)
         existing = self.components[kind].get(name)
         if existing is not None:
             raise PluginError(
@@ -187,7 +191,7 @@ class Registry:
             ) from None
 
 
-def _checked_schema(kind, name, schema, plugin):
+def _checked_schema(kind, name, schema, plugin, trusted=False):
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -196,7 +200,8 @@ def _checked_schema(kind, name, schema, plugin):
     if not isinstance(schema, dict):
         raise PluginError(plugin, f"{kind} '{name}': params schema must be a JSON object")
     try:
-        Draft202012Validator.check_schema(schema)
+        if not trusted:
+            Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise PluginError(
             plugin, f"{kind} '{name}': invalid params schema: {exc.message}"

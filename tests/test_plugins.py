@@ -246,3 +246,17 @@ def test_invalid_or_duplicate_tasks_are_reported_and_the_plugin_skipped():
     assert "trainer 'mine'" in errors and "frames" in errors
     assert "takes a fturun.api.Task" in by_name["not-a-task"].errors[0]
     assert "regression" not in loaded.registry.tasks
+
+
+def test_every_built_in_params_schema_is_a_valid_json_schema(registry):
+    """fturun's own components skip the meta-schema check at load (it costs ~6 ms a schema on
+    every command): this test is that check."""
+    from jsonschema import Draft202012Validator
+
+    from fturun.plugins import BUILTIN_PLUGINS
+
+    builtins = [c for kind in registry.components.values() for c in kind.values()
+                if c.plugin in BUILTIN_PLUGINS]
+    assert len(builtins) > 50
+    for component in builtins:
+        Draft202012Validator.check_schema(component.params_schema)
