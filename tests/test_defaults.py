@@ -106,7 +106,8 @@ def test_setting_the_key_in_the_recipe_turns_the_default_off(hw, key, value):
 
 
 def test_model_attention_set_in_the_recipe_is_kept():
-    recipe = {**DYNAMIC, "model": {"params": {"attn_implementation": "eager"}}}
+    model = {"name": "pretrained", "params": {"attn_implementation": "eager"}}
+    recipe = {**DYNAMIC, "model": model}
     choice = by_key(choose_defaults(recipe, {}, A100, cpus=8, train_columns=COLUMNS,
                                     attention="eager"))["model.params.attn_implementation"]
     assert (choice.value, choice.source) == ("eager", RECIPE)
