@@ -7,17 +7,14 @@ import os
 
 from fturun.api import RecipeRuntimeError, hookimpl
 
-from .datasets import PATHS, _file_stats, _from_generator, _paths
+from .datasets import CONVERSATIONS_SCHEMA, _file_stats, _from_generator, _paths
 
 CONVERSATION_MESSAGES_SCHEMA = {
     "type": "object",
     "required": ["path"],
     "properties": {
-        "path": PATHS,
-        "encoding": {"type": "string", "default": "utf-8"},
-        "field": {"type": "string", "minLength": 1, "default": "conversations",
-                  "description": "the key of each file's top-level mapping that holds the list "
-                                 "of conversations"},
+        # the files as the pairs loader reads them
+        **{key: CONVERSATIONS_SCHEMA["properties"][key] for key in ("path", "encoding", "field")},
         "roles": {"type": "array", "items": {"enum": ["user", "assistant"]}, "minItems": 2,
                   "maxItems": 2, "uniqueItems": True, "default": ["user", "assistant"],
                   "description": "the roles of a conversation's first and second turn; they "
