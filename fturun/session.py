@@ -132,6 +132,8 @@ class RunSession:
         metrics = dict(train_result.metrics)
         if self.clock.seconds is not None:
             metrics["seconds_to_first_step"] = round(self.clock.seconds, 3)
+        if self.clock.median_step_seconds() is not None:
+            metrics["median_step_seconds"] = round(self.clock.median_step_seconds(), 4)
         self.trainer.save_metrics("train", metrics)
         self.trainer.save_state()
         self.result.metrics["train"] = metrics

@@ -71,22 +71,55 @@ def run_fturun(*args, env=None, cwd=None, timeout=120):
                           text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
 
+def pip_install_target(target: Path, *sources: Path, clean_copy: Path | None = None) -> Path:
+    """pip-install the distributions at ``sources`` (no dependencies: the venv's serve) into
+    the folder ``target`` (``--target``); put it on PYTHONPATH to make their entry points
+    visible to a subprocess. ``clean_copy``: copy each source there first, without the build
+    leftovers (build/, dist/, egg-info, outputs) a developer's tree may hold."""
+    import shutil
+
+    if clean_copy is not None:
+        sources = tuple(Path(shutil.copytree(src, clean_copy / src.name,
+                                             ignore=shutil.ignore_patterns(
+                                                 "build", "dist", "*.egg-info", "__pycache__",
+                                                 "outputs")))
+                        for src in sources)
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                             "--no-build-isolation", "--target", str(target),
+                             *map(str, sources)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+def site_env(site: Path) -> dict:
+    """The environment that makes the plugins installed in ``site`` visible."""
+    return {"PYTHONPATH": str(site)}
+
+
+def modules_imported_by(site: Path, code: str, modules) -> list:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code`` with the
+    plugins in ``site`` visible (a plugin must import nothing heavy at load)."""
+    probe = (f"{code}\nimport json, sys\n"
+             f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, **site_env(site)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory):
-    """A folder with the test plugin distributions pip-installed into it (``--target``): put it
-    on PYTHONPATH to make their entry points visible to a subprocess."""
-    target = tmp_path_factory.mktemp("plugin-site")
+    """A folder with the test plugin distributions pip-installed into it."""
     packages = sorted((Path(__file__).parent / "plugin_packages").iterdir())
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target),
-                    *[str(p) for p in packages if (p / "pyproject.toml").exists()]],
-                   check=True, capture_output=True, text=True)
-    return target
+    return pip_install_target(tmp_path_factory.mktemp("plugin-site"),
+                              *[p for p in packages if (p / "pyproject.toml").exists()])
 
 
 def start_mlflow_server(root: Path, port: int | None = None):
     """Start a real `mlflow server` on a free port of 127.0.0.1 (SQLite backend, local artifact
-    store, in its own process group) and wait until it is healthy; returns (process, uri)."""
+    store, in its own process group) and wait until it is healthy; returns (process, uri). Its
+    job runner (GenAI jobs, none of fturun's) is off: a job runner and seven huey consumers,
+    each importing mlflow and then polling, cost a 2-core machine CPU through the whole suite."""
     import time
     import urllib.request
 
@@ -100,7 +133,8 @@ def start_mlflow_server(root: Path, port: int | None = None):
         [str(mlflow_exe), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # 8 idle pollers
     log.close()
     deadline = time.monotonic() + 90
     while True:

@@ -6,16 +6,13 @@ components together, and one short real training run that uses all of its traini
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
+from conftest import RECIPES, ROOT, modules_imported_by, pip_install_target, run_fturun, site_env
 
 from fturun import testing
 from fturun.errors import RecipeRuntimeError
@@ -31,15 +28,7 @@ def example_site(tmp_path_factory):
     """A folder with fturun-example pip-installed into it (``--target``), from a clean copy of
     plugins/fturun-example (no stale build/ or egg-info of an earlier build gets in)."""
     work = tmp_path_factory.mktemp("example-plugin")
-    source = work / "fturun-example"
-    shutil.copytree(PLUGIN_SRC, source, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", "__pycache__"))
-    target = work / "site"
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                             "--no-build-isolation", "--target", str(target), str(source)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return target
+    return pip_install_target(work / "site", PLUGIN_SRC, clean_copy=work)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +47,6 @@ def example(example_site):
     finally:
         sys.path.remove(str(example_site))
         plugins._DEFAULT = None
-
-
-def env_for(site):
-    return {"PYTHONPATH": str(site)}
 
 
 def context(**fields):
@@ -90,7 +75,7 @@ def lora_recipe():
 
 
 def test_plugins_lists_the_installed_example_plugin(example_site):
-    result = run_fturun("plugins", env=env_for(example_site))
+    result = run_fturun("plugins", env=site_env(example_site))
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     example = plugins["example"]
@@ -101,17 +86,12 @@ def test_plugins_lists_the_installed_example_plugin(example_site):
 
 
 def test_importing_the_plugin_imports_nothing_heavy(example_site):
-    code = ("import sys, fturun_example; "
-            "print([m for m in ('torch', 'transformers', 'datasets', 'matplotlib', 'sqlite3') "
-            "if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, **env_for(example_site)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert modules_imported_by(example_site, "import fturun_example", (
+        "torch", "transformers", "datasets", "matplotlib", "sqlite3")) == []
 
 
 def test_schema_and_components_show_the_example_components(example_site):
-    env = env_for(example_site)
+    env = site_env(example_site)
     schema = run_fturun("schema", env=env)
     assert schema.returncode == 0, schema.stderr
     assert "warning" not in schema.stderr
@@ -130,7 +110,7 @@ def test_schema_and_components_show_the_example_components(example_site):
 
 
 def test_validate_accepts_recipes_using_the_example_components(example_site, tmp_path):
-    env = env_for(example_site)
+    env = site_env(example_site)
     lora = RECIPES / "lora_cls.json"
     ok = run_fturun("validate", lora,
                     "--set", 'loss={"name": "poly1", "params": {"epsilon": 2}}',
@@ -154,7 +134,7 @@ def test_validate_accepts_recipes_using_the_example_components(example_site, tmp
 
 
 def test_validate_rejects_bad_example_params_with_path_and_suggestion(example_site):
-    env = env_for(example_site)
+    env = site_env(example_site)
     lora = RECIPES / "lora_cls.json"
     bad = run_fturun("validate", lora, "--set",
                      'loss={"name": "poly1", "params": {"epsiln": 0.5}}', env=env)
@@ -553,7 +533,7 @@ def test_short_training_run_with_the_example_components(example_site, tmp_path):
         "training.save_strategy=steps", "training.save_steps=3",
         "training.metric_for_best_model=accuracy", "training.load_best_model_at_end=true",
         f"training.output_dir={output_dir}", "tracking.enabled=false",
-        env=env_for(example_site), timeout=900)
+        env=site_env(example_site), timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "Traceback" not in result.stderr
     png = output_dir / "confusion_matrix.png"

@@ -438,6 +438,58 @@ def test_metrics_already_in_a_reattached_run_are_not_sent_again(mlflow_server, t
     assert jsonl_steps(tmp_path, "loss") == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_values_a_kill_kept_from_the_run_are_sent_on_resume(mlflow_server, tmp_path):
+    """Metrics go to MLflow in batches: a kill can beat the next batch (or an outage kept them).
+    On resume the rows of metrics.jsonl up to the checkpoint that the run does not hold are
+    sent, each step once; the rows after it are dropped (training logs them again)."""
+    from mlflow.tracking import MlflowClient
+
+    from fturun.tracking import Tracker
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.create_experiment(f"faults-catch-up-{time.time_ns()}")
+    run_id = client.create_run(experiment).info.run_id
+    first = Tracker(client, run_id, experiment, mlflow_server, str(tmp_path))
+    for step in (1, 2):
+        first.log_metrics({"loss": 1.0 / step}, step)
+    first.flush()
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # appended, then killed before the send
+        for step in (3, 4, 5):
+            f.write(json.dumps({"step": step, "loss": 1.0 / step, "eval_loss": 2.0}) + "\n")
+    resumed = Tracker(client, run_id, experiment, mlflow_server, str(tmp_path))
+    resumed.continue_from(4)
+    resumed.log_metrics({"loss": 0.1}, 5)
+    resumed.close("FINISHED")
+    history = {m.step: m.value for m in client.get_metric_history(run_id, "loss")}
+    assert history == pytest.approx({1: 1.0, 2: 0.5, 3: 1 / 3, 4: 0.25, 5: 0.1})
+    assert sorted(m.step for m in client.get_metric_history(run_id, "eval_loss")) == [3, 4]
+    assert jsonl_steps(tmp_path, "loss") == [1, 2, 3, 4, 5]
+
+
+def test_metrics_logged_within_the_send_interval_go_in_one_request(mlflow_server, tmp_path):
+    """One request per interval, not one per logged step (each costs the training loop CPU on
+    a small machine); flush sends at once, and every value arrives."""
+    from mlflow.tracking import MlflowClient
+
+    from fturun.tracking import Tracker
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.create_experiment(f"faults-interval-{time.time_ns()}")
+    run_id = client.create_run(experiment).info.run_id
+    tracker = Tracker(client, run_id, experiment, mlflow_server, str(tmp_path))
+    requests = []
+    send = client.log_batch
+    tracker.client.log_batch = lambda *a, **k: requests.append(len(k["metrics"])) or send(*a, **k)
+    start = time.monotonic()
+    for step in range(1, 31):
+        tracker.log_metrics({"loss": 1.0 / step, "learning_rate": 1e-4}, step)
+    assert tracker.flush()
+    assert time.monotonic() - start < 4.0  # flush did not wait for the interval
+    assert requests == [60]
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 31))
+
+
 # ------------------------------------------------------------------------------------------
 # data sources that hold nothing (issue 17, item 9 and its siblings)
 

@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import RECIPES, run_fturun
+from conftest import RECIPES, run_fturun, site_env
 
 from fturun import hookimpl, hookspecs
 from fturun.plugins import BUILTIN_PLUGINS, load_plugins
@@ -128,7 +128,7 @@ def test_every_builtin_component_has_description_and_schema():
 
 
 def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_site):
-    env = {"PYTHONPATH": str(plugin_site)}
+    env = site_env(plugin_site)
     result = run_fturun("plugins", env=env)
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
@@ -158,7 +158,7 @@ def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_
 
 
 def test_disable_plugins_by_name(plugin_site):
-    env = {"PYTHONPATH": str(plugin_site), "FTURUN_DISABLE_PLUGINS": "broken, good,dup"}
+    env = {**site_env(plugin_site), "FTURUN_DISABLE_PLUGINS": "broken, good,dup"}
     result = run_fturun("plugins", env=env)
     plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     assert plugins["broken"]["status"] == "disabled"

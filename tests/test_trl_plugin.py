@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_fturun
+from conftest import ROOT, modules_imported_by, pip_install_target, run_fturun, site_env
 
 PLUGIN_SRC = ROOT / "plugins" / "fturun-trl"
 RECIPES = PLUGIN_SRC / "recipes"
@@ -34,23 +34,11 @@ def trl_site(tmp_path_factory):
     """A folder with fturun-trl pip-installed into it (``--target``, its dependencies being the
     venv's), from a clean copy of plugins/fturun-trl."""
     work = tmp_path_factory.mktemp("trl-plugin")
-    source = work / "fturun-trl"
-    shutil.copytree(PLUGIN_SRC, source, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", "__pycache__", "outputs"))
-    target = work / "site"
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                             "--no-build-isolation", "--target", str(target), str(source)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return target
-
-
-def env_for(site):
-    return {"PYTHONPATH": str(site)}
+    return pip_install_target(work / "site", PLUGIN_SRC, clean_copy=work)
 
 
 def test_plugins_lists_the_installed_trl_plugin(trl_site):
-    result = run_fturun("plugins", env=env_for(trl_site))
+    result = run_fturun("plugins", env=site_env(trl_site))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     plugin = {p["name"]: p for p in report["plugins"]}["trl"]
@@ -61,16 +49,12 @@ def test_plugins_lists_the_installed_trl_plugin(trl_site):
 
 
 def test_importing_the_plugin_imports_nothing_heavy(trl_site):
-    code = ("import sys, fturun_trl; fturun_trl.preference_task(); "
-            "print([m for m in ('torch', 'transformers', 'trl', 'datasets') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, **env_for(trl_site)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert modules_imported_by(trl_site, "import fturun_trl; fturun_trl.preference_task()",
+                               ("torch", "transformers", "trl", "datasets")) == []
 
 
 def test_schema_has_the_task_and_its_settings(trl_site):
-    result = run_fturun("schema", env=env_for(trl_site))
+    result = run_fturun("schema", env=site_env(trl_site))
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     assert "preference" in schema["properties"]["task"]["enum"]
@@ -109,7 +93,7 @@ def test_preference_config_keeps_training_arguments_defaults():
 def test_bad_dpo_settings_are_located(trl_site):
     result = run_fturun("validate", RECIPES / "dpo.json", "training.beta=0",
                         "training.loss_type=sigmod", "training.bet=1",
-                        "data.columns.text=question", env=env_for(trl_site))
+                        "data.columns.text=question", env=site_env(trl_site))
     assert result.returncode == 2
     err = result.stdout + result.stderr
     assert "$.training.beta: must be > 0, got 0" in err
@@ -122,7 +106,7 @@ def test_bad_dpo_settings_are_located(trl_site):
 
 def test_dpo_settings_of_another_task_are_refused(trl_site):
     result = run_fturun("validate", RECIPES / "sft.json", "training.beta=0.2",
-                        env=env_for(trl_site))
+                        env=site_env(trl_site))
     assert result.returncode == 2
     assert ("$.training.beta: training.beta is a setting of task preference, not "
             "'causal-lm'; remove it or set 'task'") in result.stdout + result.stderr
@@ -169,14 +153,14 @@ def sft_model(trl_site, tmp_path_factory):
     """The plugin's SFT recipe, tiny: the model folder DPO starts from."""
     out = tmp_path_factory.mktemp("trl-sft") / "sft"
     result = run_fturun(RECIPES / "sft.json", *SFT_TINY, f"training.output_dir={out}",
-                        env=env_for(trl_site), timeout=900)
+                        env=site_env(trl_site), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "model"
 
 
 def dpo(site, model, out, *extra):
     result = run_fturun(RECIPES / "dpo.json", *DPO_TINY, f"model.params.path={model}",
-                        f"training.output_dir={out}", *extra, env=env_for(site), timeout=900)
+                        f"training.output_dir={out}", *extra, env=site_env(site), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

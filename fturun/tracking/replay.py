@@ -3,7 +3,9 @@
 A run resumed from its checkpoint at step N replays the steps after N that the interrupted run
 had already logged. ``metrics.jsonl`` is cut back to the steps up to N (rewritten whole), and
 since MLflow cannot delete a value, the values the run already holds are not sent again: per
-metric, nothing up to the last step it holds. Each step of each metric is then logged once."""
+metric, nothing up to the last step it holds. Each step of each metric is then logged once.
+The rows up to N that never reached the run (sent in batches, a kill can beat the next batch; or
+kept during an outage) are sent from ``metrics.jsonl`` (:func:`unsent`)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,22 @@ import os
 from ..io import read_lines, write_lines
 
 
-def trim_metrics_file(path: str, step: int) -> dict:
+def trim_metrics_file(path: str, step: int) -> list:
     """Keep the rows of ``metrics.jsonl`` up to ``step`` (the file rewritten atomically; a row
-    cut by a crash is dropped). Returns ``{key: last step}`` of what it keeps."""
+    cut by a crash is dropped). Returns the rows it keeps."""
     rows = [row for row in read_lines(path) if _step(row) <= step]
     if os.path.exists(path):
         write_lines(path, rows)
-    return last_steps(rows)
+    return rows
+
+
+def unsent(rows, held: dict, key=str) -> list:
+    """``(key, value, step)`` of the numeric values in ``rows`` past the last step the run
+    holds for their metric (``held``: ``{MLflow key: last step}``; ``key`` maps a row's key to
+    its MLflow key)."""
+    return [(name, float(value), _step(row)) for row in rows for name, value in row.items()
+            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and _step(row) > held.get(key(name), -1)]
 
 
 def last_steps(rows) -> dict:

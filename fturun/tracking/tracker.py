@@ -6,7 +6,8 @@ The run's MLflow Model is :mod:`~fturun.tracking.model`'s.
 A tracking server that goes away mid-run never stops training: every metric is also appended to
 ``OUTPUT_DIR/metrics.jsonl`` and sent by a thread of its own, a refused call is reported once
 and then skipped, and while the server does not answer calls pause between attempts and the
-metrics wait to be sent when it answers again."""
+metrics wait to be sent when it answers again. The thread (:mod:`~fturun.tracking.sender`) sends
+what accumulated in one request every few seconds."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ..errors import RecipeRuntimeError, environment_fault
 from ..io import append_line, read_json, writable_folder, write_json, write_text
 from .null import NullTracker
 from .params import mlflow_key, param_value, run_tags, tag_value
-from .replay import logged_steps, trim_metrics_file
+from .replay import last_steps, logged_steps, trim_metrics_file, unsent
+from .sender import METRIC_BATCH, MetricSender
 from .settings import (
     EXPERIMENT_TAGS,
     HTTP_DEFAULTS,
@@ -35,7 +37,6 @@ __all__ = ["HTTP_DEFAULTS", "METRICS_FILE", "OUTAGE_PAUSE", "RUN_FILE", "NullTra
 RUN_FILE = "mlflow_run.json"
 METRICS_FILE = "metrics.jsonl"
 BATCH = 100  # MLflow's limit on params/tags per log_batch
-METRIC_BATCH = 1000  # MLflow's limit on metrics per log_batch
 MAX_PENDING = 100_000  # metric values held for a server that is down
 OUTAGE_PAUSE = 60.0  # seconds between attempts while the tracking server does not answer
 FAILED = object()  # what a failed or skipped tracking call returns
@@ -60,7 +61,7 @@ class Tracker:
         self.artifact_failures = []  # uploads the answering server refused
         self._jsonl_failed = False
         self._lock = threading.RLock()  # the sender thread and the main thread share the state
-        self._sender = self._queue = None
+        self._sender = None  # a MetricSender, started on first use
         self.system = None  # MLflow's system metrics monitor (tracking.system_metrics)
 
     # ----------------------------------------------------------------------------------------
@@ -129,10 +130,18 @@ class Tracker:
             raise fault from None
 
     def continue_from(self, step: int) -> None:
-        """Resuming from the checkpoint at ``step``: log each step of each metric once
-        (:mod:`~fturun.tracking.replay`)."""
-        self.written_until = trim_metrics_file(self._metrics_path(), step)
+        """Resuming from the checkpoint at ``step``: log each step of each metric once, and
+        send the values up to ``step`` the run does not hold (:mod:`~fturun.tracking.replay`)."""
+        from mlflow.entities import Metric
+
+        rows = trim_metrics_file(self._metrics_path(), step)
+        self.written_until = last_steps(rows)
         self.sent_until = logged_steps(self.client, self.run_id)
+        now = int(time.time() * 1000)
+        missing = [Metric(mlflow_key(k), v, now, s)
+                   for k, v, s in unsent(rows, self.sent_until, mlflow_key)]
+        if missing:
+            self._enqueue(missing)
 
     # ----------------------------------------------------------------------------------------
     # every call through here: a failure never reaches training
@@ -234,16 +243,14 @@ class Tracker:
         now = int(time.time() * 1000)
         items = [Metric(mlflow_key(k), v, now, step) for k, v in numeric.items()
                  if step > self.sent_until.get(mlflow_key(k), -1)]
-        if not items:
-            return
-        if self._sender is None:
-            import queue
+        if items:
+            self._enqueue(items)
 
-            self._queue = queue.Queue()
-            self._sender = threading.Thread(target=self._send_metrics, name="fturun-mlflow",
-                                            daemon=True)
-            self._sender.start()
-        self._queue.put(items)  # training never waits for the server
+    def _enqueue(self, items: list) -> None:
+        """Queue metrics for the sender thread: training never waits for the server."""
+        if self._sender is None:
+            self._sender = MetricSender(self._send_batch)
+        self._sender.put(items)
 
     def _append(self, row: dict) -> None:
         """A line of ``metrics.jsonl``; a full or read-only disk is warned about once, never
@@ -256,37 +263,16 @@ class Tracker:
                 print(f"warning: cannot append to {self._metrics_path()} ({exc}); metrics go "
                       "on to MLflow only", file=sys.stderr)
 
-    def _send_metrics(self) -> None:
-        """The sender thread: queued metrics in batches; those that fail wait in ``pending``."""
-        while True:
-            items = self._queue.get()
-            if items is None:  # closed
-                self._queue.task_done()
-                return
-            try:
-                while len(items) < METRIC_BATCH and not self._queue.empty():
-                    more = self._queue.get_nowait()
-                    self._queue.task_done()
-                    if more is None:
-                        self._queue.put(None)  # seen after this batch
-                        break
-                    items = items + more
-                if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
-                                metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
-                    self.pending.extend(items)
-            finally:
-                self._queue.task_done()
+    def _send_batch(self, items: list) -> None:
+        """The sender thread's call: one request; values that fail wait in ``pending``."""
+        if self._safely("log_batch(metrics)", self.client.log_batch, self.run_id,
+                        metrics=items) is FAILED and len(self.pending) < MAX_PENDING:
+            self.pending.extend(items)
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
-        """Wait until the queued metrics are sent (or kept as pending); False on timeout."""
-        if self._sender is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        """Send the queued metrics now and wait until they are sent (or kept as pending);
+        False on timeout."""
+        return self._sender is None or self._sender.flush(timeout)
 
     def callback(self):
         """A TrainerCallback that logs every Trainer log line with its global step."""
@@ -344,7 +330,7 @@ class Tracker:
                 print(f"warning: MLflow: metrics not sent within {FLUSH_TIMEOUT:.0f} s; they "
                       f"are in {self._metrics_path()}", file=sys.stderr)
             if self._sender is not None:
-                self._queue.put(None)  # the sender thread ends
+                self._sender.close()
                 self._sender = None
             if self.system is not None:
                 self.system.stop(wait=self.down_since is None)
