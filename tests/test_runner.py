@@ -54,6 +54,9 @@ def test_lora_run_trains_evaluates_and_saves(lora_run):
     assert recipe["adapter"]["name"] == "lora"
     assert read_json(os.path.join(output_dir, "trainer_state.json"))["global_step"] == 4
     assert os.path.isdir(os.path.join(output_dir, "checkpoint-4"))
+    train = read_json(os.path.join(output_dir, "train_results.json"))
+    assert 0 < train["seconds_to_first_step"] and 0 < train["median_step_seconds"] < \
+        train["train_runtime"] / 2  # the median of 3 gaps between 4 step ends
 
 
 def test_merged_model_loads_and_predicts(lora_run):
