@@ -130,6 +130,30 @@ def test_cache_key_changes_with_the_tokenizer(registry, tokenizer):
     assert fingerprints(prepare(registry, data, tokenizer=uncased)) != fingerprints(before)
 
 
+def test_the_tokenizer_is_fingerprinted_without_pickling_its_vocabulary():
+    """datasets pickles every map's arguments to fingerprint it; while fturun tokenizes, the
+    tokenizer pickles as a digest of its state (vocabulary as a sha256 of its JSON): a few
+    bytes instead of megabytes, the same for two loads, another for another vocabulary."""
+    from datasets.fingerprint import Hasher
+    from datasets.utils._dill import Pickler, dumps
+    from transformers import AutoTokenizer
+
+    from fturun.data.fingerprint import quick_tokenizer_hash
+
+    first, second = (AutoTokenizer.from_pretrained(resolve_path(MODEL)) for _ in range(2))
+    full = len(dumps(first))
+    with quick_tokenizer_hash(first):
+        quick = dumps({"tokenizer": first, "max_length": 32})
+        digest = Hasher.hash(first)
+    assert len(quick) < 1000 < 100_000 < full
+    assert type(first) not in Pickler.dispatch or len(dumps(first)) == full  # put back
+    with quick_tokenizer_hash(second):
+        assert Hasher.hash(second) == digest  # a second process's load: the cache hits
+    second._vocab["fturunword"] = len(second._vocab)
+    with quick_tokenizer_hash(second):
+        assert Hasher.hash(second) != digest
+
+
 def test_cache_key_changes_with_the_data_file(registry, tokenizer, tmp_path):
     path = write_csv(tmp_path / "rows.csv", [("good service", "pos"), ("bad service", "neg")])
     data = {"train": {"name": "files", "params": {"path": path}}, "max_length": 16}
