@@ -182,6 +182,7 @@ FRESH_PROCESS = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.usefixtures("model_server")  # starting meanwhile, for the serving test below
 def test_registry_model_loads_and_predicts_in_a_fresh_process_elsewhere(
         lora_run, seq2seq_run, mlflow_server, tmp_path):
     """Another folder, another process, nothing but the registry (no fturun; the base model's
@@ -245,25 +246,52 @@ def test_seq2seq_is_logged_through_the_pyfunc_wrapper(seq2seq_run, mlflow_server
     assert not any(k.startswith("system/") for k in run.data.metrics)  # system_metrics=false
 
 
-def test_serving_the_registered_model_over_http(lora_run, mlflow_server, tmp_path):
+@pytest.fixture(scope="module")
+def model_server(lora_run, mlflow_server, tmp_path_factory):  # lora_run: NAME/1 registered
+    """A real `mlflow models serve` process for NAME/1, in a folder of its own; yields its URL,
+    the process and its log. Started by the test before the one that asks for it, so that its
+    start-up (~15 s, mostly imports) overlaps that test's fresh process."""
     from fturun.engine import free_port
 
+    folder = tmp_path_factory.mktemp("serve")
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # the server execs uvicorn from the PATH
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "HF_HUB_OFFLINE": "1",
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    log = open(tmp_path / "serve.log", "w")
+    log = open(folder / "serve.log", "w")
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
          f"models:/{NAME}/1", "--env-manager", "local", "--host", "127.0.0.1", "--port",
          str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env, start_new_session=True)
     log.close()
-    url = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}", server, folder / "serve.log"
+    finally:
+        _stop(server)
+
+
+def _stop(server):
+    """End the server's process group (the server and its uvicorn worker), once."""
+    if server.returncode is not None:
+        return  # stopped (and waited for) already
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # stopped already
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+
+
+def test_serving_the_registered_model_over_http(model_server):
+    url, server, log = model_server
     try:
         deadline = time.monotonic() + 240
         while not _answers(url + "/ping"):
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "mlflow models serve did not start in 240 s"
             time.sleep(1)
         request = urllib.request.Request(
@@ -272,12 +300,7 @@ def test_serving_the_registered_model_over_http(lora_run, mlflow_server, tmp_pat
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = json.loads(response.read())["predictions"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
+        _stop(server)  # not left running through the tests that follow
     assert len(predictions) == 2
     assert all(p["label"] in LABELS and 0 <= p["score"] <= 1 for p in predictions)
 

@@ -15,7 +15,7 @@ from conftest import RECIPES, ROOT
 TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
         "training.max_steps=4", "training.eval_steps=2", "training.logging_steps=1"]
 # trial 0: the recipe's learning rate; trial 1: one that cannot learn in 2 steps, so the median
-# pruner (1 startup trial) prunes it at the first evaluation; trials 2-3: TPE's samples
+# pruner (1 startup trial) prunes it at the first evaluation; trial 2: TPE's sample
 ENQUEUE = ('search.enqueue=[{"training.learning_rate": 0.002, "adapter.params.r": 8}, '
            '{"training.learning_rate": 1e-06, "adapter.params.r": 4}]')
 
@@ -46,10 +46,11 @@ def _runs(client, experiment):
 
 @pytest.fixture(scope="module")
 def study(mlflow_server, tmp_path_factory):
-    """recipes/search_cls.json, tiny, tracked on the real server: 4 trials, one pruned."""
+    """recipes/search_cls.json, tiny, tracked on the real server: 3 trials, one pruned."""
     out = tmp_path_factory.mktemp("study")
     started = time.monotonic()
-    code = _main(RECIPES / "search_cls.json", *TINY, ENQUEUE, f"training.output_dir={out}",
+    code = _main(RECIPES / "search_cls.json", *TINY, ENQUEUE, "search.n_trials=3",
+                 f"training.output_dir={out}",
                  f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-search")
     assert code == 0
     print(f"study took {time.monotonic() - started:.1f}s")
@@ -61,7 +62,7 @@ def study(mlflow_server, tmp_path_factory):
 def test_one_parent_with_a_nested_child_run_per_trial(study):
     client, out, trials = study
     parents, children = _runs(client, "test-search")
-    assert len(parents) == 1 and len(children) == 4 == len(trials)
+    assert len(parents) == 1 and len(children) == 3 == len(trials)
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name == "search_cls"
@@ -285,17 +286,17 @@ def test_journal_storage_continues_a_study(cli, tmp_path):
     journal = tmp_path / "studies" / "study.log"
     args = [RECIPES / "search_cls.json", *TINY, "training.max_steps=2", "tracking.enabled=false",
             f"search.storage={journal}", f"training.output_dir={tmp_path / 'out'}"]
-    code, out, err = cli(*args, "search.n_trials=2")
+    code, out, err = cli(*args, "search.n_trials=1")
     assert code == 0, err
     assert "study 'search_cls' (created" in out
-    code, out, err = cli(*args, "search.n_trials=3")
+    code, out, err = cli(*args, "search.n_trials=2")
     assert code == 0, err
-    assert "study 'search_cls' (joined" in out and "trial 2:" in out and "trial 1:" not in out
-    code, out, err = cli(*args, "search.n_trials=3")
+    assert "study 'search_cls' (joined" in out and "trial 1:" in out and "trial 0:" not in out
+    code, out, err = cli(*args, "search.n_trials=2")
     assert code == 0, err
-    assert "already holds 3 trial(s) of 3: nothing to run" in out
+    assert "already holds 2 trial(s) of 2: nothing to run" in out
     study = optuna.load_study(study_name="search_cls", storage=open_storage(str(journal)))
-    assert [t.number for t in study.get_trials()] == [0, 1, 2]
+    assert [t.number for t in study.get_trials()] == [0, 1]
     # the recipe's enqueued trial ran once, first
     assert study.trials[0].params == {"training.learning_rate": 0.002, "adapter.params.r": 16}
 
