@@ -161,14 +161,13 @@ EXAMPLES = {
     "lora_cls": ["data.max_eval_samples=8", "data.max_length=32"],  # 2 epochs: 2 checkpoints
     "full_cls": ["data.max_eval_samples=8", "data.max_test_samples=8", "data.max_length=32",
                  "training.eval_steps=1", "training.save_steps=1"],
-    "mlm_bbc": ["data.split.eval=8", "training.eval_steps=1", "data.block_size=32"],
+    "mlm_bbc": ["data.split.eval=8", "training.eval_steps=1"],
     "ner_conll": ["training.num_train_epochs=1"],
     "clm_chat": ["data.split.eval=8", "training.eval_steps=1"],
     "seq2seq_chat": ["data.split.eval=8", "training.eval_steps=1"],  # 2 evals, then samples
     "sft_chat": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
     "clm_mix": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
-    "search_cls": ["search.n_trials=2", "data.max_eval_samples=8", "training.eval_steps=1",
-                   "data.max_length=32"],  # as lora_cls, the recipe it extends
+    "search_cls": ["search.n_trials=2", "data.max_eval_samples=8", "training.eval_steps=1"],
 }
 SKIPPED = {
     "ds_zero2_cls": "DeepSpeed compiles its CPU optimizer on first use (minutes); "

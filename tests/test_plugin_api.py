@@ -99,34 +99,6 @@ def write_recipe(folder: Path, recipe: dict, name: str = "recipe.json") -> Path:
     return path
 
 
-def _spawn(command: list, logs: Path, **kwargs) -> subprocess.Popen:
-    """Start ``command`` (not waited for), its stdout and stderr going to files in ``logs``
-    (a pipe nobody reads while another process is waited for would stall it)."""
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / "stdout.txt", "w") as stdout, open(logs / "stderr.txt", "w") as stderr:
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True, **kwargs)
-    process.logs = logs
-    return process
-
-
-def _finish(*processes: subprocess.Popen, timeout: int = 900) -> list:
-    """Wait for every one of ``processes`` (killed past ``timeout`` s); each must have exited
-    0. Returns their CompletedProcess (stdout and stderr read from their files)."""
-    results = []
-    for process in processes:
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        results.append(subprocess.CompletedProcess(
-            process.args, process.returncode, (process.logs / "stdout.txt").read_text(),
-            (process.logs / "stderr.txt").read_text()))
-    for result in results:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
-    return results
-
-
 # --------------------------------------------------------------------------------------------
 # the API version, and the range a plugin declares
 
@@ -568,25 +540,21 @@ def test_readme_plugin_section_examples_run(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
     (project / "my_package" / "__init__.py").write_text("")
-    # the project's tests (they import my_package from the project folder, the longest of the
-    # three processes) run while the distribution is pip-installed and `fturun plugins` lists it
-    testing_process = _spawn([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              f"--basetemp={tmp_path / 'bt'}", "tests/test_my_plugin.py"],
-                             tmp_path / "pytest-logs", cwd=project,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        site = tmp_path / "site"
-        env = _pip_install_env(site)
-        installed = subprocess.run([sys.executable, "-m", "pip", "install", str(project)],
-                                   env=env, capture_output=True, text=True)
-        assert installed.returncode == 0, installed.stderr
-        listed = run_fturun("plugins", env={"PYTHONPATH": str(site)})
-    finally:
-        (tests,) = _finish(testing_process, timeout=600)
+    site = tmp_path / "site"
+    env = _pip_install_env(site)
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", str(project)], env=env,
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    listed = run_fturun("plugins", env={"PYTHONPATH": str(site)})
     plugin = next(p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "my_plugin")
     assert plugin["status"] == "ok", plugin
     assert plugin["api"] == ">=1.0,<2" and plugin["version"] == "0.1.0"
     assert plugin["components"] == {"loss": ["squared_hinge"], "callback": ["lr_logger"]}
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            f"--basetemp={tmp_path / 'bt'}", "tests/test_my_plugin.py"],
+                           cwd=project, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
     assert "1 passed" in tests.stdout
 
 
@@ -651,13 +619,7 @@ def example_loaded(example_site):
 
 
 @pytest.mark.slow
-def test_example_readme_shell_and_test_blocks_run(tmp_path, monkeypatch):
-    """The example README's shell block (pip install, `fturun plugins`, `fturun check`) in
-    bash; then its test block, a script, against the distribution the shell block installed,
-    run in this process as `python script.py` would run it (globals of its own, its folder the
-    working one, the install on sys.path): a process of its own proved nothing more."""
-    import runpy
-
+def test_example_readme_shell_and_test_blocks_run(tmp_path):
     blocks = _blocks(EXAMPLE_README.read_text())
     shell = [body for lang, body in blocks if lang == "bash"]
     assert len(shell) == 1
@@ -680,14 +642,10 @@ def test_example_readme_shell_and_test_blocks_run(tmp_path, monkeypatch):
     assert len(test_block) == 1
     script = tmp_path / "readme_test.py"
     script.write_text(test_block[0])
-    # the fturun_example the shell block installed, not one another test imported
-    for name in [m for m in sys.modules
-                 if m == "fturun_example" or m.startswith("fturun_example.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(script), run_name="__main__")  # its asserts raise here
-    assert Path(sys.modules["fturun_example"].__file__).is_relative_to(site)
+    ran = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=900,
+                         env={**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"})
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,29 +674,23 @@ def test_testing_helpers_fail_with_the_plugin_and_recipe_errors(tmp_path):
 # the author plugin, installed: fturun check, fturun RECIPE tracked, accumulation, 2 processes
 
 
-def test_check_with_the_author_plugin_and_a_callback_logging_through_the_tracker(
-        author_site, tmp_path, capsys, monkeypatch):
-    """`fturun check` in this process, the installed author plugin found through its entry
-    point (its folder on sys.path, as PYTHONPATH puts it for a process)."""
-    from fturun import plugins
-
+def test_check_with_the_author_plugin_and_a_callback_logging_through_the_tracker(author_site,
+                                                                                 tmp_path):
     path = write_recipe(tmp_path, regression_recipe(
         callbacks=[{"name": "step_logger", "params": {"every": 1}}]))
-    monkeypatch.syspath_prepend(str(author_site))
-    monkeypatch.setattr(plugins, "_DEFAULT", None)  # the plugins read after are this test's
-    code, out, err = call_cli(capsys, "check", path)
-    assert code == 0, out[-2000:] + err[-4000:]
-    assert "Traceback" not in err
-    assert "check passed" in out
-    assert "eval_mae" in out  # the task's metric on the check's eval batch
+    result = run_fturun("check", path, env={"PYTHONPATH": str(author_site)}, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    assert "check passed" in result.stdout
+    assert "eval_mae" in result.stdout  # the task's metric on the check's eval batch
 
 
-def _start(recipe: dict, folder: Path, site: Path, *launch) -> subprocess.Popen:
-    """``python -m fturun [LAUNCH...] RECIPE`` started as a real process (not waited for)."""
+def _train(recipe: dict, folder: Path, site: Path, *launch, env=None):
     path = write_recipe(folder, recipe)
     command = [*launch, path] if launch else [path]
-    return _spawn([sys.executable, "-m", "fturun", *map(str, command)], folder / "logs",
-                  cwd=ROOT, env={**os.environ, "PYTHONPATH": str(site)})
+    result = run_fturun(*command, env={"PYTHONPATH": str(site), **(env or {})}, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
+    return result
 
 
 def _saved_weights(folder: Path) -> dict:
@@ -751,35 +703,23 @@ def _saved_weights(folder: Path) -> dict:
 def test_a_plain_mean_loss_trains_alike_under_accumulation_and_two_processes(
         author_site, mlflow_server, tmp_path):
     """Batch 8 (tracked), 4 x accumulation 2, and 2 processes x 4 (`fturun launch`, gloo):
-    every step covers the 8 rows, so the weights after the run must agree. Each run is a
-    process of its own with its own output folder; they overlap in time (the two one-process
-    runs side by side, the launch from the end of the untracked one)."""
+    every step covers the 8 rows, so the weights after the run must agree."""
     import torch
     from mlflow.tracking import MlflowClient
 
     base = regression_recipe()
     whole = json.loads(json.dumps(base))
     whole["training"]["output_dir"] = str(tmp_path / "b8" / "out")
-    # no MLflow Model: this test reads the run's params, metrics, tags and steps.json
-    whole["tracking"] = {"tracking_uri": mlflow_server, "experiment": "plugin-api",
-                         "log_model": False}
+    whole["tracking"] = {"tracking_uri": mlflow_server, "experiment": "plugin-api"}
+    _train(whole, tmp_path / "b8", author_site)
     accumulated = json.loads(json.dumps(base))
     accumulated["training"].update(per_device_train_batch_size=4, gradient_accumulation_steps=2,
                                    output_dir=str(tmp_path / "b4x2" / "out"))
+    _train(accumulated, tmp_path / "b4x2", author_site)
     two = json.loads(json.dumps(base))
     two["training"].update(per_device_train_batch_size=4,
                            output_dir=str(tmp_path / "ddp" / "out"))
-    processes = [_start(whole, tmp_path / "b8", author_site),
-                 _start(accumulated, tmp_path / "b4x2", author_site)]
-    try:
-        _finish(processes[1])  # the launch starts once the untracked run has ended
-        processes.append(_start(two, tmp_path / "ddp", author_site, "launch", "--nproc", "2"))
-        launched = _finish(processes[0], processes[2])[1]
-    finally:
-        for process in processes:
-            if process.poll() is None:  # a failure above: stop what still runs
-                process.kill()
-                process.wait()
+    launched = _train(two, tmp_path / "ddp", author_site, "launch", "--nproc", "2")
     assert "engine: 2 processes" in launched.stdout
 
     outs = [tmp_path / name / "out" for name in ("b8", "b4x2", "ddp")]

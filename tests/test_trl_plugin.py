@@ -8,7 +8,9 @@ uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,23 +67,13 @@ def test_schema_has_the_task_and_its_settings(trl_site):
     assert {"prompt", "chosen", "rejected"} <= set(columns)
 
 
-def test_dpo_settings_schema_is_fresh(capsys):
+def test_dpo_settings_schema_is_fresh():
     """The committed dpo_settings.schema.json is what the installed TRL's DPOConfig gives (after
-    upgrading TRL: python -m fturun_trl.settings). ``python -m fturun_trl.settings --check`` in
-    this process: the module loaded from plugins/fturun-trl/src under a name of its own (so it
-    reads the committed file, whatever ``fturun_trl`` another test imported)."""
-    import importlib.util
-
-    source = PLUGIN_SRC / "src" / "fturun_trl" / "settings.py"
-    spec = importlib.util.spec_from_file_location("fturun_trl_committed_settings", source)
-    settings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(settings)
-    assert settings.SCHEMA_FILE == source.with_name("dpo_settings.schema.json")
-    before = settings.SCHEMA_FILE.read_text()
-    code = settings.main(["--check"])
-    out, err = capsys.readouterr()
-    assert code == 0, out + err
-    assert settings.SCHEMA_FILE.read_text() == before  # --check writes nothing
+    upgrading TRL: python -m fturun_trl.settings)."""
+    result = subprocess.run([sys.executable, "-m", "fturun_trl.settings", "--check"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(PLUGIN_SRC / "src")})
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_preference_config_keeps_training_arguments_defaults():
@@ -158,23 +150,11 @@ def test_pairs_are_seeded_and_reject_another_answer(trl_site):
 
 @pytest.fixture(scope="module")
 def sft_model(trl_site, tmp_path_factory):
-    """The plugin's SFT recipe, tiny: the model folder DPO starts from. A causal-lm recipe of
-    fturun's own task, run through the CLI in this process with the plugin installed (on
-    sys.path, as PYTHONPATH put it for a subprocess): the start-up of a process of its own
-    proved nothing here."""
-    from fturun import plugins
-    from fturun.cli import main
-
+    """The plugin's SFT recipe, tiny: the model folder DPO starts from."""
     out = tmp_path_factory.mktemp("trl-sft") / "sft"
-    sys.path.insert(0, str(trl_site))
-    plugins._DEFAULT = None  # read the plugins with fturun-trl visible
-    try:
-        code = main([str(RECIPES / "sft.json"), *SFT_TINY, f"training.output_dir={out}"])
-    finally:
-        sys.path.remove(str(trl_site))
-        plugins._DEFAULT = None
-    assert code == 0
-    assert (out / "model" / "config.json").exists()
+    result = run_fturun(RECIPES / "sft.json", *SFT_TINY, f"training.output_dir={out}",
+                        env=site_env(trl_site), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
     return out / "model"
 
 
@@ -185,22 +165,6 @@ def dpo(site, model, out, *extra):
     return result
 
 
-@pytest.fixture(scope="module")
-def dpo_run(trl_site, sft_model, mlflow_server, tmp_path_factory):
-    """The tiny DPO recipe on the SFT model, tracked (experiment trl-dpo), run once: the margins
-    test reads it, and it is the uninterrupted run a resume must equal. Returns its output
-    folder and the runs of its experiment as they were right after it (a resume of it adds a
-    run there)."""
-    from mlflow.tracking import MlflowClient
-
-    out = tmp_path_factory.mktemp("trl-dpo") / "dpo"
-    dpo(trl_site, sft_model, out, f"tracking.tracking_uri={mlflow_server}",
-        "tracking.experiment=trl-dpo")
-    client = MlflowClient(tracking_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("trl-dpo")
-    return out, client.search_runs([experiment.experiment_id])
-
-
 def eval_history(out) -> dict:
     """step -> the eval metrics logged at that step (the Trainer's log history)."""
     rows = json.loads((out / "trainer_state.json").read_text())["log_history"]
@@ -208,10 +172,13 @@ def eval_history(out) -> dict:
 
 
 @pytest.mark.slow
-def test_sft_then_dpo_margins_rise_and_reach_mlflow(dpo_run, mlflow_server):
+def test_sft_then_dpo_margins_rise_and_reach_mlflow(trl_site, sft_model, mlflow_server,
+                                                   tmp_path):
     from mlflow.tracking import MlflowClient
 
-    out, runs = dpo_run
+    out = tmp_path / "dpo"
+    dpo(trl_site, sft_model, out, f"tracking.tracking_uri={mlflow_server}",
+        "tracking.experiment=trl-dpo")
     history = eval_history(out)
     assert sorted(history) == [0, 3, 6]
     start = history[0]
@@ -225,7 +192,8 @@ def test_sft_then_dpo_margins_rise_and_reach_mlflow(dpo_run, mlflow_server):
     assert (margins[5] + margins[6]) / 2 > 0.01
 
     client = MlflowClient(tracking_uri=mlflow_server)
-    (run,) = runs  # the DPO run made one MLflow run in its experiment
+    experiment = client.get_experiment_by_name("trl-dpo")
+    (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["args.beta"] == "0.1"
     for key in ("eval_rewards/margins", "eval_rewards/accuracies", "eval_rewards/chosen"):
@@ -239,19 +207,17 @@ def test_sft_then_dpo_margins_rise_and_reach_mlflow(dpo_run, mlflow_server):
 
 
 @pytest.mark.slow
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(trl_site, sft_model, dpo_run,
-                                                              mlflow_server, tmp_path):
-    straight, _ = dpo_run
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(trl_site, sft_model, tmp_path):
+    straight = tmp_path / "straight"
+    no_start_eval = ["tracking.enabled=false", "training.eval_on_start=false"]
+    dpo(trl_site, sft_model, straight, *no_start_eval)
     expected = json.loads((straight / "eval_results.json").read_text())
 
-    # the run cut short after its first checkpoint: only checkpoint-3 survived (not its
-    # mlflow_run.json: the resume starts a run of its own in the experiment the checkpoint
-    # names, which a resume must keep)
+    # the run cut short after its first checkpoint: only checkpoint-3 survived
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(straight / "checkpoint-3", resumed / "checkpoint-3")
-    result = dpo(trl_site, sft_model, resumed, f"tracking.tracking_uri={mlflow_server}",
-                 "tracking.experiment=trl-dpo", "--resume")
+    result = dpo(trl_site, sft_model, resumed, *no_start_eval, "--resume")
     assert "resuming from" in result.stdout
     got = json.loads((resumed / "eval_results.json").read_text())
     for key in ("eval_loss", "eval_rewards/margins", "eval_rewards/accuracies",
