@@ -32,10 +32,12 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
   :func:`datasets_cache_dir`; the Hub: :func:`hub_unreachable_message`;
 - dataset columns: :func:`is_list_column`, :func:`column_dtype`, :func:`is_integer_feature`,
   :func:`as_string_column`;
-- TrainingArguments: :func:`training_schema` (the committed schema of the installed
-  transformers), :data:`BNB_OPTIMIZERS`; :func:`arguments_schema` (API 1.1), the generator of
-  that schema, for a task whose Trainer takes an arguments class of its own (its
-  ``Task.training_settings``: generate them, commit them, test them fresh).
+- TrainingArguments: :func:`training_schema` (the schema of the installed transformers),
+  :data:`BNB_OPTIMIZERS`; :func:`arguments_schema` (API 1.1), the generator of that schema, for
+  a task whose Trainer takes an arguments class of its own (its ``Task.training_settings``:
+  generate them, commit them for the locked version, test them fresh);
+  :func:`installed_schema` (API 1.2) gives such a committed schema for the installed version
+  (generated and cached when another version is installed), :func:`installed_versions`.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from .paths import resolve_path
 from .registry import component_name, component_ref, suggest
 from .resources import available_memory, datasets_cache_dir, free_bytes, human_bytes
 from .schema import training_schema
+from .schema.installed import installed_schema, installed_versions
 from .tasks import (
                     DEFAULT_MAX_NEW_TOKENS,
                     DEFAULT_NUM_SAMPLES,
@@ -125,6 +128,8 @@ __all__ = [
     "generation_settings",
     "hookimpl",
     "hub_unreachable_message",
+    "installed_schema",
+    "installed_versions",
     "human_bytes",
     "is_integer_feature",
     "is_list_column",

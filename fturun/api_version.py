@@ -13,12 +13,15 @@ change something a plugin relies on. A plugin module declares the range it works
 from __future__ import annotations
 
 #: the version of the plugin API (:mod:`fturun.api`, :mod:`fturun.hookspecs`, the contracts)
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 #: what each minor version added, for plugin authors choosing their range
 API_CHANGES = {
     "1.1": "Task: trainer may be a callable returning (Trainer class, TrainingArguments class); "
            "training_settings, trainer_metrics and columns; api.arguments_schema",
+    "1.2": "api.installed_schema: a settings schema generated from the installed library "
+           "(committed for the locked version, cached per other version); "
+           "api.installed_versions",
 }
 
 #: the module (or plugin object) attribute a plugin declares its API range with

@@ -1,11 +1,13 @@
-"""Regenerate fturun's committed schema files (run after upgrading transformers or changing a
-built-in component)::
+"""Regenerate fturun's committed schema files (run after changing a built-in component, or after
+a new lock of transformers/accelerate: ``dev/lock.py``)::
 
     python -m fturun.generate_schemas          # write
     python -m fturun.generate_schemas --check  # exit 1 if a committed file is stale
 
 - ``fturun/training_arguments.schema.json``: the ``training`` section, generated from the installed
-  transformers' ``TrainingArguments`` dataclass, so validation never imports transformers.
+  transformers' ``TrainingArguments`` dataclass, so validation never imports transformers; the
+  reference for editors and docs, made from the locked versions. A run with other installed
+  versions validates against a schema generated from those (:mod:`fturun.schema.installed`).
 - ``schemas/recipe.schema.json``: the full recipe schema composed from the built-in plugins (what
   ``fturun schema`` prints when no third-party plugin is installed), for editors via ``"$schema"``.
 """
@@ -23,6 +25,10 @@ import typing
 from pathlib import Path
 
 from .fsdp_schema import with_fsdp_types
+from .schema.installed import installed_versions
+
+#: the distributions the ``training`` schema is generated from (see :mod:`fturun.schema.compose`)
+TRAINING_SCHEMA_PACKAGES = ("transformers", "accelerate")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TRAINING_SCHEMA_FILE = PACKAGE_DIR / "training_arguments.schema.json"
@@ -159,10 +165,18 @@ def arguments_schema(cls, base=None, constraints=None) -> dict:
     return properties
 
 
+def training_arguments_class():
+    """The installed transformers' ``TrainingArguments`` class (imports transformers)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments
+
+
 def training_arguments_schema() -> dict:
     """Build the ``training`` section schema from the installed ``TrainingArguments``."""
     import transformers
-    from transformers import TrainingArguments
+
+    TrainingArguments = training_arguments_class()  # noqa: N806 (the class, by its name)
 
     return {
         "title": "training",
@@ -173,6 +187,7 @@ def training_arguments_schema() -> dict:
         "properties": with_fsdp_types(arguments_schema(TrainingArguments,
                                                        constraints=CONSTRAINTS)),
         "x-transformers-version": transformers.__version__,
+        "x-generated-from": installed_versions(TRAINING_SCHEMA_PACKAGES),
     }
 
 

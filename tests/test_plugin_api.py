@@ -109,7 +109,7 @@ def test_plugins_output_shows_the_api_version_and_each_declared_range(capsys, au
     code, out, _ = call_cli(capsys, "plugins")
     assert code == 0
     report = json.loads(out)
-    assert report["api_version"] == API_VERSION == "1.1"
+    assert report["api_version"] == API_VERSION == "1.2"
     from fturun import __version__
 
     assert report["fturun"] == __version__

@@ -43,7 +43,7 @@ def test_plugins_lists_the_installed_trl_plugin(trl_site):
     report = json.loads(result.stdout)
     plugin = {p["name"]: p for p in report["plugins"]}["trl"]
     assert plugin["status"] == "ok", plugin
-    assert plugin["api"] == ">=1.1,<2" and report["api_version"] == "1.1"
+    assert plugin["api"] == ">=1.2,<2" and report["api_version"] == "1.2"
     assert plugin["components"] == {"dataset": ["preference_pairs"],
                                     "collator": ["preference"], "task": ["preference"]}
 
@@ -69,7 +69,15 @@ def test_schema_has_the_task_and_its_settings(trl_site):
 
 def test_dpo_settings_schema_is_fresh():
     """The committed dpo_settings.schema.json is what the installed TRL's DPOConfig gives (after
-    upgrading TRL: python -m fturun_trl.settings)."""
+    a new lock: python -m fturun_trl.settings); with other versions than the locked ones the
+    plugin generates its own (tests/test_dependency_drift.py), and this check does not apply."""
+    from test_dependency_drift import locked_versions
+
+    from fturun.schema.installed import installed_versions
+
+    locked, installed = locked_versions(), installed_versions(("trl", "transformers"))
+    if any(locked.get(p) != v for p, v in installed.items()):
+        pytest.skip(f"installed {installed} are not the locked versions")
     result = subprocess.run([sys.executable, "-m", "fturun_trl.settings", "--check"],
                             capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(PLUGIN_SRC / "src")})

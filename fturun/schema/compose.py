@@ -3,12 +3,12 @@ and the committed ``training`` schema."""
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
 from ..registry import KINDS, Registry
 from ..tasks import FIRST_PARTY_TASKS, install_hint
+from .installed import installed_schema
 from .sections import (
     COMPONENT_SECTIONS,
     DATA,
@@ -27,15 +27,26 @@ from .sections import (
 )
 from .task_rules import task_columns_schema, task_property, task_training_schema
 
-#: generated from ``TrainingArguments`` by :mod:`fturun.generate_schemas`, so validation never
-#: imports transformers
+#: generated from ``TrainingArguments`` (and accelerate's FSDP constants) by
+#: :mod:`fturun.generate_schemas` from the locked versions; the reference for editors and docs
 TRAINING_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "training_arguments.schema.json"
+
+def _generate_training_schema() -> dict:
+    from ..generate_schemas import training_arguments_schema
+
+    return training_arguments_schema()
 
 
 @lru_cache(maxsize=1)
 def training_schema() -> dict:
-    """The committed ``training`` section schema (generated from ``TrainingArguments``)."""
-    return json.loads(TRAINING_SCHEMA_FILE.read_text())
+    """The ``training`` section schema of the installed transformers: the committed file when
+    it was generated from the installed versions, else the one generated from them (cached per
+    version, :mod:`.installed`), so validation follows the library the run will use."""
+    from .. import fsdp_schema, generate_schemas
+
+    return installed_schema("training", TRAINING_SCHEMA_FILE, _generate_training_schema,
+                            generate_schemas.TRAINING_SCHEMA_PACKAGES,
+                            generator_files=(generate_schemas.__file__, fsdp_schema.__file__))
 
 
 _committed_training_schema = training_schema  # compose_schema has a parameter of that name
@@ -100,7 +111,7 @@ def _task_schema(registry: Registry, only_plugins) -> dict:
 def compose_schema(registry: Registry, training_schema: dict | None = None,
                    only_plugins=None) -> dict:
     """The full recipe schema (Draft 2020-12) for the components in ``registry`` (only those of
-    ``only_plugins`` when given); ``training_schema`` defaults to the committed one."""
+    ``only_plugins`` when given); ``training_schema`` defaults to the installed version's."""
     defs = {kind: component_schema(registry, kind, only_plugins) for kind in KINDS}
     defs["training"] = task_training_schema(
         registry, training_schema if training_schema is not None

@@ -116,7 +116,11 @@ def _user() -> str:
 
 
 def environment() -> dict:
-    """Python, platform and package versions, for the environment artifact."""
+    """Python, platform and package versions, and the argument schemas the run validated
+    against (the versions each was generated from, the installed ones), for the environment
+    artifact."""
+    from ..schema.installed import schema_sources
+
     versions = {}
     for name in PACKAGES:
         try:
@@ -124,4 +128,4 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return {"python": sys.version, "platform": platform.platform(), "packages": versions,
-            "executable": sys.executable}
+            "executable": sys.executable, "schemas": schema_sources()}

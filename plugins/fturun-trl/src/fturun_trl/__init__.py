@@ -18,13 +18,14 @@ from __future__ import annotations
 from fturun.api import Task, hookimpl
 
 from .datasets import PAIRS_SCHEMA, load_preference_pairs
-from .settings import committed_settings
+from .settings import installed_settings
 from .task import TRAINER_METRICS, metric_inputs, preference_collator, tokenize
 
 __version__ = "0.1.0"
 
-#: the fturun plugin API versions this plugin works with: 1.1 lets a task bring its own Trainer
-FTURUN_API = ">=1.1,<2"
+#: the fturun plugin API versions this plugin works with: 1.1 lets a task bring its own Trainer,
+#: 1.2 gives its settings schema for the installed TRL
+FTURUN_API = ">=1.2,<2"
 
 
 def trainer_classes():
@@ -43,7 +44,7 @@ def preference_task() -> Task:
         model_class="AutoModelForCausalLM",
         peft_task_type="CAUSAL_LM",
         trainer=trainer_classes,
-        training_settings=committed_settings(),
+        training_settings=installed_settings(),
         trainer_metrics=TRAINER_METRICS,
         columns=("prompt", "chosen", "rejected"),
         default_collator="preference",

@@ -2,7 +2,10 @@
 task: a JSON Schema generated from the installed TRL's ``DPOConfig`` (the fields it adds to
 ``TrainingArguments``) by fturun's own generator of the ``training`` schema
 (:func:`fturun.api.arguments_schema`), committed as ``dpo_settings.schema.json`` so that
-validation never imports TRL. Regenerate after upgrading TRL::
+validation never imports TRL when the installed TRL is the one it was generated from (the locked
+version); with another TRL installed, :func:`installed_settings` generates the schema from it
+once and caches it per version (:func:`fturun.api.installed_schema`). Regenerate the committed
+file after a new lock::
 
     python -m fturun_trl.settings          # write
     python -m fturun_trl.settings --check  # exit 1 if the committed file is stale
@@ -48,7 +51,7 @@ def generate() -> dict:
     from transformers import TrainingArguments
     from trl import DPOConfig
 
-    from fturun.api import arguments_schema
+    from fturun.api import arguments_schema, installed_versions
 
     properties = arguments_schema(DPOConfig, base=TrainingArguments, constraints=CONSTRAINTS)
     properties = {k: v for k, v in properties.items() if k not in EXCLUDED}
@@ -61,13 +64,28 @@ def generate() -> dict:
     return {"title": "DPO settings (training, task preference)",
             "description": f"the settings TRL {trl.__version__}'s DPOConfig adds to "
                            "TrainingArguments",
-            "x-trl-version": trl.__version__, "properties": properties}
+            "x-trl-version": trl.__version__, "properties": properties,
+            "x-generated-from": installed_versions(PACKAGES)}
+
+
+#: the distributions the schema is generated from
+PACKAGES = ("trl", "transformers")
 
 
 @lru_cache(maxsize=1)
 def committed_settings() -> dict:
-    """The committed ``properties``: what ``Task.training_settings`` holds."""
+    """The committed ``properties`` (made from the locked TRL)."""
     return json.loads(SCHEMA_FILE.read_text())["properties"]
+
+
+def installed_settings() -> dict:
+    """The ``properties`` of the installed TRL's ``DPOConfig``: what
+    ``Task.training_settings`` holds (the committed file when the installed versions are the
+    ones it was made from)."""
+    from fturun.api import installed_schema
+
+    return installed_schema("trl-dpo", SCHEMA_FILE, generate, PACKAGES,
+                            generator_files=(__file__,))["properties"]
 
 
 def dump(data) -> str:
