@@ -102,15 +102,10 @@ def _fturun_version() -> str:
 
 
 def plugins_report(loaded: LoadedPlugins) -> dict:
-    """What ``fturun plugins`` prints: fturun's version, its plugin API version, every plugin
-    (:meth:`PluginInfo.as_json`), and each argument schema generated from an installed library
-    (``schemas``: the versions it was generated from, the installed ones, its source)."""
-    from .schema import training_schema
-    from .schema.installed import schema_sources
-
-    training_schema()  # the plugins' own (a task's training_settings) loaded with them
+    """What ``fturun plugins`` prints: fturun's version, its plugin API version, and every
+    plugin (:meth:`PluginInfo.as_json`)."""
     return {"fturun": _fturun_version(), "api_version": API_VERSION,
-            "plugins": [p.as_json() for p in loaded.plugins], "schemas": schema_sources()}
+            "plugins": [p.as_json() for p in loaded.plugins]}
 
 
 def _candidates(extra_plugins, entry_points: bool = True):

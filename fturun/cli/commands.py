@@ -44,10 +44,15 @@ def cmd_schema(args) -> int:
 
 def cmd_plugins(args) -> int:
     """Print the plugins as JSON (what did not load, or an unknown disabled name, is also
-    warned about on stderr)."""
+    warned about on stderr), and each argument schema generated from an installed library
+    (``schemas``: the versions it was generated from, the installed ones, its source)."""
     from ..plugins import plugins_report
+    from ..schema import training_schema
+    from ..schema.installed import schema_sources
 
-    print(json.dumps(plugins_report(load_plugins_warned()), indent=2))
+    report = plugins_report(load_plugins_warned())
+    training_schema()  # the plugins' own (a task's training_settings) loaded with them
+    print(json.dumps({**report, "schemas": schema_sources()}, indent=2))
     return 0
 
 
