@@ -53,9 +53,9 @@ class CountingCollator:
 
 def train_once(packing: bool, steps: int, batch: int, output_dir: str,
                recipe_path: str = RECIPE) -> dict:
-    from fturun.build import build_run, make_trainer
-    from fturun.plugins import default_plugins
-    from fturun.recipe import load_recipe
+    from fturun.plugin.manager import default_plugins
+    from fturun.recipe.load import load_recipe
+    from fturun.run.build import build_run, make_trainer
 
     overrides = [f"data.packing={'true' if packing else 'false'}", f"training.max_steps={steps}",
                  f"training.per_device_train_batch_size={batch}", "training.eval_strategy=no",

@@ -59,7 +59,7 @@ def sentences(tokenizer, batch: int, seq_len: int):
     import torch
     import yaml
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     text = []
     for path in sorted(glob.glob(resolve_path("package:chatterbot_corpus/data/english/*.yml"))):
@@ -133,7 +133,7 @@ def load_model(lora: bool):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     model = AutoModelForSequenceClassification.from_pretrained(resolve_path(MODEL),
                                                                num_labels=3)
@@ -148,7 +148,7 @@ def measure(args) -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if cuda else "cpu")

@@ -6,7 +6,7 @@ suite passed, for ``.ci/run``, the README's test command and the docs' figures.
 
 ``pyproject.toml`` keeps the open ranges users install from; this file pins what CI and the
 developers test with. After a new lock, regenerate the committed schemas from it
-(``python -m fturun.generate_schemas``, ``python -m fturun_trl.settings``) and run the suite.
+(``python -m fturun.schema.committed``, ``python -m fturun_trl.settings``) and run the suite.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""fturun: declarative, plugin-based fine-tuning recipes for the Hugging Face Trainer."""
+"""fturun (layer 2): declarative, plugin-based fine-tuning recipes for the Hugging Face Trainer."""
 
-from . import clock  # noqa: F401 - first: the process start time
+from .core import clock  # noqa: F401 - first: the process start time
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""``python -m fturun`` (what torchrun and accelerate launch run)."""
+"""``python -m fturun`` (layer 6): what torchrun and accelerate launch run."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The public plugin API: everything a fturun plugin imports of fturun, in one place.
+"""The public plugin API (layer 3): everything a fturun plugin imports of fturun, in one place.
 
 fturun's own built-ins (:mod:`fturun.builtin`) import only this module, exactly like a
 third-party plugin. Read it with :mod:`fturun.hookspecs` (the hooks and their contracts) and one
@@ -12,7 +12,7 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 
 - writing a plugin: :data:`hookimpl`; the context a factory gets: :class:`BuildContext`; the
   error a factory raises for a user's mistake: :class:`RecipeRuntimeError`;
-- typed contracts (:mod:`fturun.contracts`): :class:`Register`, :class:`RegisterTask`, and
+- typed contracts (:mod:`fturun.plugin.contracts`): :class:`Register`, :class:`RegisterTask`, and
   per kind the factory and what it returns: :class:`DatasetFactory`, :class:`ModelFactory`,
   :class:`AdapterFactory`, :class:`CollatorFactory` / :class:`Collator`,
   :class:`LossFactory` / :class:`LossFunction`, :class:`MetricFactory` /
@@ -22,7 +22,8 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 - testing a plugin: :mod:`fturun.testing` (plain functions and pytest fixtures);
 - a task: :class:`Task` (registered through ``fturun_register_tasks``), the
   :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
-- conversations (:mod:`fturun.chat`): :func:`prepare_chat_tokenizer` (the run's chat template
+- conversations (:mod:`fturun.chat.conversation`): :func:`prepare_chat_tokenizer` (the run's chat
+template
   on a tokenizer), :func:`conversation_tokens` (ids and completion-only labels),
   :func:`prompt_and_answer` (a row's prompt with the generation prompt, and its answer),
   :func:`encode_rendered`, :func:`end_of_turn_ids`;
@@ -42,11 +43,23 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 
 from __future__ import annotations
 
-from .api_version import API_VERSION
-from .chat import conversation_tokens, encode_rendered, end_of_turn_ids, prompt_and_answer
-from .chat_templates import prepare_chat_tokenizer
-from .context import BuildContext
-from .contracts import (
+from .chat.conversation import (
+    conversation_tokens,
+    encode_rendered,
+    end_of_turn_ids,
+    prompt_and_answer,
+)
+from .chat.templates import prepare_chat_tokenizer
+from .core.errors import PluginError, RecipeRuntimeError
+from .core.io import write_json, write_lines, write_text
+from .core.resources import available_memory, datasets_cache_dir, free_bytes, human_bytes
+from .core.suggest import suggest
+from .data.features import as_string_column, column_dtype, is_integer_feature, is_list_column
+from .engine.hub import hub_unreachable_message
+from .engine.optim_names import BNB_OPTIMIZERS
+from .hookspecs import hookimpl
+from .plugin.context import BuildContext
+from .plugin.contracts import (
     AdapterFactory,
     CallbackFactory,
     Collator,
@@ -66,25 +79,19 @@ from .contracts import (
     SchedulerFactory,
     SchedulerSettings,
 )
-from .dataset_features import as_string_column, column_dtype, is_integer_feature, is_list_column
-from .errors import PluginError, RecipeRuntimeError
-from .generate_schemas import arguments_schema
-from .hookspecs import hookimpl
-from .hub import hub_unreachable_message
-from .io import write_json, write_lines, write_text
-from .optim_names import BNB_OPTIMIZERS
-from .paths import resolve_path
-from .registry import component_name, component_ref, suggest
-from .resources import available_memory, datasets_cache_dir, free_bytes, human_bytes
-from .schema import training_schema
-from .schema.installed import installed_schema, installed_versions
-from .tasks import (
-                    DEFAULT_MAX_NEW_TOKENS,
-                    DEFAULT_NUM_SAMPLES,
-                    Task,
-                    TokenizeSettings,
-                    generation_settings,
+from .plugin.tasks import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_NUM_SAMPLES,
+    Task,
+    TokenizeSettings,
+    generation_settings,
 )
+from .plugin.version import API_VERSION
+from .recipe.paths import resolve_path
+from .recipe.refs import component_name, component_ref
+from .schema import training_schema
+from .schema.generate import arguments_schema
+from .schema.installed import installed_schema, installed_versions
 
 __all__ = [
     "API_VERSION",

@@ -1,4 +1,4 @@
-"""The hooks a fturun plugin implements: the one module a plugin author needs to read.
+"""The hooks a fturun plugin implements (layer 2): the one module a plugin author reads.
 
 A plugin is a module (or object) with functions decorated by ``fturun.api.hookimpl`` and named
 like the hooks below; it imports that, and everything else it needs of fturun, from
@@ -11,7 +11,7 @@ saying so). It is found through the ``fturun`` entry-point group::
     my_plugin = "my_package.fturun_plugin"
 
 **Registering.** Every component hook receives one argument, ``register``
-(:class:`fturun.contracts.Register`), and calls it once per component::
+(:class:`fturun.plugin.contracts.Register`), and calls it once per component::
 
     register(name, factory, params_schema, description)
 
@@ -62,7 +62,7 @@ def fturun_register_datasets(register):
     """Register dataset sources (``data.train``, ``data.eval``, ``data.test`` in a recipe).
 
     Factory contract: ``factory(params, context) -> datasets.Dataset`` with the raw,
-    untokenized rows, any columns (:class:`fturun.contracts.DatasetFactory`). Called once per
+    untokenized rows, any columns (:class:`fturun.plugin.contracts.DatasetFactory`). Called once per
     split that names it, before the model and tokenizer exist; the main process of a launch
     goes first and fills the ``datasets`` cache, the others then read it. The runner maps the
     columns (``data.columns``), drops empty rows, lets the task prepare the labels, splits,
@@ -76,7 +76,7 @@ def fturun_register_models(register):
     """Register model loaders (``model`` in a recipe).
 
     Factory contract: ``factory(params, context) -> (model, tokenizer)``
-    (:class:`fturun.contracts.ModelFactory`). Called once the datasets are prepared:
+    (:class:`fturun.plugin.contracts.ModelFactory`). Called once the datasets are prepared:
     ``context.task_record.model_class`` names the transformers auto class to use (e.g.
     ``"AutoModelForSequenceClassification"``), and ``context.model_kwargs`` holds what the
     data decided (``num_labels``, ``id2label``, ``label2id`` for classification, or what a
@@ -90,7 +90,7 @@ def fturun_register_adapters(register):
     """Register parameter-efficient adapters (``adapter`` in a recipe).
 
     Factory contract: ``factory(params, context) -> model`` wrapping or changing
-    ``context.model`` (:class:`fturun.contracts.AdapterFactory`), for example a
+    ``context.model`` (:class:`fturun.plugin.contracts.AdapterFactory`), for example a
     ``peft.PeftModel`` (``context.task_record.peft_task_type`` is peft's task type). Raise
     :class:`fturun.api.RecipeRuntimeError` with a clear message when the params do not fit the
     model (e.g. target modules that match nothing).
@@ -103,7 +103,8 @@ def fturun_register_collators(register):
 
     Factory contract: ``factory(params, context) -> collator`` where ``collator(features) ->
     batch`` turns a list of tokenized rows (dicts) into a dict of tensors
-    (:class:`fturun.contracts.Collator`), for example a ``transformers.DataCollatorWithPadding``
+    (:class:`fturun.plugin.contracts.Collator`), for example a
+    ``transformers.DataCollatorWithPadding``
     built with ``context.tokenizer``; ``context.model`` exists. Keep the ``labels`` key: the
     loss and the metrics read it.
     """
@@ -114,7 +115,8 @@ def fturun_register_losses(register):
     """Register training losses (``loss`` in a recipe).
 
     Factory contract: ``factory(params, context) -> loss`` where ``loss(outputs, labels) ->
-    torch.Tensor`` (:class:`fturun.contracts.LossFunction`) returns the **plain mean** over the
+    torch.Tensor`` (:class:`fturun.plugin.contracts.LossFunction`) returns the **plain mean** over
+    the
     labelled items (labels other than -100) of the micro-batch it is given, a 0-dim tensor,
     as ``torch.nn.functional.cross_entropy(..., reduction="mean")`` does; 0 (not NaN) for a
     batch without labelled items. ``outputs`` is the model's output for the batch (a
@@ -127,7 +129,7 @@ def fturun_register_losses(register):
     Trainer alone would not: it expects a ``compute_loss_func`` to return a sum divided by
     ``num_items_in_batch`` and takes a mean as ``gradient_accumulation_steps`` times too large,
     and the number of processes times too large in a launch): the loss is given to the Trainer
-    as ``compute_loss_func`` inside ``fturun.wiring.MeanLoss``, which multiplies it by
+    as ``compute_loss_func`` inside ``fturun.run.wiring.MeanLoss``, which multiplies it by
     ``items in this micro-batch / items in the whole optimizer step`` (items counted as the
     Trainer counts ``num_items_in_batch``: every accumulated micro-batch, and every process with
     ``average_tokens_across_devices``, the default). Each optimizer step then follows the
@@ -144,7 +146,8 @@ def fturun_register_metrics(register):
     """Register evaluation metrics (``metrics`` in a recipe, a list; else the task's default).
 
     Factory contract: ``factory(params, context) -> metric_fn`` where ``metric_fn(predictions,
-    references) -> dict`` (:class:`fturun.contracts.MetricFunction`) maps metric names (without
+    references) -> dict`` (:class:`fturun.plugin.contracts.MetricFunction`) maps metric names
+    (without
     the ``eval_`` prefix) to floats. Called at each evaluation with what the task's
     ``metric_inputs`` makes of the eval predictions: arg-maxed class ids (sequence
     classification), token ids at the labelled positions (masked/causal LM), lists of tag names
@@ -161,7 +164,8 @@ def fturun_register_callbacks(register):
     """Register Trainer callbacks (``callbacks`` in a recipe, a list).
 
     Factory contract: ``factory(params, context) -> transformers.TrainerCallback``
-    (:class:`fturun.contracts.CallbackFactory`). Built last, when the context holds everything
+    (:class:`fturun.plugin.contracts.CallbackFactory`). Built last, when the context holds
+    everything
     (model, datasets, ``training_args`` with the optimizer's and scheduler's settings). The
     callback runs in every process of a launch: write files where ``state.is_world_process_zero``;
     log through ``context.tracker`` (``log_metrics(dict, step)``, ``log_artifact(path)``,
@@ -175,7 +179,7 @@ def fturun_register_optimizers(register):
     """Register optimizers (``optimizer`` in a recipe).
 
     Factory contract: ``factory(params, context) -> dict``
-    (:class:`fturun.contracts.OptimizerSettings`) with one key or both:
+    (:class:`fturun.plugin.contracts.OptimizerSettings`) with one key or both:
 
     - ``"training_args": {...}``: TrainingArguments to set, such as ``optim``,
       ``optim_args`` or ``weight_decay`` (names TrainingArguments does not have are refused);
@@ -200,7 +204,7 @@ def fturun_register_schedulers(register):
     """Register learning-rate schedulers (``scheduler`` in a recipe).
 
     Factory contract: ``factory(params, context) -> dict``
-    (:class:`fturun.contracts.SchedulerSettings`) with one key or both:
+    (:class:`fturun.plugin.contracts.SchedulerSettings`) with one key or both:
 
     - ``"training_args": {...}``: TrainingArguments to set, typically ``lr_scheduler_type``,
       ``lr_scheduler_kwargs`` and ``warmup_steps``;
@@ -220,7 +224,7 @@ def fturun_register_tasks(register):
     """Register tasks (``task`` in a recipe): one :class:`fturun.api.Task` record per task.
 
     Record contract: call ``register(task)`` once per task with a ``Task``
-    (:class:`fturun.contracts.RegisterTask`; the record's docstring describes every field).
+    (:class:`fturun.plugin.contracts.RegisterTask`; the record's docstring describes every field).
     Its ``name`` is what a recipe writes (lowercase letters, digits, ``_``, ``-``; unique
     across plugins) and ``description`` one line. What the run takes from it:
 

@@ -1,4 +1,4 @@
-"""Testing helpers for plugin authors, shipped with fturun: plain functions, and pytest fixtures
+"""Testing helpers for plugin authors (layer 5), shipped with fturun: functions, and pytest fixtures
 (enable them with ``pytest_plugins = ["fturun.testing"]`` in your ``conftest.py``).
 
 - :func:`load_plugin`: the built-ins plus your plugin, in this process (no install needed);
@@ -51,9 +51,9 @@ def load_plugin(plugin, name: str = "under-test", *, entry_points: bool = False)
     """Load fturun's built-ins and ``plugin`` (a module or object with ``@hookimpl``
     functions) into a fresh registry, in this process; ``entry_points=True`` also loads the
     installed plugins (your installed copy would then be refused as a duplicate). Returns the
-    :class:`fturun.plugins.LoadedPlugins` (``.registry``, ``.plugins``); raises
+    :class:`fturun.plugin.manager.LoadedPlugins` (``.registry``, ``.plugins``); raises
     ``AssertionError`` with the plugin's errors when it did not load."""
-    from .plugins import load_plugins
+    from .plugin.manager import load_plugins
 
     loaded = load_plugins(extra_plugins={name: plugin}, entry_points=entry_points)
     info = next(p for p in loaded.plugins if p.name == name)
@@ -68,10 +68,10 @@ def _registry(registry_or_loaded):
 
 
 def _recipe(recipe, overrides=(), base_dir=None):
-    """A :class:`fturun.recipe.Recipe` from a path, or from a dict (written to a temporary
+    """A :class:`fturun.recipe.load.Recipe` from a path, or from a dict (written to a temporary
     file, so that messages have lines and columns); relative paths in it resolve in
     ``base_dir`` (default: the recipe file's folder; for a dict, the current folder)."""
-    from .recipe import load_recipe
+    from .recipe.load import load_recipe
 
     if isinstance(recipe, (str, os.PathLike)):
         loaded = load_recipe(os.fspath(recipe), list(overrides))
@@ -89,9 +89,9 @@ def _recipe(recipe, overrides=(), base_dir=None):
 def validate(recipe, registry, overrides=(), base_dir=None) -> list:
     """Every problem of ``recipe`` (a dict, or a recipe file's path; ``overrides`` as on the
     command line, ``base_dir`` where its relative paths are) with ``registry`` (or the
-    :func:`load_plugin` result): a list of :class:`fturun.errors.Problem` (``.path``,
+    :func:`load_plugin` result): a list of :class:`fturun.core.errors.Problem` (``.path``,
     ``.message``, ``str()`` as the CLI prints it), empty when valid."""
-    from .errors import RecipeError
+    from .core.errors import RecipeError
     from .schema import validate_recipe
 
     try:
@@ -103,7 +103,7 @@ def validate(recipe, registry, overrides=(), base_dir=None) -> list:
 def make_context(**fields):
     """A :class:`fturun.api.BuildContext` as a factory gets it (``recipe={}``, a tracker that
     does nothing, ``log`` collecting into ``context.messages``), with ``fields`` set."""
-    from .context import BuildContext
+    from .plugin.context import BuildContext
     from .tracking import NullTracker
 
     messages = []
@@ -119,7 +119,7 @@ def build_component(registry, kind: str, ref, context=None):
     """What your factory returns when a recipe names it as ``ref`` (``"name"`` or ``{"name",
     "params"}``): the params checked against the schema (``AssertionError`` otherwise), the
     schema's defaults filled in, and ``context`` (default: :func:`make_context`)."""
-    from .registry import component_ref
+    from .recipe.refs import component_ref
     from .schema.numbers import recipe_validator  # fturun's rules: an integer is not 16.0
 
     name, params = component_ref(ref)
@@ -171,8 +171,8 @@ def check(recipe, registry, overrides=(), base_dir=None) -> CheckResult:
     """``fturun check`` in this process: validate (``AssertionError`` listing the problems),
     build every part on a few rows, run two optimizer steps and one eval batch, in a temporary
     output folder; nothing saved, nothing tracked (``context.tracker`` does nothing)."""
+    from .run.session import RunSession
     from .schema import validate_recipe
-    from .session import RunSession
 
     recipe = _recipe(recipe, overrides, base_dir)
     registry = _registry(registry)

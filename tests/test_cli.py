@@ -24,12 +24,13 @@ def test_schema_command_prints_a_draft_2020_12_schema(cli):
 
 def test_committed_schemas_are_fresh():
     """Regenerate from the installed transformers and built-ins; fails when a committed schema is
-    stale (run `python -m fturun.generate_schemas` and commit the result). The committed files
+    stale (run `python -m fturun.schema.committed` and commit the result). The committed files
     are the locked versions' (constraints.txt): with other versions installed (dev/newest.sh)
     the run validates against its own generated schema, and this check does not apply."""
     from test_dependency_drift import locked_versions
 
-    from fturun.generate_schemas import TRAINING_SCHEMA_PACKAGES, generated_files
+    from fturun.schema.committed import generated_files
+    from fturun.schema.generate import TRAINING_SCHEMA_PACKAGES
     from fturun.schema.installed import installed_versions
 
     locked, installed = locked_versions(), installed_versions(TRAINING_SCHEMA_PACKAGES)
@@ -37,7 +38,7 @@ def test_committed_schemas_are_fresh():
         pytest.skip(f"installed {installed} are not the locked versions")
 
     for path, text in generated_files().items():
-        assert path.read_text() == text, f"{path} is stale: python -m fturun.generate_schemas"
+        assert path.read_text() == text, f"{path} is stale: python -m fturun.schema.committed"
 
 
 def test_plugins_command_lists_builtins_as_json(cli):
@@ -63,7 +64,7 @@ def test_components_lists_descriptions_and_params(cli):
 
 
 def test_optimizers_and_schedulers_cover_training_arguments(cli):
-    training = json.loads((ROOT / "fturun" / "training_arguments.schema.json").read_text())
+    training = json.loads((ROOT / "fturun" / "schema" / "training_arguments.schema.json").read_text())
     code, out, _ = cli("components", "optimizer", "--json")
     names = {c["name"] for c in json.loads(out)["optimizer"]}
     assert set(training["properties"]["optim"]["enum"]) <= names
@@ -227,7 +228,7 @@ def test_hub_names_fail_before_anything_heavy_is_loaded(tmp_path):
 
 
 def test_recipe_hub_names():
-    from fturun.hub import recipe_hub_names
+    from fturun.engine.hub import recipe_hub_names
 
     data = {"model": {"name": "pretrained", "params": {"path": "google-bert/bert-base-uncased",
                                                        "tokenizer": "package:x/tok"}},

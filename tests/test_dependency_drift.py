@@ -30,7 +30,7 @@ def locked_versions() -> dict:
 
 def test_committed_schemas_were_generated_from_the_locked_versions():
     locked = locked_versions()
-    for path in (ROOT / "fturun" / "training_arguments.schema.json", TRL_SCHEMA):
+    for path in (ROOT / "fturun" / "schema" / "training_arguments.schema.json", TRL_SCHEMA):
         made_from = json.loads(path.read_text())["x-generated-from"]
         assert made_from, path
         assert {p: locked[p] for p in made_from} == made_from, (
@@ -58,8 +58,8 @@ def fake_transformers(monkeypatch, tmp_path):
     ``logging_steps``; fturun's cache in ``tmp_path``."""
     from transformers import TrainingArguments
 
-    from fturun import generate_schemas
     from fturun.schema import compose, installed
+    from fturun.schema import generate as generate_schemas
 
     hints = typing.get_type_hints(TrainingArguments)
     fields = []
@@ -88,7 +88,7 @@ def fake_transformers(monkeypatch, tmp_path):
 
 def test_a_newer_transformers_is_validated_against_its_own_arguments(fake_transformers, registry,
                                                                      tmp_path):
-    from fturun.recipe import load_recipe
+    from fturun.recipe.load import load_recipe
     from fturun.schema import compose_schema, validate_recipe
     from fturun.schema.installed import schema_sources
 

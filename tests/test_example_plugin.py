@@ -15,7 +15,7 @@ import pytest
 from conftest import RECIPES, ROOT, modules_imported_by, pip_install_target, run_fturun, site_env
 
 from fturun import testing
-from fturun.errors import RecipeRuntimeError
+from fturun.core.errors import RecipeRuntimeError
 
 PLUGIN_SRC = ROOT / "plugins" / "fturun-example"
 LABELS = ["business", "sport", "tech"]
@@ -37,7 +37,7 @@ def example(example_site):
     off ``sys.path`` again afterwards so other test modules do not see its entry point."""
     import importlib
 
-    from fturun import plugins
+    from fturun.plugin import manager as plugins
 
     sys.path.insert(0, str(example_site))
     try:
@@ -160,7 +160,7 @@ def test_validate_rejects_bad_example_params_with_path_and_suggestion(example_si
 
 
 def test_load_plugins_in_process_registers_every_component(example):
-    from fturun.plugins import load_plugins
+    from fturun.plugin.manager import load_plugins
 
     loaded = load_plugins(extra_plugins={"example-inproc": example})
     info = next(p for p in loaded.plugins if p.name == "example-inproc")
@@ -204,7 +204,7 @@ def test_poly1_reduction_gradients_and_token_shapes(loaded):
     import torch
     import torch.nn.functional as F
 
-    from fturun.wiring import MeanLoss
+    from fturun.run.wiring import MeanLoss
 
     torch.manual_seed(1)
     loss_fn = build(loaded, "loss", "poly1", {"epsilon": 0.0})

@@ -88,7 +88,7 @@ class FaultPlugin:
 @pytest.fixture
 def with_faults(monkeypatch):
     """The default plugins plus :class:`FaultPlugin`, for the in-process CLI."""
-    from fturun import plugins
+    from fturun.plugin import manager as plugins
 
     loaded = plugins.load_plugins(extra_plugins={"faults": FaultPlugin()})
     monkeypatch.setattr(plugins, "default_plugins", lambda: loaded)
@@ -243,7 +243,7 @@ def test_a_training_step_that_raises(cli, mlflow_server, tmp_path, with_faults):
     """A bug (a plugin's callback raising at step 3) is a bug: it propagates with its
     traceback (the process exits 1), and the run is FAILED with the error; the steps logged
     before it stay logged, and the checkpoint of step 2 is complete for --resume."""
-    from fturun.checkpoints import latest_complete_checkpoint
+    from fturun.run.checkpoints import latest_complete_checkpoint
 
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected failure at step 3"):
@@ -261,7 +261,7 @@ def test_disk_full_during_training(cli, mlflow_server, mount, with_faults):
     FAILED (closing it needs error.txt, which cannot be written either), checkpoint-4 not
     taken as complete, checkpoint-2 kept, and the metrics of every step reach MLflow whatever
     metrics.jsonl could still take."""
-    from fturun.checkpoints import latest_complete_checkpoint
+    from fturun.run.checkpoints import latest_complete_checkpoint
 
     disk = mount("full", "size=64m")
     out = disk / "out"
@@ -498,8 +498,8 @@ def test_metrics_logged_within_the_send_interval_go_in_one_request(mlflow_server
 def source(registry, tmp_path_factory):
     """``source(name, {file: text}, path)``: write the files into a new folder and load a
     dataset component's rows from ``path`` there, the way a run does (:func:`load_source`)."""
-    from fturun.context import BuildContext
     from fturun.data.sources import load_source
+    from fturun.plugin.context import BuildContext
 
     root = tmp_path_factory.mktemp("sources")
 
@@ -529,7 +529,7 @@ def source(registry, tmp_path_factory):
     ({"x.csv": "text,label\nhi,a\n"}, "*.tsv", "no files match"),
 ])
 def test_sources_that_hold_nothing_say_so(source, files, path, expected):
-    from fturun.errors import RecipeRuntimeError
+    from fturun.core.errors import RecipeRuntimeError
 
     with pytest.raises(RecipeRuntimeError) as caught:
         source("files", files, path)
@@ -543,7 +543,7 @@ def test_an_empty_file_among_others_is_skipped_with_a_warning(source, capsys):
 
 
 def test_a_conll_file_without_sentences(source):
-    from fturun.errors import RecipeRuntimeError
+    from fturun.core.errors import RecipeRuntimeError
 
     with pytest.raises(RecipeRuntimeError, match="hold no rows"):
         source("conll", {"train.conll": "-DOCSTART- O\n\n"}, "train.conll")
@@ -580,8 +580,9 @@ def churning_environment():
 def test_environment_scans_survive_a_thread_changing_it():
     """Iterating os.environ while another thread removes a variable raised KeyError in about
     3% of the calls (measured: 126 of 3,933 in 3 s); every scan now reads a snapshot."""
-    from fturun.hardware import Hardware
-    from fturun.redaction import redact_text, secret_values
+    from fturun.engine.hardware import Hardware
+
+    from fturun.core.redaction import redact_text, secret_values
 
     calls = 0
     with churning_environment():

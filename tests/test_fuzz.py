@@ -10,8 +10,8 @@ from conftest import RECIPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fturun import plugins
 from fturun.cli import main
+from fturun.plugin import manager as plugins
 
 BASE = json.loads((RECIPES / "lora_cls.json").read_text())
 KEYS = ["data", "train", "model", "params", "path", "training", "learning_rate", "name",

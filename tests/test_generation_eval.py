@@ -1,4 +1,4 @@
-"""Generation-based evaluation of a causal LM (``fturun.generation_eval``,
+"""Generation-based evaluation of a causal LM (``fturun.run.generation_eval``,
 ``fturun.builtin.task_answers``): at each evaluation the model answers the prompts of
 ``generation.eval_rows`` eval rows, scored with ROUGE, BLEU and the exact-match module, logged as
 ``eval_*`` metrics (returned, in the log history, in MLflow on a real server). A tiny GPT-2 that
@@ -79,8 +79,8 @@ def test_exact_match_is_a_registered_metric(registry):
 def test_a_row_becomes_its_prompt_and_answer():
     from transformers import AutoTokenizer
 
-    from fturun.chat_templates import prepare_chat_tokenizer
-    from fturun.paths import resolve_path
+    from fturun.chat.templates import prepare_chat_tokenizer
+    from fturun.recipe.paths import resolve_path
 
     row = {"text": "what is your name", "text_pair": "my name is bot"}
     assert prompt_and_answer_of(row, None, chat=False) == ("what is your name", "my name is bot")

@@ -5,38 +5,58 @@ plugin API, and no module or function grows past its size limit. See README "Lay
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fturun"
 
-#: top-level unit of the package (a module or a sub-package) -> its layer; a unit may import
-#: units of its own layer or below, never above
-LAYERS = {
-    # 0: mechanisms with no fturun dependencies above them
-    "errors": 0, "io": 0, "dist": 0, "paths": 0, "redaction": 0, "resources": 0, "clock": 0,
-    "hub": 0, "modelinfo": 0, "dataset_features": 0, "optim_names": 0, "lock": 0, "console": 0,
-    # 1: the recipe language
-    "recipe": 1, "json_text": 1,
-    # 2: plugins, registry, schema, tasks, the public plugin API
-    "registry": 2, "hookspecs": 2, "plugins": 2, "schema": 2, "tasks": 2, "context": 2,
-    "api": 2, "api_version": 2, "contracts": 2, "generate_schemas": 2, "__init__": 2,
-    "chat": 2, "chat_templates": 2,
-    "fsdp_schema": 2,
-    # 3: data, the engine (DeepSpeed / launch settings), hardware rules, tracking
-    "data": 3, "engine": 3, "hardware": 3, "tracking": 3, "defaults": 3,
-    "hardware_rules": 3, "integrations": 3,
-    # 4: one run lifecycle
-    "build": 4, "checkpoints": 4, "outputs": 4, "report": 4, "session": 4, "stop": 4,
-    "timing": 4, "wiring": 4, "outcome": 4, "batch_view": 4, "generation_eval": 4,
-    # 5: search, made of sessions; the testing helpers for plugin authors
-    "search": 5, "testing": 5,
-    # 6: the command line
-    "cli": 6, "__main__": 6,
-}
-MAX_MODULE_LINES = 400
+#: how a unit (a sub-package or a top-level module) states its layer: in the first line of its
+#: docstring, e.g. ``"""core (layer 0): ..."""``. Written once there; this test reads it and
+#: docs/layout.md renders it (``python dev/docs_reference.py``).
+LAYER_PATTERN = re.compile(r"\(layer (\d)\)")
+
+
+def unit_files() -> dict:
+    """``{unit: its docstring's file}``: each sub-package's ``__init__.py`` and each top-level
+    module (the built-in plugins are no layer: they import only fturun.api)."""
+    units = {}
+    for path in sorted(PACKAGE.iterdir()):
+        if path.is_dir() and (path / "__init__.py").exists() and path.name != "builtin":
+            units[path.name] = path / "__init__.py"
+        elif path.suffix == ".py":
+            units[path.stem] = path
+    return units
+
+
+def declared_layers() -> dict:
+    """``{unit: layer}`` as each unit's docstring states it (units that state none are left
+    out: :func:`test_every_unit_states_its_layer` names them)."""
+    layers = {}
+    for name, path in unit_files().items():
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        match = LAYER_PATTERN.search(doc.split("\n", 1)[0])
+        if match:
+            layers[name] = int(match.group(1))
+    return layers
+
+
+LAYERS = declared_layers()
 MAX_FUNCTION_LINES = 60
+#: modules are kept under 300 lines by splitting them by job; these are over it, each for its
+#: stated reason (a declarative table, one cohesive contract), and never over 400
+MAX_MODULE_LINES = 300
+LONGER_MODULES = {
+    "schema/sections.py": "declarative: the fixed sections' JSON Schemas, one table each",
+    "plugin/tasks.py": "the Task record: one documented contract (its fields are the plugin API)",
+    "run/session.py": "the one run lifecycle, its steps in order (run, check, trial share it)",
+    "tracking/tracker.py": "one MLflow run's lifecycle with its outage handling",
+    "tracking/model.py": "the run's MLflow Model: one flavour's signature, example and card",
+    "run/checkpoints.py": "what a resume and a fresh start may do with a folder: one policy",
+    "builtin/datasets.py": "the dataset components: one plugin module per kind (the house rule)",
+}
+HARD_MAX_MODULE_LINES = 400
 
 
 def module_name(path: Path) -> str:
@@ -86,9 +106,10 @@ def graph() -> dict:
     return {name: imports_of(name, path) for name, path in package_modules().items()}
 
 
-def test_every_unit_has_a_layer():
-    units = {unit(n) for n in package_modules() if unit(n) != "builtin"}
-    assert units - set(LAYERS) == set(), "add the new module to LAYERS (and README 'Layout')"
+def test_every_unit_states_its_layer():
+    missing = sorted(set(unit_files()) - set(LAYERS))
+    assert missing == [], ("state the layer in the first docstring line of these units, "
+                           f"e.g. \"name (layer 3): its job\": {missing}")
 
 
 def test_imports_point_down_the_layers():
@@ -140,7 +161,10 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
 def test_module_and_function_sizes(path):
     text = path.read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{path}: split it by job"
+    limit = MAX_MODULE_LINES
+    if path.relative_to(PACKAGE).as_posix() in LONGER_MODULES:
+        limit = HARD_MAX_MODULE_LINES
+    assert len(text.splitlines()) <= limit, f"{path}: split it by job"
     long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
             for node in ast.walk(ast.parse(text))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
@@ -153,12 +177,14 @@ def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
     something)."""
     fake = tmp_path / "fturun"
     (fake / "tracking").mkdir(parents=True)
+    (fake / "run").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
-    (fake / "session.py").write_text("")
+    (fake / "run" / "__init__.py").write_text("")
+    (fake / "run" / "session.py").write_text("")
     (fake / "tracking" / "__init__.py").write_text(
-        "def f():\n    from ..session import RunSession\n")
+        "def f():\n    from ..run.session import RunSession\n")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert imports_of("fturun.tracking", fake / "tracking" / "__init__.py") == \
-        {"fturun.session"}
+        {"fturun.run.session"}
     with pytest.raises(AssertionError):
         test_imports_point_down_the_layers()

@@ -14,8 +14,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 from conftest import MODEL  # noqa: E402
 
+from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402
-from fturun.errors import RecipeRuntimeError  # noqa: E402
 from fturun.testing import check, make_context  # noqa: E402
 
 ENGLISH = "package:chatterbot_corpus/data/english/"
@@ -202,7 +202,7 @@ def test_a_source_without_the_columns_names_itself(registry, tmp_path):
 
 
 def test_the_hub_check_sees_every_source():
-    from fturun.hub import recipe_hub_names
+    from fturun.engine.hub import recipe_hub_names
 
     data = {"data": {"train": [{"dataset": TECH, "weight": 1},
                                {"dataset": {"name": "hub", "params": {"path": "org/chats"}},

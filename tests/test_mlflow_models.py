@@ -29,8 +29,8 @@ DESCRIPTION = "LoRA on BBC topics, for the registry tests"
 
 
 def _run(*args) -> int:
-    from fturun import plugins
     from fturun.cli import main
+    from fturun.plugin import manager as plugins
 
     plugins._DEFAULT = None
     return main([str(a) for a in args])
@@ -188,7 +188,7 @@ def test_registry_model_loads_and_predicts_in_a_fresh_process_elsewhere(
     """Another folder, another process, nothing but the registry (no fturun; the base model's
     folder, the run's outputs and fturun's sources never read): labels (and text) come back,
     the same as the trained model's own."""
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     _, _, out = lora_run
     _, s2s, s2s_out = seq2seq_run
@@ -217,7 +217,7 @@ def _trained_labels(adapter_dir, texts):
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     labels = json.loads((adapter_dir / "labels.json").read_text())
     labels["id2label"] = {int(k): v for k, v in labels["id2label"].items()}
@@ -251,7 +251,7 @@ def model_server(lora_run, mlflow_server, tmp_path_factory):  # lora_run: NAME/1
     """A real `mlflow models serve` process for NAME/1, in a folder of its own; yields its URL,
     the process and its log. Started by the test before the one that asks for it, so that its
     start-up (~15 s, mostly imports) overlaps that test's fresh process."""
-    from fturun.engine import free_port
+    from fturun.engine.distributed import free_port
 
     folder = tmp_path_factory.mktemp("serve")
     port = free_port()
@@ -314,7 +314,7 @@ def _answers(url) -> bool:
 
 
 def test_adapter_and_params_name_the_model_as_the_recipe_did(lora_run):
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     _, run, out = lora_run
     config = json.loads((out / "model" / "adapter_config.json").read_text())

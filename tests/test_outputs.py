@@ -15,8 +15,8 @@ import time
 import pytest
 from conftest import RECIPES, ROOT, run_fturun
 
-from fturun.checkpoints import COMPLETE_MARKER, nothing_to_train, resume_changes
-from fturun.lock import EXIT_LOCKED, LOCK_FILE, FolderLock, FolderLocked, folder_holder
+from fturun.run.checkpoints import COMPLETE_MARKER, nothing_to_train, resume_changes
+from fturun.run.lock import EXIT_LOCKED, LOCK_FILE, FolderLock, FolderLocked, folder_holder
 
 LORA = RECIPES / "lora_cls.json"
 TINY = ["data.max_train_samples=32", "data.max_eval_samples=16", "data.max_length=32",
@@ -96,7 +96,7 @@ def test_one_study_shares_its_folder_and_every_other_run_is_refused(tmp_path):
 
 
 def test_an_unwritable_output_folder_is_a_clear_error(tmp_path):
-    from fturun.errors import FturunError
+    from fturun.core.errors import FturunError
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where the output folder should be")
@@ -155,8 +155,8 @@ def test_resume_changes_name_each_changed_setting(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A tiny finished run (4 steps, checkpoints at 2 and 4, a model)."""
-    from fturun import plugins
     from fturun.cli import main
+    from fturun.plugin import manager as plugins
 
     out = tmp_path_factory.mktemp("finished") / "out"
     plugins._DEFAULT = None
@@ -272,7 +272,7 @@ def test_a_rerun_trains_into_a_folder_of_its_own(mlflow_server, cli, tmp_path):
 
 
 def test_rerun_folders_never_collide(tmp_path):
-    from fturun.recipe import Recipe
+    from fturun.recipe.load import Recipe
     from fturun.tracking.queries import prepare_rerun
 
     def rerun(data, overrides=()):
@@ -296,8 +296,8 @@ def test_rerun_folders_never_collide(tmp_path):
 
 STOP_SCRIPT = """
 import os, signal, sys, time
-from fturun.errors import Interrupted
-from fturun.stop import GracefulStop
+from fturun.core.errors import Interrupted
+from fturun.run.stop import GracefulStop
 stop = GracefulStop()
 stop.training = sys.argv[1] == "training"
 try:

@@ -20,8 +20,8 @@ from conftest import ROOT, call_cli, run_fturun
 
 from fturun import hookimpl, hookspecs, testing
 from fturun.api import API_VERSION, RecipeRuntimeError
-from fturun.plugins import load_plugins
-from fturun.registry import KINDS, PLURALS
+from fturun.plugin.manager import load_plugins
+from fturun.plugin.registry import KINDS, PLURALS
 
 AUTHOR_SRC = Path(__file__).parent / "plugin_packages" / "author_plugin"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("fturun_register_"))
@@ -51,7 +51,7 @@ def author(author_site):
     """The installed ``fturun_author_plugin`` module, imported in this process."""
     import importlib
 
-    from fturun import plugins
+    from fturun.plugin import manager as plugins
 
     sys.path.insert(0, str(author_site))
     try:
@@ -148,7 +148,7 @@ def test_a_plugin_outside_its_declared_api_range_is_refused_saying_why(tmp_path)
     by_name = {p.name: p for p in loaded.plugins}
     future = by_name["future"]
     assert future.status == "failed" and future.api == ">=2.0,<3"
-    from fturun.api_version import API_VERSION
+    from fturun.plugin.version import API_VERSION
 
     assert API_VERSION.startswith("1.")
     assert future.errors == ["not loaded: it needs fturun plugin API >=2.0,<3, and this fturun "
@@ -248,7 +248,7 @@ def test_factories_get_params_with_the_schema_defaults_filled_in(tmp_path):
                      (lambda outputs, labels: None), schema, "records its params")
 
     loaded = testing.load_plugin(Defaults(), "defaults")
-    from fturun.build import build_component
+    from fturun.run.build import build_component
 
     context = testing.make_context()
     build_component(loaded.registry, "loss", "seeing", context)
@@ -280,7 +280,7 @@ class _Trainer:
 def test_a_plain_mean_loss_is_scaled_to_its_share_of_the_optimizer_step():
     import torch
 
-    from fturun.wiring import MeanLoss
+    from fturun.run.wiring import MeanLoss
 
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 2, -100, 1, 1, -100])  # 4 labelled items here
@@ -310,7 +310,7 @@ def test_a_plain_mean_loss_is_scaled_to_its_share_of_the_optimizer_step():
 def test_a_loss_that_is_not_one_number_is_refused_naming_it():
     import torch
 
-    from fturun.wiring import MeanLoss
+    from fturun.run.wiring import MeanLoss
 
     per_item = MeanLoss("per_item", lambda outputs, labels: torch.ones(4))
     with pytest.raises(RecipeRuntimeError, match=r"loss 'per_item' returned a tensor of shape "
@@ -323,7 +323,7 @@ def test_a_loss_that_is_not_one_number_is_refused_naming_it():
 def _train_in_process(recipe: dict, registry, output_dir: Path):
     """The build, training and evaluation steps of ``fturun RECIPE`` in this process (tracking
     off, nothing saved); returns the session."""
-    from fturun.session import RunSession
+    from fturun.run.session import RunSession
 
     recipe.setdefault("training", {})["output_dir"] = str(output_dir)
     session = RunSession(testing._recipe(recipe), registry, str(output_dir))
@@ -378,7 +378,7 @@ def test_accumulation_2_x_batch_4_trains_exactly_like_batch_8(author, tmp_path):
                                            "make_scheduler(optimizer, num_training_steps)"),
 ])
 def test_optimizer_and_scheduler_returns_are_checked(section, result, message):
-    from fturun.wiring import checked_settings
+    from fturun.run.wiring import checked_settings
 
     with pytest.raises(RecipeRuntimeError) as caught:
         checked_settings(section, "x", result)
@@ -404,8 +404,8 @@ class HalfBroken:
 
 def test_a_component_of_a_disabled_or_failed_plugin_names_the_plugin(author, tmp_path,
                                                                      monkeypatch):
-    from fturun.build import build_component
-    from fturun.tasks import get_task
+    from fturun.plugin.tasks import get_task
+    from fturun.run.build import build_component
 
     monkeypatch.setenv("FTURUN_DISABLE_PLUGINS", "author")
     loaded = load_plugins(extra_plugins={"author": author, "half": HalfBroken()},
@@ -472,7 +472,7 @@ def test_every_hook_is_documented_with_its_signature():
         assert contract in doc, name
         assert f"`{name}(register)`" in readme, f"README Plugins: no row for {name}(register)"
     # the typed contracts name one factory protocol per kind
-    import fturun.contracts as contracts
+    import fturun.plugin.contracts as contracts
 
     for kind in KINDS:
         assert hasattr(contracts, f"{kind.capitalize()}Factory"), kind
@@ -608,7 +608,7 @@ def example_site(tmp_path_factory):
 def example_loaded(example_site):
     import importlib
 
-    from fturun import plugins
+    from fturun.plugin import manager as plugins
 
     sys.path.insert(0, str(example_site))
     try:

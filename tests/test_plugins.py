@@ -6,9 +6,9 @@ import os
 from conftest import RECIPES, run_fturun, site_env
 
 from fturun import hookimpl, hookspecs
-from fturun.plugins import BUILTIN_PLUGINS, load_plugins
-from fturun.recipe import load_recipe
-from fturun.registry import KINDS, PLURALS
+from fturun.plugin.manager import BUILTIN_PLUGINS, load_plugins
+from fturun.plugin.registry import KINDS, PLURALS
+from fturun.recipe.load import load_recipe
 from fturun.schema import compose_schema, validate_recipe
 
 
@@ -201,8 +201,8 @@ class TaskPlugin:
 
 
 def test_builtin_tasks_are_records_found_by_name():
-    from fturun.errors import RecipeRuntimeError
-    from fturun.tasks import get_task
+    from fturun.core.errors import RecipeRuntimeError
+    from fturun.plugin.tasks import get_task
 
     loaded = load_plugins()
     assert sorted(loaded.registry.tasks) == ["causal-lm", "masked-lm", "seq2seq",
@@ -253,7 +253,7 @@ def test_every_built_in_params_schema_is_a_valid_json_schema(registry):
     every command): this test is that check."""
     from jsonschema import Draft202012Validator
 
-    from fturun.plugins import BUILTIN_PLUGINS
+    from fturun.plugin.manager import BUILTIN_PLUGINS
 
     builtins = [c for kind in registry.components.values() for c in kind.values()
                 if c.plugin in BUILTIN_PLUGINS]

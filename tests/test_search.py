@@ -21,8 +21,8 @@ ENQUEUE = ('search.enqueue=[{"training.learning_rate": 0.002, "adapter.params.r"
 
 
 def _main(*args):
-    from fturun import plugins
     from fturun.cli import main
+    from fturun.plugin import manager as plugins
 
     plugins._DEFAULT = None
     return main([str(a) for a in args])
@@ -125,8 +125,8 @@ def test_a_trial_gets_everything_a_run_gets(study):
 
 @pytest.mark.slow
 def test_best_recipe_written_and_logged(study, tmp_path):
-    from fturun.plugins import load_plugins
-    from fturun.recipe import load_recipe
+    from fturun.plugin.manager import load_plugins
+    from fturun.recipe.load import load_recipe
     from fturun.schema import validate_recipe
 
     client, out, trials = study
@@ -361,7 +361,7 @@ def test_search_needs_eval_data(cli, tmp_path):
 
 
 def test_plan_defaults():
-    from fturun.recipe import Recipe
+    from fturun.recipe.load import Recipe
     from fturun.search import SearchPlan, grid_size, safe_url
 
     def plan(search, training=None):

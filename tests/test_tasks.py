@@ -17,9 +17,9 @@ from conftest import call_cli as fturun  # noqa: E402
 from conftest import read_json  # noqa: E402
 
 from fturun.builtin.task_tokens import align_labels  # noqa: E402
-from fturun.context import BuildContext  # noqa: E402
+from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402
-from fturun.errors import RecipeRuntimeError  # noqa: E402
+from fturun.plugin.context import BuildContext  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = os.path.join(ROOT, "recipes")

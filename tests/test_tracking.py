@@ -19,8 +19,8 @@ TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_lengt
 
 
 def _run(cli, *args):
-    from fturun import plugins
     from fturun.cli import main
+    from fturun.plugin import manager as plugins
 
     plugins._DEFAULT = None
     return main([str(a) for a in args])
@@ -85,7 +85,7 @@ def test_model_loads_back_from_mlflow_and_predicts(tracked_run, tmp_path):
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     client, run, _ = tracked_run
     local = client.download_artifacts(run.info.run_id, "model", str(tmp_path))
@@ -186,7 +186,7 @@ class _Gate:
     :meth:`open` listens on the same port again (the same server, the same store)."""
 
     def __init__(self, server_uri: str):
-        from fturun.engine import free_port
+        from fturun.engine.distributed import free_port
 
         self.target = ("127.0.0.1", int(server_uri.rsplit(":", 1)[1]))
         self.port = free_port()

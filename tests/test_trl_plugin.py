@@ -139,7 +139,7 @@ def test_pairs_are_seeded_and_reject_another_answer(trl_site):
         from fturun_trl.datasets import make_pairs, question_answers
     finally:
         sys.path.remove(str(trl_site))
-    from fturun.paths import resolve_path
+    from fturun.recipe.paths import resolve_path
 
     folder = Path(resolve_path("package:chatterbot_corpus/data/english"))
     qa = question_answers(sorted(folder.glob("*.yml")), "conversations", "utf-8")
@@ -237,7 +237,7 @@ def test_task_record_checks_its_own_trainer_settings_and_columns():
     """The Task fields API 1.1 added: a Trainer-classes callable is taken, and bad
     training_settings, trainer_metrics and columns fail the plugin saying what is wrong."""
     from fturun.api import PluginError, Task
-    from fturun.tasks import check_task
+    from fturun.plugin.tasks import check_task
 
     def base(**fields):
         return Task(name="pairs", description="d", model_class="AutoModelForCausalLM",

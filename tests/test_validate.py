@@ -108,7 +108,7 @@ def test_extends_merges_and_locates_errors_in_the_base(cli, tmp_path):
     code, _, err = cli("validate", child)
     assert code == 2
     assert f"{base}::$.training.num_train_epochs (line " in err
-    from fturun.recipe import load_recipe
+    from fturun.recipe.load import load_recipe
 
     merged = load_recipe(str(_write(tmp_path, "ok.json", json.dumps(
         {"extends": "base.json", "training": {"num_train_epochs": 2}})))).data
@@ -153,7 +153,7 @@ def test_overrides(cli):
 
 
 def test_override_expands_a_bare_component_name():
-    from fturun.recipe import load_recipe
+    from fturun.recipe.load import load_recipe
 
     recipe = load_recipe(str(RECIPES / "lora_cls.json"), ["collator.params.pad_to_multiple_of=8",
                                                           "metrics.0.params.x=1"])

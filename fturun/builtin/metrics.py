@@ -2,7 +2,7 @@
 ``metric_modules/``), so they work offline. Multi-class precision/recall/f1 average 'macro' unless
 the recipe says otherwise.
 
-What a metric function receives depends on the task (see :mod:`fturun.tasks`): class ids
+What a metric function receives depends on the task (see :mod:`fturun.plugin.tasks`): class ids
 (sequence classification), token ids at the labelled positions (language models), lists of tag
 names per sentence (token classification: ``seqeval``), or decoded texts (seq2seq: ``rouge``,
 ``bleu``, ``exact_match``; also a causal LM's generated answers, :mod:`.task_answers`).

@@ -37,7 +37,7 @@ def needs_bitsandbytes(name: str) -> bool:
 def _optim_factory(name):
     def build(params, context):
         """Settings for TrainingArguments: ``optim`` and ``optim_args`` (what the optimizer
-        needs of the machine is checked before the build, by :mod:`fturun.hardware`)."""
+        needs of the machine is checked before the build, by :mod:`fturun.engine.hardware`)."""
         args = {"optim": name}
         extra = params.get("optim_args")
         if extra:

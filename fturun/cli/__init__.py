@@ -1,4 +1,4 @@
-"""The ``fturun`` command line (layer 6): arguments in, exit codes out. Nothing imports it."""
+"""cli (layer 6): the ``fturun`` command line: arguments in, exit codes out. Nothing imports it."""
 
 from .main import main
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import RecipeError, UsageError
+from ..core.errors import RecipeError, UsageError
 from .common import load_plugins_warned, load_valid_recipe
 
 
 def cmd_validate(args) -> int:
     """Validate each recipe; every problem of every file is printed."""
-    from ..recipe import load_recipe
+    from ..recipe.load import load_recipe
     from ..schema import compose_schema, validate_recipe
 
     loaded = load_plugins_warned()
@@ -46,7 +46,7 @@ def cmd_plugins(args) -> int:
     """Print the plugins as JSON (what did not load, or an unknown disabled name, is also
     warned about on stderr), and each argument schema generated from an installed library
     (``schemas``: the versions it was generated from, the installed ones, its source)."""
-    from ..plugins import plugins_report
+    from ..plugin.manager import plugins_report
     from ..schema import training_schema
     from ..schema.installed import schema_sources
 
@@ -82,7 +82,8 @@ def _param_summary(schema: dict) -> list:
 
 def cmd_components(args) -> int:
     """List components (of one kind) with descriptions and params."""
-    from ..registry import KINDS, PLURALS, suggest
+    from ..core.suggest import suggest
+    from ..plugin.registry import KINDS, PLURALS
 
     registry = load_plugins_warned().registry
     kinds = KINDS
@@ -124,7 +125,7 @@ def cmd_run(args) -> int:
         from ..search import run_search
 
         return run_search(recipe, loaded.registry, overwrite=args.overwrite)
-    from ..session import run_recipe
+    from ..run.session import run_recipe
 
     return run_recipe(recipe, loaded.registry, resume=args.resume, overwrite=args.overwrite)
 
@@ -143,6 +144,6 @@ def cmd_search(args) -> int:
 def cmd_check(args) -> int:
     """Validate, then build everything and run a couple of steps on a handful of examples."""
     recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
-    from ..session import check_recipe
+    from ..run.session import check_recipe
 
     return check_recipe(recipe, loaded.registry, show_batch=args.show_batch or 0)

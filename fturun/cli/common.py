@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..errors import RecipeError
+from ..core.errors import RecipeError
 
 
 def load_plugins_warned():
     """The default plugins; a plugin that failed to load, or a name in
     ``FTURUN_DISABLE_PLUGINS`` that is no plugin, is reported on stderr (by rank 0 only: the
     other processes of a launch would repeat it)."""
-    from ..dist import is_main_process
-    from ..plugins import default_plugins
+    from ..core.dist import is_main_process
+    from ..plugin.manager import default_plugins
 
     loaded = default_plugins()
     if is_main_process():
@@ -21,14 +21,14 @@ def load_plugins_warned():
 def load_valid_recipe(path, overrides, loaded=None, check_hub=True):
     """Read and validate a recipe; raise :class:`RecipeError` with every problem. A recipe
     that needs the Hub where it cannot be used fails here (``check_hub``), before anything
-    heavy is loaded (:func:`~fturun.hub.check_recipe_hub_access`)."""
-    from ..hub import check_recipe_hub_access
-    from ..recipe import load_recipe
+    heavy is loaded (:func:`~fturun.engine.hub.check_recipe_hub_access`)."""
+    from ..engine.hub import check_recipe_hub_access
+    from ..recipe.load import load_recipe
     from ..schema import validate_recipe
 
     loaded = loaded or load_plugins_warned()
     recipe = load_recipe(path, overrides)
-    from ..redaction import remember_recipe_secrets
+    from ..core.redaction import remember_recipe_secrets
 
     remember_recipe_secrets(recipe.data)
     problems = validate_recipe(recipe, loaded.registry)

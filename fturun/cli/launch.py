@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import UsageError
-from ..hardware import cuda_device_count
+from ..core.errors import UsageError
+from ..engine.hardware import cuda_device_count
 from .common import load_valid_recipe
 
 
@@ -68,13 +68,13 @@ def check_launch(args, recipe, nproc: int) -> str | None:
     hardware rules, ``push_to_hub``, the tracking server, the output folder (another run's lock
     or outputs) and ``--resume``. Refusals exit 2 (the folder's lock: 75); returns why there is
     nothing to train (a finished run), else None."""
-    from ..build import default_output_dir
-    from ..checkpoints import check_run_start
-    from ..engine import load_deepspeed_config
-    from ..errors import RecipeRuntimeError
-    from ..hardware import Hardware, check_hardware
-    from ..hub import check_push_to_hub
-    from ..lock import FolderLocked, folder_holder
+    from ..core.errors import RecipeRuntimeError
+    from ..engine.distributed import load_deepspeed_config
+    from ..engine.hardware import Hardware, check_hardware
+    from ..engine.hub import check_push_to_hub
+    from ..run.build import default_output_dir
+    from ..run.checkpoints import check_run_start
+    from ..run.lock import FolderLocked, folder_holder
     from ..tracking import TrackingSettings, check_reachable
 
     data = recipe.data
@@ -108,7 +108,7 @@ def cmd_launch(args) -> int:
     """Validate the recipe once, then exec torchrun running ``fturun run`` in each process."""
     import shlex
 
-    from ..errors import RecipeRuntimeError
+    from ..core.errors import RecipeRuntimeError
 
     try:  # exit 2 here, not N times
         recipe, _ = load_valid_recipe(args.recipe, args.overrides)

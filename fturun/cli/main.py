@@ -1,5 +1,5 @@
 """The ``fturun`` command line. Exit codes: 0 ok, 1 the run failed, 2 bad recipe or usage,
-75 the output folder is in use by another run (:data:`fturun.lock.EXIT_LOCKED`), 130
+75 the output folder is in use by another run (:data:`fturun.run.lock.EXIT_LOCKED`), 130
 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from ..errors import FturunError, RecipeError, UsageError, environment_fault
+from ..core.errors import FturunError, RecipeError, UsageError, environment_fault
 from . import commands, launch, promote, runs
 from .parser import COMMANDS, RECIPE_COMMANDS, build_parser
 
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
         return exc.exit_code
     if args is None:
         return 2
-    from ..console import apply_console_policy
-    from ..redaction import RedactingStream
+    from ..core.redaction import RedactingStream
+    from .console import apply_console_policy
 
     apply_console_policy(args.verbose)
     streams = sys.stdout, sys.stderr

@@ -51,7 +51,7 @@ def results_text(row) -> str:
 
 def cmd_rerun(args) -> int:
     """Download the resolved recipe of a run and run it again."""
-    from ..hub import check_recipe_hub_access
+    from ..engine.hub import check_recipe_hub_access
     from ..tracking.queries import copy_provenance, fetch_run_recipe, prepare_rerun
 
     client, uri = _client(args.tracking_uri)
@@ -63,6 +63,6 @@ def cmd_rerun(args) -> int:
         copy_provenance(recipe, client.get_run(args.run_id))
         check_recipe_hub_access(recipe.data, recipe.base_dir)  # found from the original's folder
         print(f"rerun of {args.run_id}: training into {output_dir}")
-        from ..session import run_recipe
+        from ..run.session import run_recipe
 
         return run_recipe(recipe, loaded.registry, resume=None, overwrite=args.overwrite)

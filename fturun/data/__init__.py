@@ -1,4 +1,4 @@
-"""Turn the recipe's ``data`` section into train/eval/test datasets the Trainer can use.
+"""data (layer 3): the recipe's ``data`` section as train/eval/test datasets for the Trainer.
 
 The pipeline, in order (each step is a ``datasets`` transform, so a file-backed source is cached
 by fingerprint and a second run with the same recipe skips the work):
@@ -20,13 +20,14 @@ by fingerprint and a second run with the same recipe skips the work):
 Tokenizing needs the tokenizer, which comes with the model, and the model needs the label map
 from step 3. So :func:`prepare_datasets` tokenizes only when ``context.tokenizer`` is already set;
 the runner calls it first, builds the model, then calls :func:`tokenize_datasets`. What is
-particular to a task lives in its :class:`fturun.tasks.Task` record (``prepare``, ``tokenize``,
+particular to a task lives in its :class:`fturun.plugin.tasks.Task` record (``prepare``,
+``tokenize``,
 the columns its rows have).
 """
 
 from __future__ import annotations
 
-from ..tasks import DEFAULT_MAX_LENGTH, TokenizeSettings
+from ..plugin.tasks import DEFAULT_MAX_LENGTH, TokenizeSettings
 from .mixing import Mix, dataset_inputs
 from .prepare import SAMPLE_ROWS, prepare_datasets, tokenize_datasets
 from .room import check_model_positions, check_room, max_positions

@@ -4,8 +4,8 @@ dropped with a warning that says how many."""
 
 from __future__ import annotations
 
-from ..dataset_features import STRING_DTYPES, as_string_column, column_dtype, is_list_column
-from ..errors import RecipeRuntimeError
+from ..core.errors import RecipeRuntimeError
+from .features import STRING_DTYPES, as_string_column, column_dtype, is_list_column
 
 STANDARD_COLUMNS = ("text", "text_pair", "target", "labels")
 

@@ -1,5 +1,5 @@
 """Step 2 for conversation rows (``data.format``): each row mapped into one ``messages`` column,
-a list of ``{role, content}`` (:mod:`fturun.chat`), whatever the format; and, after
+a list of ``{role, content}`` (:mod:`fturun.chat.conversation`), whatever the format; and, after
 tokenization, the rows whose trained tokens were all cut off dropped.
 
 Formats and the columns they read (``data.columns`` renames them):
@@ -17,8 +17,8 @@ the field, with the number of such rows: nothing trains on half-read data.
 
 from __future__ import annotations
 
-from ..chat import IGNORE, ROLES
-from ..errors import RecipeRuntimeError
+from ..chat.conversation import IGNORE, ROLES
+from ..core.errors import RecipeRuntimeError
 
 #: format -> its column keys (``data.columns.<key>``) and their default source names
 FORMAT_COLUMNS = {
@@ -78,7 +78,7 @@ def select_conversations(ds, split: str, recipe_data: dict, context):
 
 
 def _reads(fmt: str) -> str:
-    from ..chat import CHAT_FORMATS
+    from ..chat.conversation import CHAT_FORMATS
 
     return CHAT_FORMATS[fmt]
 

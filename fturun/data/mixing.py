@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RecipeRuntimeError
+from ..core.errors import RecipeRuntimeError
 from .sources import load_source
 from .splits import SPLITS, subsample
 

@@ -3,10 +3,10 @@ before the model exists, tokenize them once its tokenizer does."""
 
 from __future__ import annotations
 
-from ..chat import check_template
-from ..chat_templates import fit_embeddings, prepare_chat_tokenizer
-from ..errors import RecipeRuntimeError
-from ..tasks import DEFAULT_MAX_LENGTH, TokenizeSettings, generation_eval_rows, get_task
+from ..chat.conversation import check_template
+from ..chat.templates import fit_embeddings, prepare_chat_tokenizer
+from ..core.errors import RecipeRuntimeError
+from ..plugin.tasks import DEFAULT_MAX_LENGTH, TokenizeSettings, generation_eval_rows, get_task
 from .columns import select_columns
 from .conversations import drop_untrained_rows, select_conversations
 from .fingerprint import quick_tokenizer_hash

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import RecipeRuntimeError
-from ..resources import available_memory, free_bytes, human_bytes
+from ..core.errors import RecipeRuntimeError
+from ..core.resources import available_memory, free_bytes, human_bytes
 
 SIZE_SAMPLE_ROWS = 64  # rows tokenized to measure the bytes a tokenized row takes
 SIZE_MARGIN = 1.2  # Arrow offsets, cache metadata
@@ -65,7 +65,7 @@ def max_positions(model) -> int | None:
 def check_model_positions(settings, model) -> None:
     """``data.block_size``, ``data.max_length`` and ``data.max_target_length`` must fit the
     model's position embeddings: say so before anything is tokenized (else an index error deep
-    inside the model's forward). ``settings``: a :class:`fturun.tasks.TokenizeSettings`."""
+    inside the model's forward). ``settings``: a :class:`fturun.plugin.tasks.TokenizeSettings`."""
     limit = max_positions(model)
     if limit is None:
         return

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import RecipeRuntimeError
-from ..registry import component_ref
+from ..core.errors import RecipeRuntimeError
+from ..recipe.refs import component_ref
 
 
 def load_source(ref, split: str, registry, context):

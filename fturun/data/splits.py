@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import RecipeRuntimeError
+from ..core.errors import RecipeRuntimeError
 
 SPLITS = ("train", "eval", "test")
 

@@ -1,4 +1,6 @@
-"""The recipe schema: composed from the registered components (:mod:`.compose`, with the fixed
+"""schema (layer 2): the recipe JSON Schema, composed and validated.
+
+The recipe schema is composed from the registered components (:mod:`.compose`, with the fixed
 sections of :mod:`.sections`), and validation collecting every problem at once (:mod:`.validate`:
 schema errors worded by :mod:`.problems`, cross-field rules of :mod:`.rules`,
 :mod:`.task_rules` and :mod:`.search_rules`, dotted keys checked by :mod:`.keys`). The validator

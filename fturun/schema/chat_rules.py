@@ -4,7 +4,7 @@ each located at its key with what to do."""
 
 from __future__ import annotations
 
-from ..chat_templates import template_problem
+from ..chat.templates import template_problem
 
 #: the ``data`` keys of conversation rows
 CHAT_KEYS = ("format", "chat_template", "train_on")
@@ -24,7 +24,7 @@ def format_reads(data_section: dict) -> tuple:
 
 def check_chat_data(base_dir: str, data_section: dict, record, add, registry) -> None:
     """The conversation settings of a recipe in folder ``base_dir`` whose task is ``record``
-    (a :class:`fturun.tasks.Task`); ``add(path, message)`` reports each problem."""
+    (a :class:`fturun.plugin.tasks.Task`); ``add(path, message)`` reports each problem."""
     present = [key for key in CHAT_KEYS if data_section.get(key) is not None]
     takes = [t.name for t in registry.tasks.values() if "format" in t.data_keys]
     if "format" not in record.data_keys:

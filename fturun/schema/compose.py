@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ..registry import KINDS, Registry
-from ..tasks import FIRST_PARTY_TASKS, install_hint
+from ..plugin.registry import KINDS, Registry
+from ..plugin.tasks import FIRST_PARTY_TASKS, install_hint
 from .installed import installed_schema
 from .sections import (
     COMPONENT_SECTIONS,
@@ -28,11 +28,11 @@ from .sections import (
 from .task_rules import task_columns_schema, task_property, task_training_schema
 
 #: generated from ``TrainingArguments`` (and accelerate's FSDP constants) by
-#: :mod:`fturun.generate_schemas` from the locked versions; the reference for editors and docs
-TRAINING_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "training_arguments.schema.json"
+#: :mod:`fturun.schema.committed` from the locked versions; the reference for editors and docs
+TRAINING_SCHEMA_FILE = Path(__file__).resolve().parent / "training_arguments.schema.json"
 
 def _generate_training_schema() -> dict:
-    from ..generate_schemas import training_arguments_schema
+    from .generate import training_arguments_schema
 
     return training_arguments_schema()
 
@@ -42,7 +42,8 @@ def training_schema() -> dict:
     """The ``training`` section schema of the installed transformers: the committed file when
     it was generated from the installed versions, else the one generated from them (cached per
     version, :mod:`.installed`), so validation follows the library the run will use."""
-    from .. import fsdp_schema, generate_schemas
+    from . import fsdp as fsdp_schema
+    from . import generate as generate_schemas
 
     return installed_schema("training", TRAINING_SCHEMA_FILE, _generate_training_schema,
                             generate_schemas.TRAINING_SCHEMA_PACKAGES,

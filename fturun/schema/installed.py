@@ -25,7 +25,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from ..io import write_text
+from ..core.io import write_text
 
 #: schema name -> {"generated_from", "installed", "source", "path"} of each schema used here
 _SOURCES: dict = {}

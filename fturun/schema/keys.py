@@ -3,7 +3,7 @@ names a settable key of a given recipe under the composed schema."""
 
 from __future__ import annotations
 
-from ..registry import suggest
+from ..core.suggest import suggest
 
 
 def check_recipe_key(schema: dict, data: dict, dotted: str) -> str | None:

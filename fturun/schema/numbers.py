@@ -8,7 +8,8 @@ for the training arguments, the fixed sections and every component's params alik
 An integer also fits in 64 bits (what torch, numpy and the Trainer's arguments hold): a larger
 one is refused at its key rather than overflowing later.
 
-(Non-finite numbers never reach a validator: :mod:`fturun.json_text` refuses them when the text
+(Non-finite numbers never reach a validator: :mod:`fturun.recipe.json_text` refuses them when the
+text
 is read.)"""
 
 from __future__ import annotations

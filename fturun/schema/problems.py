@@ -1,4 +1,5 @@
-"""Located problems: a :class:`~fturun.errors.Problem` at a JSON path of a recipe (with its file,
+"""Located problems: a :class:`~fturun.core.errors.Problem` at a JSON path of a recipe (with its
+file,
 line and column), and the people-facing message for each kind of jsonschema error, with a
 "did you mean" where a name is close to an allowed one."""
 
@@ -6,9 +7,9 @@ from __future__ import annotations
 
 import json
 
-from ..errors import Problem
-from ..recipe import Recipe, json_path
-from ..registry import suggest
+from ..core.errors import Problem
+from ..core.suggest import suggest
+from ..recipe.load import Recipe, json_path
 from .numbers import integral_float
 
 _BOUND_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",

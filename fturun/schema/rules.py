@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import RecipeError
-from ..paths import resolve_path
-from ..recipe import Recipe, read_json_file
-from ..registry import Registry, component_name, suggest
+from ..core.errors import RecipeError
+from ..core.suggest import suggest
+from ..plugin.registry import Registry
+from ..recipe.load import Recipe, read_json_file
+from ..recipe.paths import resolve_path
+from ..recipe.refs import component_name
 from .compose import compose_schema
 from .numbers import recipe_validator
 from .problems import problem, problems_from_error
@@ -27,7 +29,7 @@ from .task_rules import (
 
 
 def check_rules(recipe: Recipe, registry: Registry) -> list:
-    """Every cross-field problem of ``recipe`` (located :class:`~fturun.errors.Problem` s)."""
+    """Every cross-field problem of ``recipe`` (located :class:`~fturun.core.errors.Problem` s)."""
     data = recipe.data
     problems = []
 

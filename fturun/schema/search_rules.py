@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from ..recipe import Recipe
-from ..registry import suggest
+from ..core.suggest import suggest
+from ..recipe.load import Recipe
 from .keys import recipe_key_schema
 from .numbers import is_integer, recipe_validator
 from .problems import problems_from_error

@@ -4,8 +4,8 @@ same for every installation."""
 
 from __future__ import annotations
 
-from ..chat import CHAT_FORMATS, TRAIN_ON
-from ..chat_templates import BUILTIN_TEMPLATES
+from ..chat.conversation import CHAT_FORMATS, TRAIN_ON
+from ..chat.templates import BUILTIN_TEMPLATES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

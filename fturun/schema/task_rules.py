@@ -1,10 +1,11 @@
 """What validation knows about tasks, read from the task records the plugins register
-(``Registry.tasks``, :class:`fturun.tasks.Task`): their names, their default metrics, the data
+(``Registry.tasks``, :class:`fturun.plugin.tasks.Task`): their names, their default metrics, the
+data
 settings only some tasks accept, and whether a task generates."""
 
 from __future__ import annotations
 
-from ..registry import component_name
+from ..recipe.refs import component_name
 from .chat_rules import CHAT_KEYS, check_chat_data, format_reads
 
 DEFAULT_TASK = "sequence-classification"

@@ -4,8 +4,8 @@ file, JSON path, line and column. The validator applies fturun's number rule
 
 from __future__ import annotations
 
-from ..recipe import Recipe
-from ..registry import Registry
+from ..plugin.registry import Registry
+from ..recipe.load import Recipe
 from .compose import compose_schema
 from .numbers import recipe_validator
 from .problems import problems_from_error

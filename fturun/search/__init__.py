@@ -1,8 +1,8 @@
-"""Hyperparameter search from a recipe's ``search`` section, with Optuna (layer 5).
+"""search (layer 5): hyperparameter search from a recipe's ``search`` section, with Optuna.
 
 Every trial is a fresh build of the recipe with the trial's values set at their dotted keys (the
 same logic as command-line overrides), validated like any recipe, then run by the same
-:class:`~fturun.session.RunSession` as ``fturun RECIPE`` (:mod:`.trial`). Nothing is shared
+:class:`~fturun.run.session.RunSession` as ``fturun RECIPE`` (:mod:`.trial`). Nothing is shared
 between trials but the data cache, so TrainingArguments *and* component params (an adapter's
 rank, a loss's weights, the model itself) can vary. ``Trainer.hyperparameter_search`` is not
 used: it re-initialises the model through ``model_init`` only, so it cannot vary the adapter,
@@ -29,12 +29,12 @@ import shutil
 import sys
 import time
 
-from ..build import default_output_dir
-from ..dist import world_size
-from ..errors import RecipeRuntimeError, UsageError
-from ..lock import FolderLock
-from ..outcome import close_status
-from ..stop import GracefulStop
+from ..core.dist import world_size
+from ..core.errors import RecipeRuntimeError, UsageError
+from ..run.build import default_output_dir
+from ..run.lock import FolderLock
+from ..run.outcome import close_status
+from ..run.stop import GracefulStop
 from ..tracking import NullTracker
 from .parent import check_tracking_reachable, open_parent
 from .plan import SearchPlan, grid_size
@@ -52,7 +52,7 @@ def run_search(recipe, registry, overwrite: bool = False) -> int:
     everything went. The study holds its output folder's lock (shared by the workers of one
     ``search.storage`` study); ``overwrite`` (or ``output.overwrite``) lets a new in-memory
     study replace an earlier study's trials there. Returns 0 when at least one trial
-    completed; failures raise :class:`~fturun.errors.FturunError`."""
+    completed; failures raise :class:`~fturun.core.errors.FturunError`."""
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -97,7 +97,7 @@ def study_folder(plan, output_dir: str, overwrite: bool) -> FolderLock:
 
 def _search(recipe, registry, plan, output_dir: str, started: float) -> int:
     """The study, once its folder is held."""
-    from ..plugins import default_plugins
+    from ..plugin.manager import default_plugins
 
     check_tracking_reachable(recipe)  # before the study exists and before anything heavy
     quiet_optuna()

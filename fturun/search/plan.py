@@ -10,8 +10,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from ..errors import RecipeRuntimeError
-from ..recipe import Recipe, apply_override
+from ..core.errors import RecipeRuntimeError
+from ..recipe.load import Recipe, apply_override
 
 #: metrics that are better when lower (the default direction is minimize for these)
 LOWER_IS_BETTER = ("loss", "perplexity")

@@ -7,9 +7,9 @@ import json
 import os
 import shlex
 
-from ..io import write_json
-from ..recipe import Recipe, apply_override
-from ..report import duration
+from ..core.io import write_json
+from ..recipe.load import Recipe, apply_override
+from ..run.report import duration
 from ..tracking import log_run_results
 from .plan import describe, recipe_with
 

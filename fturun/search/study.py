@@ -11,7 +11,7 @@ import re
 import time
 import warnings
 
-from ..errors import RecipeRuntimeError
+from ..core.errors import RecipeRuntimeError
 from .plan import SearchPlan, grid_values
 
 SQLITE_TIMEOUT_S = 60  # how long a SQLite writer waits for another process's lock

@@ -1,5 +1,5 @@
 """One trial of a study: the trial's values set in a copy of the recipe, validated, then run by
-the same :class:`~fturun.session.RunSession` as ``fturun RECIPE`` — given a nested MLflow run,
+the same :class:`~fturun.run.session.RunSession` as ``fturun RECIPE`` — given a nested MLflow run,
 the study's graceful stop and a pruning report, and nothing else of its own. A trial the pruner
 stops is recorded as pruned; one that raises, or whose eval loss or metric turns NaN, as failed,
 and the study goes on."""
@@ -14,12 +14,12 @@ import signal
 import time
 import traceback
 
-from ..errors import FturunError, Interrupted, RecipeRuntimeError
-from ..hardware import release_cuda_memory
-from ..io import write_text
-from ..outcome import OOM_ADVICE, close_status
+from ..core.errors import FturunError, Interrupted, RecipeRuntimeError
+from ..core.io import write_text
+from ..engine.hardware import release_cuda_memory
+from ..run.outcome import OOM_ADVICE, close_status
+from ..run.session import RunSession
 from ..schema import validate_recipe
-from ..session import RunSession
 from ..tracking import NullTracker, Tracker
 from .plan import describe, recipe_with, suggest
 from .study import counted_trials

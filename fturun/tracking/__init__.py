@@ -1,4 +1,6 @@
-"""MLflow tracking owned by fturun (the Trainer's own MLflow callback is never used): one run per
+"""tracking (layer 3): MLflow tracking owned by fturun.
+
+The Trainer's own MLflow callback is never used: one run per
 recipe run, reattached on ``--resume``; params = flattened recipe + effective TrainingArguments,
 logged in batches within the server's limits; step-wise metrics; tags; artifacts; the model.
 

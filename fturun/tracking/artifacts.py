@@ -10,8 +10,8 @@ import json
 import os
 import sys
 
-from ..io import write_bytes, write_json
-from ..redaction import redact_tree
+from ..core.io import write_bytes, write_json
+from ..core.redaction import redact_tree
 from .params import environment
 from .settings import TrackingSettings
 from .tracker import NullTracker
@@ -26,7 +26,7 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
     """Log the end-of-run artifacts: the recipe as written (with its bases) and resolved, the
     environment, the eval report, the loss/metric curves, the recipe's description as the run's
     description, ``model_dir`` as ``model/``, and with ``build`` (the run's
-    :class:`~fturun.build.Build`) and ``saved`` (what it saved) the MLflow Model linked to the
+    :class:`~fturun.run.build.Build`) and ``saved`` (what it saved) the MLflow Model linked to the
     metrics of ``step``, registered if asked. Writes ``OUTPUT_DIR/recipe.json`` (the resolved
     recipe) when it is not there yet."""
     if isinstance(tracker, NullTracker):

@@ -29,9 +29,9 @@ from importlib import metadata
 from types import SimpleNamespace
 from typing import Any
 
-from ..io import read_json, write_json
-from ..registry import component_ref
-from ..tasks import generation_settings
+from ..core.io import read_json, write_json
+from ..plugin.tasks import generation_settings
+from ..recipe.refs import component_ref
 from .queries import result_metrics
 from .settings import using_tracking_uri
 

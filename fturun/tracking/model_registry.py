@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .queries import result_metrics
 from .settings import alias_problem, using_tracking_uri
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-from ..redaction import redact, redact_override
+from ..core.redaction import redact, redact_override
 
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
 MAX_TAG_VALUE = 8000  # MLflow's limit on a tag value

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..errors import UsageError
-from ..registry import suggest
+from ..core.errors import UsageError
+from ..core.suggest import suggest
 from .settings import check_reachable, default_tracking_uri, mlflow_client
 
 RESOLVED_ARTIFACT = "recipe/resolved.json"  # what log_run_results logs: the resolved recipe

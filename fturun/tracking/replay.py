@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..io import read_lines, write_lines
+from ..core.io import read_lines, write_lines
 
 
 def trim_metrics_file(path: str, step: int) -> list:

@@ -10,8 +10,8 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..dist import is_main_process
-from ..errors import RecipeRuntimeError, UsageError
+from ..core.dist import is_main_process
+from ..core.errors import RecipeRuntimeError, UsageError
 
 #: MLflow's HTTP retries, unless set in the environment: its defaults (7 retries, backoff
 #: factor 2, 120 s timeout) hold a call for about 4 minutes when the server is down
@@ -47,7 +47,7 @@ class TrackingSettings:
 
     @classmethod
     def from_recipe(cls, recipe) -> TrackingSettings:
-        """The settings of ``recipe`` (a :class:`~fturun.recipe.Recipe`). Raises
+        """The settings of ``recipe`` (a :class:`~fturun.recipe.load.Recipe`). Raises
         :class:`UsageError` for an alias MLflow reserves."""
         section = recipe.data.get("tracking") or {}
         alias = section.get("registered_model_alias")

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 
-from ..errors import RecipeRuntimeError, environment_fault
-from ..io import append_line, read_json, writable_folder, write_json, write_text
+from ..core.errors import RecipeRuntimeError, environment_fault
+from ..core.io import append_line, read_json, writable_folder, write_json, write_text
 from .null import NullTracker
 from .params import mlflow_key, param_value, run_tags, tag_value
 from .replay import last_steps, logged_steps, trim_metrics_file, unsent
