@@ -15,10 +15,10 @@ import json
 
 import pytest
 from conftest import MODEL, RECIPES
-from fturun.engine.hardware import Hardware, check_hardware
-from fturun.engine.rules import big_model_findings
 
 from fturun.core.errors import RecipeError, RecipeRuntimeError
+from fturun.engine.hardware import Hardware, check_hardware
+from fturun.engine.rules import big_model_findings
 from fturun.testing import build_component, make_context, tiny_recipe, validate
 
 LORA = RECIPES / "lora_cls.json"
@@ -313,8 +313,9 @@ def test_fsdp_schema_refuses_bad_values_located(registry, training, where, fragm
 def test_fsdp_config_built_and_reported(tmp_path, fsdp, config, expected):
     """What TrainingArguments hands accelerate for each form, and what engine.json records of
     it (accelerate's plugin itself needs a GPU to be made)."""
-    from fturun.engine.distributed import describe_fsdp
     from transformers import TrainingArguments
+
+    from fturun.engine.distributed import describe_fsdp
 
     args = TrainingArguments(output_dir=str(tmp_path), fsdp=fsdp, fsdp_config=config,
                              use_cpu=True, report_to="none")
@@ -324,7 +325,6 @@ def test_fsdp_config_built_and_reported(tmp_path, fsdp, config, expected):
 
 def test_engine_json_has_no_fsdp_without_it(registry, tmp_path):
     from fturun.engine.distributed import describe_engine
-
     from fturun.testing import check
 
     result = check(tiny_recipe(tmp_path), registry)

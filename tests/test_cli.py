@@ -64,7 +64,8 @@ def test_components_lists_descriptions_and_params(cli):
 
 
 def test_optimizers_and_schedulers_cover_training_arguments(cli):
-    training = json.loads((ROOT / "fturun" / "schema" / "training_arguments.schema.json").read_text())
+    training = json.loads(
+        (ROOT / "fturun" / "schema" / "training_arguments.schema.json").read_text())
     code, out, _ = cli("components", "optimizer", "--json")
     names = {c["name"] for c in json.loads(out)["optimizer"]}
     assert set(training["properties"]["optim"]["enum"]) <= names

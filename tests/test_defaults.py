@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from fturun.engine.hardware import Hardware
 from fturun.engine.speed_defaults import (
     FTURUN,
@@ -18,7 +19,6 @@ from fturun.engine.speed_defaults import (
     arrow_lengths,
     choose_defaults,
 )
-
 from fturun.testing import check, tiny_recipe
 
 CPU = Hardware()
@@ -164,8 +164,9 @@ def test_check_prints_and_applies_the_defaults(registry, tmp_path):
     assert "chosen: model.params.attn_implementation=sdpa because" in result.output
     # the Trainer's length groups (same seed: the same batches), drawn in a shuffled order
     import torch
-    from fturun.engine.speed_defaults import ShuffledLengthGroups
     from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from fturun.engine.speed_defaults import ShuffledLengthGroups
 
     dataset = result.trainer._remove_unused_columns(result.trainer.train_dataset)
     assert isinstance(result.trainer._get_train_sampler(dataset), ShuffledLengthGroups)

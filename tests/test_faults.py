@@ -580,9 +580,8 @@ def churning_environment():
 def test_environment_scans_survive_a_thread_changing_it():
     """Iterating os.environ while another thread removes a variable raised KeyError in about
     3% of the calls (measured: 126 of 3,933 in 3 s); every scan now reads a snapshot."""
-    from fturun.engine.hardware import Hardware
-
     from fturun.core.redaction import redact_text, secret_values
+    from fturun.engine.hardware import Hardware
 
     calls = 0
     with churning_environment():

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from conftest import RECIPES, ROOT
+
 from fturun.engine.hardware import Hardware, check_model, hardware_problems
 
 LORA = RECIPES / "lora_cls.json"
