@@ -325,7 +325,8 @@ docs/                  this site (MkDocs: mkdocs.yml)
 ```
 
 A run, a check and a search trial are one lifecycle: `fturun RECIPE` opens the tracker and
-runs a `RunSession` (`fturun/run/session.py`); `fturun check` runs the same session's build and
+runs a `RunSession` (`fturun/run/session.py`: build -> callbacks -> Trainer -> train -> stop ->
+evaluate -> predict -> samples -> save -> log); `fturun check` runs the same session's build and
 two steps without tracking; a trial runs a `RunSession` given its nested MLflow run, the study's
 stop and a pruning callback (`tests/test_search.py::test_a_trial_gets_everything_a_run_gets`).
 A task is one record (`fturun/builtin/tasks.py`): adding a task is adding a record, through the

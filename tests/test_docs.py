@@ -46,7 +46,8 @@ def test_the_check_mode_names_a_stale_page(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(generator, "DOCS", tmp_path)
     monkeypatch.setattr(generator, "ROOT", tmp_path)
     assert generator.main(["--check"]) == 1
-    assert "reference/hooks.md is stale: run python dev/docs_reference.py" in capsys.readouterr().err
+    stale = capsys.readouterr().err
+    assert "reference/hooks.md is stale: run python dev/docs_reference.py" in stale
     assert generator.main([]) == 0
     assert generator.main(["--check"]) == 0
     (tmp_path / "layout.md").write_text("# Layout\n")
