@@ -22,7 +22,7 @@ LAYERS = {
     # 2: plugins, registry, schema, tasks, the public plugin API
     "registry": 2, "hookspecs": 2, "plugins": 2, "schema": 2, "tasks": 2, "context": 2,
     "api": 2, "api_version": 2, "contracts": 2, "generate_schemas": 2, "__init__": 2,
-    "chat": 2, "chat_templates": 2,
+    "chat": 2, "chat_templates": 2, "chat_render": 2, "chat_masks": 2, "chat_parity": 2,
     "fsdp_schema": 2,
     # 3: data, the engine (DeepSpeed / launch settings), hardware rules, tracking
     "data": 3, "engine": 3, "hardware": 3, "tracking": 3, "defaults": 3,
