@@ -6,7 +6,7 @@ For each assistant turn, in order, in the render of the whole conversation
 1. where the turn's text is: after the text of the message before it, the first place the
    assistant's content appears as the template may write it: as given, stripped, or, for a
    reasoning turn whose ``<think>...</think>`` the template drops, its answer after
-   ``</think>`` (stripped of leading newlines, or of all surrounding whitespace);
+   ``</think>`` (as is, stripped of leading newlines, or of all surrounding whitespace);
 2. where the trained text starts: right after the template's generation prompt (what
    ``add_generation_prompt`` appends, e.g. ``<|im_start|>assistant\\n``) when that appears
    between the message before and the content (so what the template writes between them,
@@ -69,7 +69,7 @@ def content_forms(content: str) -> list:
     forms = [content, content.strip()]
     if "</think>" in content:
         answer = content.split("</think>")[-1]
-        forms += [answer.lstrip("\n"), answer.strip()]
+        forms += [answer, answer.lstrip("\n"), answer.strip()]
     return [f for f in dict.fromkeys(forms) if f]
 
 
