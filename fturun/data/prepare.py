@@ -124,7 +124,11 @@ def chat_template(recipe_data: dict, context) -> tuple | None:
     tokenizer = context.tokenizer
     sha, origin = prepare_chat_tokenizer(tokenizer, context.recipe, context.recipe_dir)
     check_template(tokenizer, origin, recipe_data.get("train_on", "assistant"))
+    model = context.model
+    rows = model.get_input_embeddings().weight.shape[0] \
+        if hasattr(model, "get_input_embeddings") else len(tokenizer)
     if fit_embeddings(context.model, tokenizer):
+        context.added_token_ids = list(range(rows, len(tokenizer)))
         context.log(f"chat template {origin}: {len(tokenizer):,} tokens with the ones it adds; "
                     "the model's embeddings were resized")
     if context.tracker is not None:
