@@ -50,7 +50,9 @@ def render_text(messages, tokenizer, add_generation_prompt: bool = False, templa
                 where: str = "") -> tuple:
     """``(text, generation_spans)``: ``messages`` rendered once with the tokenizer's chat
     template in transformers' context, and the character spans of its ``{% generation %}``
-    blocks (``[]`` without them). A template that raises is a :class:`TemplateRefusal`."""
+    blocks (``[]`` without them). Keys whose value is None are dropped (a dataset's missing
+    fields), as ``apply_chat_template`` does. A template that raises is a
+    :class:`TemplateRefusal`."""
     import jinja2
     from transformers.utils.chat_template_utils import render_jinja_template
 
@@ -58,7 +60,8 @@ def render_text(messages, tokenizer, add_generation_prompt: bool = False, templa
     blocks = has_generation_blocks(source)
     try:
         rendered, spans = render_jinja_template(
-            conversations=[[dict(m) for m in messages]], chat_template=source,
+            conversations=[[{k: v for k, v in m.items() if v is not None} for m in messages]],
+            chat_template=source,
             return_assistant_tokens_mask=blocks, add_generation_prompt=add_generation_prompt,
             **tokenizer.special_tokens_map)
     except jinja2.TemplateError as exc:

@@ -114,7 +114,6 @@ def test_lora_sft_packed_merged_and_served(architecture, mlflow_server, tmp_path
     code, stdout, stderr = fturun(capsys, "run", tmp_path / "recipe.json")
     log = stdout + stderr
     assert code == 0, log[-3000:]
-    assert "Traceback" not in log
     added = SETUPS[architecture][2].get("chat_template") == "chatml"
     if added:  # ChatML's two markers are new rows, trained
         trained_in = "embed_tokens and lm_head" if architecture == "mistral" else "embed_tokens"

@@ -362,3 +362,11 @@ def test_a_refused_role_is_a_located_error_without_traceback(tmp_path, capsys):
     assert "Traceback" not in err and "jinja2" not in err
     code, out, err = fturun(capsys, "check", path, "data.fold_system=true")
     assert code == 0, err
+
+
+def test_the_pipeline_warns_once_on_parity_before_training(registry, tmp_path):
+    _, _, messages = pipeline_rows("prefill", tmp_path, registry, "assistant", [PLAIN, PLAIN])
+    warnings = [m for m in messages if "train/inference parity" in m]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: chat template of the tokenizer: train/inference "
+                                  "parity: on data.train row 0, turn 1: ")
