@@ -5,11 +5,11 @@ padded one, the template saved in ``model/`` and tagged in MLflow, the tokenizat
 on the template, ``fturun check --show-batch`` and every bad input, located, before any model
 loads.
 
-The expected labels are built independently of fturun's prefix renders: ChatML writes, for each
-message, ``<|im_start|>`` role newline content ``<|im_end|>`` newline, and the WordPiece
-tokenizer drops the whitespace, so a conversation's tokens are the concatenation of each
-message's pieces, and an assistant turn's trained tokens are its content's and its
-``<|im_end|>``."""
+The expected labels are built independently of fturun's masks (:mod:`fturun.chat.masks`):
+ChatML writes, for each message, ``<|im_start|>`` role newline content ``<|im_end|>`` newline,
+and the WordPiece tokenizer drops the whitespace, so a conversation's tokens are the
+concatenation of each message's pieces, and an assistant turn's trained tokens are its
+content's and its ``<|im_end|>``."""
 
 from __future__ import annotations
 
@@ -355,17 +355,21 @@ def test_a_tokenizer_without_a_template_needs_one_before_the_model_loads(tmp_pat
     assert "no_such_model" not in err
 
 
-def test_a_template_whose_prefixes_are_not_token_prefixes_is_refused(tmp_path, capsys):
+def test_a_template_whose_assistant_text_cannot_be_found_is_refused(tmp_path, capsys):
     rows = write_jsonl(tmp_path / "rows.jsonl", FORMATS["messages"][0])
-    (tmp_path / "last.jinja").write_text(
-        "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}"
-        "{% if loop.last %} the end{% else %} more{% endif %}<|im_end|>{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
-    recipe = chat_recipe(rows, chat_template="last.jinja")
+    (tmp_path / "upper.jinja").write_text(  # rewrites the content: nothing to find
+        "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] | upper }}"
+        "<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
+    recipe = chat_recipe(rows, chat_template="upper.jinja")
+    recipe["training"]["output_dir"] = str(tmp_path / "out")
     code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe))
     assert code == 1
-    assert "the chat template file 'last.jinja' cannot mark the assistant turns" in err
+    assert "the chat template file 'upper.jinja' cannot mark the assistant turns: turn 1 " \
+        "(counting messages from 0): its content 'hi how are you' is not in the render" in err
     assert "data.train_on='all'" in err
+    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe),
+                            "data.train_on=all")  # what the refusal suggests works
+    assert code == 0, err
 
 
 def test_chatterbot_conversations_as_messages(registry):

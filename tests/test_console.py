@@ -166,6 +166,7 @@ EXAMPLES = {
     "clm_chat": ["data.split.eval=8", "training.eval_steps=1"],
     "seq2seq_chat": ["data.split.eval=8", "training.eval_steps=1"],  # 2 evals, then samples
     "sft_chat": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
+    "sft_qwen3": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
     "clm_mix": ["data.split.eval=8", "training.eval_steps=1", "generation.eval_rows=2"],
     "search_cls": ["search.n_trials=2", "data.max_eval_samples=8", "training.eval_steps=1"],
 }

@@ -101,6 +101,26 @@ def _takes_past_key_values(peft_model) -> bool:
     return bool(backbone) and takes(base.get_submodule(backbone))
 
 
+def new_token_rows(context, kwargs) -> dict:
+    """LoRA settings that train the embedding rows of the tokens the chat template added
+    (``context.added_token_ids``: new, random rows a frozen base would never train): peft's
+    ``trainable_token_indices`` on the input embeddings, and on the output embeddings when they
+    are not tied to them (the model must learn to write its end marker). Nothing when the recipe
+    trains the embeddings itself (``modules_to_save``, ``trainable_token_indices``)."""
+    model = context.model
+    if kwargs.get("trainable_token_indices") or kwargs.get("modules_to_save"):
+        return {}
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    ids = list(context.added_token_ids)
+    rows = {names[id(inputs)]: ids}
+    if outputs is not None and outputs.weight is not inputs.weight:
+        rows[names[id(outputs)]] = ids
+    context.log(f"adapter: the {len(ids)} tokens the chat template added are trained in "
+                f"{' and '.join(rows)} (peft trainable_token_indices)")
+    return {"trainable_token_indices": rows}
+
+
 def is_quantized(model) -> bool:
     """Whether ``model`` was loaded 4/8-bit by bitsandbytes."""
     return bool(getattr(model, "is_loaded_in_4bit", False)
@@ -141,6 +161,8 @@ def _peft_factory(config_class, schema):
             kwargs["task_type"] = task_type
         if config_class == "PromptTuningConfig" and kwargs.get("prompt_tuning_init") == "TEXT":
             kwargs["tokenizer_name_or_path"] = context.tokenizer.name_or_path
+        if config_class == "LoraConfig" and context.added_token_ids:
+            kwargs.update(new_token_rows(context, kwargs))
         try:
             config = getattr(peft, config_class)(**kwargs)
             model = peft.get_peft_model(prepare_quantized(context), config)

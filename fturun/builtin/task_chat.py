@@ -2,7 +2,7 @@
 run's chat template, labels only on the trained turns (``data.train_on``; completion-only loss
 by default), and sample generations that answer a prompt with the template's generation prompt.
 
-The masks come from :func:`fturun.api.conversation_tokens` (prefix renders of the template); the
+The masks come from :func:`fturun.api.conversation_tokens` (the one render of each row); the
 rows whose trained tokens ``data.max_length`` cut off are dropped by the data pipeline
 afterwards, with a warning. The collators keep the labels: padded with -100
 (``language_modeling`` with ``mlm=false``), or packed with positions restarting per example
@@ -23,18 +23,21 @@ def tokenize(ds, tokenizer, settings, split):
     return ds.map(
         _tokenize_rows,
         batched=True,
+        with_indices=True,
         remove_columns=list(ds.column_names),
-        fn_kwargs={"tokenizer": tokenizer, "max_length": settings.max_length,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": settings.max_length, "split": split,
                    "train_on": settings.train_on, "template": settings.chat_template or "",
                    "template_sha256": settings.chat_template_sha256},
         desc=f"tokenize {split} conversations",
     )
 
 
-def _tokenize_rows(batch, tokenizer, max_length, train_on, template, template_sha256):
+def _tokenize_rows(batch, indices, tokenizer, max_length, split, train_on, template,
+                   template_sha256):
     out = {"input_ids": [], "attention_mask": [], "labels": []}
-    for messages in batch["messages"]:
-        ids, labels = conversation_tokens(messages, tokenizer, train_on, max_length, template)
+    for messages, index in zip(batch["messages"], indices):
+        ids, labels = conversation_tokens(messages, tokenizer, train_on, max_length, template,
+                                          where=f"data.{split} row {index}")
         out["input_ids"].append(ids)
         out["attention_mask"].append([1] * len(ids))
         out["labels"].append(labels)

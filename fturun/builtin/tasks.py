@@ -61,7 +61,8 @@ CAUSAL_LM = Task(
     default_collator={"name": "language_modeling", "params": {"mlm": False}},
     packed_collator="packing",
     always_metrics=("perplexity",),
-    data_keys={"block_size", "packing", "format", "chat_template", "train_on"},
+    data_keys={"block_size", "packing", "format", "chat_template", "train_on",
+               "fold_system"},
     generates=True,
     mean_loss=False,  # the loss honours num_items_in_batch
     argmax_logits=True,

@@ -4,14 +4,14 @@ A conversation is a list of messages ``{"role", "content"}`` (roles :data:`ROLES
 ``data.format`` maps its rows into it (:mod:`fturun.data.conversations`); the chat template of
 the tokenizer (:mod:`fturun.chat.templates`) renders it to text.
 
-The trained tokens are found from the rendered template itself: for each assistant turn ``i``,
-the tokens of the render of the turns before it with the generation prompt mark where the turn
-starts, the tokens of the render up to and including it where it ends (its content, the
-template's end-of-turn marker and what the template writes after it). Both renders must be
-token prefixes of the whole conversation's tokens; a template for which they are not (one that
-writes something else when a turn is not the last) is refused, naming the template: its masks
-would be wrong. Texts are encoded without the tokenizer's own special tokens (the template
-writes what it needs), as ``apply_chat_template`` does.
+The trained tokens are found in the one render of the whole conversation
+(:mod:`fturun.chat.masks`): each assistant turn's text as the template writes it, plus the end
+marker it writes after it; a template whose assistant text cannot be found is refused, naming
+the template and the turn. Renders get transformers' context and a template's own refusal is
+an error naming the row (:mod:`fturun.chat.render`). Before training, the generation prompt
+is compared with the training render (:mod:`fturun.chat.parity`). Texts are encoded without
+the tokenizer's own special tokens (the template writes what it needs), as
+``apply_chat_template`` does.
 
 ``data.train_on`` (:data:`TRAIN_ON`): ``assistant`` (every assistant turn, the default),
 ``last_assistant`` (the last one only), ``all`` (every token).
@@ -20,6 +20,8 @@ writes what it needs), as ``apply_chat_template`` does.
 from __future__ import annotations
 
 from ..core.errors import RecipeRuntimeError
+from .masks import IGNORE, token_labels, turn_spans  # noqa: F401 (IGNORE: re-exported)
+from .render import TemplateRefusal, render_text
 
 #: ``data.format`` -> what its rows hold (the schema's description and the errors quote it)
 CHAT_FORMATS = {
@@ -34,7 +36,6 @@ CHAT_FORMATS = {
 }
 ROLES = ("system", "user", "assistant", "tool")
 TRAIN_ON = ("assistant", "last_assistant", "all")
-IGNORE = -100  # the label of a token the loss ignores
 
 
 def render(messages, tokenizer, add_generation_prompt: bool = False) -> str:
@@ -57,52 +58,24 @@ def trained_turns(messages, train_on: str) -> list:
     return turns if train_on == "assistant" else []
 
 
-def assistant_spans(messages, tokenizer, turns, ids, template: str = "") -> list:
-    """``[(start, end)]`` token spans of the assistant ``turns`` in ``ids`` (the tokens of
-    the whole conversation). :class:`TemplatePrefixError` when a prefix render is not a token
-    prefix of ``ids``."""
-    spans = []
-    for turn in turns:
-        start = encode_rendered(render(messages[:turn], tokenizer, add_generation_prompt=True),
-                       tokenizer)
-        end = encode_rendered(render(messages[:turn + 1], tokenizer), tokenizer)
-        for prefix in (start, end):
-            if ids[:len(prefix)] != prefix:
-                raise TemplatePrefixError(template, turn)
-        spans.append((len(start), len(end)))
-    return spans
-
-
 def conversation_tokens(messages, tokenizer, train_on: str = "assistant",
-                        max_length: int | None = None, template: str = "") -> tuple:
+                        max_length: int | None = None, template: str = "",
+                        where: str = "") -> tuple:
     """``(input_ids, labels)`` of one conversation: labels are the token ids on the trained
-    tokens and :data:`IGNORE` elsewhere; both cut to ``max_length``."""
-    ids = encode_rendered(render(messages, tokenizer), tokenizer)
+    tokens (:mod:`fturun.chat.masks`) and :data:`IGNORE` elsewhere; both cut to
+    ``max_length``. ``where`` (e.g. ``data.train row 3``) locates the template's errors."""
     if train_on == "all":
+        text, _ = render_text(messages, tokenizer, False, template, where)
+        ids, _ = token_labels(text, [], tokenizer)
         labels = list(ids)
     else:
-        labels = [IGNORE] * len(ids)
-        for start, end in assistant_spans(messages, tokenizer,
-                                          trained_turns(messages, train_on), ids, template):
-            labels[start:end] = ids[start:end]
+        text, spans = turn_spans(messages, tokenizer, template, where)
+        trained = set(trained_turns(messages, train_on))
+        ids, labels = token_labels(text, [(s.start, s.end) for s in spans
+                                          if s.turn in trained], tokenizer)
     if max_length is not None:
         ids, labels = ids[:max_length], labels[:max_length]
     return ids, labels
-
-
-class TemplatePrefixError(RecipeRuntimeError):
-    """A chat template whose render of the first turns is not a token prefix of the render of
-    the whole conversation: the assistant turns cannot be marked."""
-
-    def __init__(self, template: str, turn: int):
-        self.template, self.turn = template, turn
-        super().__init__(
-            f"data.chat_template: the chat template {template or 'of the tokenizer'} cannot "
-            f"mark the assistant turns: rendering the conversation up to turn {turn} does not "
-            "give the first tokens of the whole conversation (the template writes something "
-            "else when a turn is not the last); use a template whose render of the first turns "
-            "starts the render of the whole conversation (e.g. 'chatml'), or "
-            "data.train_on='all'")
 
 
 #: the conversation the template is tried on before any row is tokenized
@@ -112,20 +85,20 @@ PROBE = ({"role": "user", "content": "hello there"},
          {"role": "assistant", "content": "good to hear"})
 
 
-def check_template(tokenizer, template: str = "") -> None:
+def check_template(tokenizer, template: str = "", train_on: str = "assistant") -> None:
     """Refuse (:class:`RecipeRuntimeError`, naming ``template``) a chat template that cannot
-    render a plain two-turn conversation, or whose prefix renders are not token prefixes of the
-    whole render (:func:`assistant_spans`)."""
+    render a plain two-turn conversation, or (unless ``train_on`` is ``all``) whose assistant
+    turns cannot be found in its render (:class:`fturun.chat.masks.TemplateMaskError`)."""
     try:
-        ids = encode_rendered(render(PROBE, tokenizer), tokenizer)
-        assistant_spans(PROBE, tokenizer, [1, 3], ids, template)
-    except TemplatePrefixError:
-        raise
-    except Exception as exc:  # jinja2's errors, raise_exception() of the template
+        if train_on == "all":
+            render_text(PROBE, tokenizer, False, template)
+        else:
+            turn_spans(PROBE, tokenizer, template)
+    except TemplateRefusal as exc:
         raise RecipeRuntimeError(
             f"data.chat_template: the chat template {template} cannot render a conversation "
-            f"of user and assistant turns ({type(exc).__name__}: {exc}); fix the template or "
-            "name another one") from None
+            f"of user and assistant turns ({exc.message}); fix the template or name another "
+            "one") from None
 
 
 def prompt_and_answer(messages, tokenizer) -> tuple:
@@ -143,11 +116,19 @@ def prompt_and_answer(messages, tokenizer) -> tuple:
 
 def end_of_turn_ids(tokenizer) -> list:
     """The special tokens the template writes at the end of an assistant turn (ChatML:
-    ``<|im_end|>``), plus the tokenizer's end token: where generation of a turn stops."""
-    ids = encode_rendered(render(PROBE[:2], tokenizer), tokenizer)
-    (start, end), = assistant_spans(PROBE[:2], tokenizer, [1], ids)
-    special = set(tokenizer.all_special_ids)
-    found = [i for i in ids[start:end] if i in special]
+    ``<|im_end|>``; gpt-oss: ``<|end|>`` and, after the last turn, ``<|return|>``), plus the
+    tokenizer's end token: where generation of a turn stops."""
+    found = []
+    try:
+        text, spans = turn_spans(PROBE, tokenizer)
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        added = set(tokenizer.get_added_vocab().values()) | set(tokenizer.all_special_ids)
+        for span in spans:
+            found += [i for i, (begin, end) in zip(encoded["input_ids"],
+                                                    encoded["offset_mapping"])
+                      if span.content_end <= begin < span.end and end > begin and i in added]
+    except RecipeRuntimeError:  # a template fturun cannot mark: the end token only
+        pass
     if tokenizer.eos_token_id is not None:
         found.append(tokenizer.eos_token_id)
     return list(dict.fromkeys(found))

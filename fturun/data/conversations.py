@@ -11,6 +11,9 @@ Formats and the columns they read (``data.columns`` renames them):
   the instruction (and the input after a blank line), the assistant turn the output;
 - ``prompt_completion``: ``prompt`` and ``completion``: one user and one assistant turn.
 
+``data.fold_system`` folds a leading system message into the first user turn (for templates
+without a system role, such as Gemma's).
+
 A row that does not fit its format is an error naming the split, the row (counting from 0) and
 the field, with the number of such rows: nothing trains on half-read data.
 """
@@ -18,6 +21,7 @@ the field, with the number of such rows: nothing trains on half-read data.
 from __future__ import annotations
 
 from ..chat.conversation import IGNORE, ROLES
+from ..chat.render import fold_system
 from ..core.errors import RecipeRuntimeError
 
 #: format -> its column keys (``data.columns.<key>``) and their default source names
@@ -35,7 +39,10 @@ SHOWN_PROBLEMS = 3
 
 
 class RowProblem(Exception):
-    """A row that does not fit its format: ``field`` and what is wrong with it."""
+    """``data.fold_system`` folds a leading system message into the first user turn (for templates
+without a system role, such as Gemma's).
+
+A row that does not fit its format: ``field`` and what is wrong with it."""
 
     def __init__(self, field: str, what: str):
         self.field, self.what = field, what
@@ -62,7 +69,9 @@ def select_conversations(ds, split: str, recipe_data: dict, context):
                 "the rows have")
     names = {key: name for key, name in names.items() if name in present}
     mapped = ds.map(_to_messages, batched=True, with_indices=True, remove_columns=present,
-                    fn_kwargs={"fmt": fmt, "names": names}, desc=f"{split}: {fmt} rows")
+                    fn_kwargs={"fmt": fmt, "names": names,
+                               "fold": bool(recipe_data.get("fold_system"))},
+                    desc=f"{split}: {fmt} rows")
     bad = mapped.filter(lambda problem: bool(problem), input_columns="problem",
                         desc=f"{split}: rows that do not fit")
     if len(bad):
@@ -83,12 +92,13 @@ def _reads(fmt: str) -> str:
     return CHAT_FORMATS[fmt]
 
 
-def _to_messages(batch, indices, fmt, names):
+def _to_messages(batch, indices, fmt, names, fold=False):
     out = {"messages": [], "problem": [], "row": []}
     for i, index in enumerate(indices):
         row = {key: batch[name][i] for key, name in names.items()}
         try:
             messages = row_messages(row, fmt)
+            messages = fold_system(messages) if fold else messages
             problem = ""
         except RowProblem as exc:
             messages, problem = [], f"{exc} (column '{names.get(exc.field.split('[')[0], '')}')"

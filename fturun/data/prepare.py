@@ -4,6 +4,7 @@ before the model exists, tokenize them once its tokenizer does."""
 from __future__ import annotations
 
 from ..chat.conversation import check_template
+from ..chat.parity import check_parity
 from ..chat.templates import fit_embeddings, prepare_chat_tokenizer
 from ..core.errors import RecipeRuntimeError
 from ..plugin.tasks import DEFAULT_MAX_LENGTH, TokenizeSettings, generation_eval_rows, get_task
@@ -96,6 +97,10 @@ def tokenize_datasets(splits: dict, recipe_data: dict, context) -> dict:
     task = context.task_record
     template = chat_template(recipe_data, context)
     settings = tokenize_settings(recipe_data, context, template)
+    if template is not None and "train" in splits:  # once, on real rows, before training
+        train = splits["train"]
+        check_parity(train.select(range(min(len(train), 3))), context.tokenizer,
+                     settings.train_on, template[1], context.log)
     check_model_positions(settings, context.model)
     for split, ds in splits.items():  # every split before any work: fail early, not midway
         check_room(ds, split, task, context.tokenizer, settings)
@@ -118,8 +123,12 @@ def chat_template(recipe_data: dict, context) -> tuple | None:
         return None
     tokenizer = context.tokenizer
     sha, origin = prepare_chat_tokenizer(tokenizer, context.recipe, context.recipe_dir)
-    check_template(tokenizer, origin)
+    check_template(tokenizer, origin, recipe_data.get("train_on", "assistant"))
+    model = context.model
+    rows = model.get_input_embeddings().weight.shape[0] \
+        if hasattr(model, "get_input_embeddings") else len(tokenizer)
     if fit_embeddings(context.model, tokenizer):
+        context.added_token_ids = list(range(rows, len(tokenizer)))
         context.log(f"chat template {origin}: {len(tokenizer):,} tokens with the ones it adds; "
                     "the model's embeddings were resized")
     if context.tracker is not None:

@@ -55,6 +55,9 @@ class BuildContext:
     #: with a list of ``data.train`` sources: the realised mix (:class:`fturun.data.mixing.Mix`:
     #: each source's weight and the rows it gave); None for one source
     train_mix: Any = None
+    #: ids of the tokens the chat template added to the tokenizer, for which the model's
+    #: embeddings were resized (new, untrained rows): an adapter trains them too
+    added_token_ids: list = field(default_factory=list)
     log: Any = print
     _task_record: Any = field(default=None, init=False, repr=False, compare=False)
 

@@ -45,7 +45,7 @@ FIRST_PARTY_TASKS = {"preference": ("fturun-trl", "plugins/fturun-trl")}
 
 #: the data settings only some tasks accept (``Task.data_keys``); the schema describes them
 DATA_KEYS = frozenset({"block_size", "packing", "max_target_length", "label_all_tokens",
-                       "format", "chat_template", "train_on"})
+                       "format", "chat_template", "train_on", "fold_system"})
 
 #: ``Task.labels``: what a row's label is, if it has one
 LABEL_KINDS = ("classes", "tags", None)

@@ -84,6 +84,7 @@ def merge_into_reloaded_base(build, data: dict, adapter_dir: str):
     from peft import PeftModel
 
     from .build import build_component
+    from .chat_templates import fit_embeddings
 
     name, params = component_ref(data["model"])
     params = dict(params)
@@ -95,6 +96,7 @@ def merge_into_reloaded_base(build, data: dict, adapter_dir: str):
           f"model loaded again, unquantized, in {dtype}", flush=True)
     base, _ = build_component(build.registry, "model", {"name": name, "params": params},
                               build.context)
+    fit_embeddings(base, build.tokenizer)  # the rows of the tokens a chat template added
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..chat.templates import template_problem
 
 #: the ``data`` keys of conversation rows
-CHAT_KEYS = ("format", "chat_template", "train_on")
+CHAT_KEYS = ("format", "chat_template", "train_on", "fold_system")
 #: ``data.format`` -> the ``data.columns`` keys it reads
 FORMAT_COLUMN_KEYS = {
     "messages": ("messages",), "sharegpt": ("messages",),
@@ -30,6 +30,7 @@ def check_chat_data(base_dir: str, data_section: dict, record, add, registry) ->
     if "format" not in record.data_keys:
         for key in present:
             what = "picks the trained turns of conversation rows" if key == "train_on" else \
+                "folds system messages into user turns" if key == "fold_system" else \
                 "renders conversation rows" if key == "chat_template" else \
                 "makes the rows conversations"
             add(["data", key], f"data.{key} {what} (data.format, task "

@@ -153,6 +153,11 @@ DATA = {
                                          "file relative to the recipe (default: the "
                                          "tokenizer's own); its special tokens are added and "
                                          "the embeddings resized"},
+        "fold_system": {"type": "boolean", "default": False,
+                        "description": "with data.format: fold a leading system message into "
+                                       "the first user turn (its text, a blank line, the "
+                                       "user's), for chat templates without a system role "
+                                       "(Gemma)"},
         "train_on": {"enum": list(TRAIN_ON), "default": "assistant",
                      "description": "with data.format: the tokens in the loss: 'assistant' "
                                     "(every assistant turn), 'last_assistant' (the last one), "
