@@ -55,6 +55,9 @@ class BuildContext:
     #: with a list of ``data.train`` sources: the realised mix (:class:`fturun.data.mixing.Mix`:
     #: each source's weight and the rows it gave); None for one source
     train_mix: Any = None
+    #: what the data pipeline read and dropped, per source (:class:`fturun.data.drops.DataLog`:
+    #: the data report's rows read / dropped with the reason and the first row numbers)
+    data_log: Any = None
     log: Any = print
     _task_record: Any = field(default=None, init=False, repr=False, compare=False)
 
