@@ -50,9 +50,11 @@ def length_figures(measured, max_length: int | None) -> dict:
            "first_truncated_rows": first(cut)}
     if measured.trained is not None:
         untrained = [t == 0 for t in measured.trained_kept]
+        # over the rows the run keeps: it drops those with no trained token left
+        trained_rows_tokens = sum(k for k, none in zip(kept, untrained) if not none)
         out.update(
             trained_tokens=sum(measured.trained_kept),
-            trained_share=share(sum(measured.trained_kept), kept_tokens),
+            trained_share=share(sum(measured.trained_kept), trained_rows_tokens),
             trained_tokens_lost=sum(measured.trained) - sum(measured.trained_kept),
             last_turn_cut_rows=sum(measured.last_cut),
             last_turn_cut_share=share(sum(measured.last_cut), len(lengths)),

@@ -73,7 +73,8 @@ def _split_lines(split: str, f: dict) -> list:
                       if f["first_truncated_rows"] else ""))
     if "trained_share" in f:
         out.append(f"  trained tokens: {f['trained_tokens']:,} ({pct(f['trained_share'])} of "
-                   f"the tokens kept; {f['trained_tokens_lost']:,} trained tokens cut off)")
+                   f"the tokens of the rows kept; {f['trained_tokens_lost']:,} trained tokens "
+                   "cut off)")
         out.append(f"  last trained turn cut: {f['last_turn_cut_rows']:,} rows "
                    f"({pct(f['last_turn_cut_share'])})"
                    + (f"; first rows {_rows(f['first_last_turn_cut_rows'])}"
