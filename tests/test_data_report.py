@@ -81,7 +81,8 @@ def test_classification_figures_match_hand_counts(cli, cls_recipe):
     assert train["labels"]["counts"] == {"neg": 2, "pos": 4, "neutral": 0}
     assert train["duplicates"] == {"exact": 1, "near_exact": 2,
                                    "duplicate_share": pytest.approx(2 / 6, abs=1e-6),
-                                   "first_rows": [3, 5]}
+                                   "first_rows": [3, 5],
+                                   "first_texts": ["hello world", "cat cat cat"]}
 
     evals = report["splits"]["eval"]
     assert evals["labels"]["unseen_in_train"] == ["neutral"]
@@ -89,6 +90,7 @@ def test_classification_figures_match_hand_counts(cli, cls_recipe):
     assert (dup["exact"], dup["near_exact"]) == (1, 1)
     assert (dup["leaked_exact"], dup["leaked"], dup["first_leaked_rows"]) == (1, 2, [0, 1])
     assert dup["leaked_share"] == 0.5
+    assert dup["first_leaked_texts"] == ["Cat cat cat.", "hello world"]
     assert evals["truncated_rows"] == 0
     assert any("data.train: 33.3% of the rows truncated" in w for w in report["warnings"])
     assert any("data.eval: 50.0% of the rows also in train" in w for w in report["warnings"])
@@ -231,6 +233,9 @@ def test_preprocessed_folder_is_reused_without_tokenizing(cli, cls_recipe, tmp_p
     assert code == 0
     assert (tmp_path / "out" / "model").is_dir()
     assert read_json(tmp_path / "out" / "data" / "report.json")["splits"]["train"]["rows"] == 6
+    # the picture drawn when the splits were written, not an empty one
+    assert (tmp_path / "out" / "data" / "token_lengths.png").read_bytes() == \
+        (prep / "report" / "token_lengths.png").read_bytes()
 
 
 def test_preprocessed_folder_refused_after_a_change(cli, cls_recipe, tmp_path, tokenizer):

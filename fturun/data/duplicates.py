@@ -67,6 +67,15 @@ class Duplicates:
         return out
 
 
+def preview(ds, rows: list, width: int = 60) -> list:
+    """The start of the text of each of ``rows`` of a prepared split (to find them)."""
+    shown = []
+    for i in rows:
+        text = " ".join(row_text(ds[i]).replace("\x1f", " | ").split())
+        shown.append(text if len(text) <= width else text[:width - 3] + "...")
+    return shown
+
+
 def split_keys(ds) -> list:
     """``[(exact, near)]`` of every row of a prepared split."""
     columns = [c for c in TEXT_COLUMNS if c in ds.column_names]

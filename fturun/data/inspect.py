@@ -10,10 +10,10 @@ import os
 
 from ..core.dist import is_main_process
 from ..core.errors import RecipeRuntimeError
-from ..core.io import write_json, write_text
+from ..core.io import write_bytes, write_json, write_text
 from ..recipe.refs import component_ref
 from . import report as figures
-from .duplicates import find_duplicates, split_keys
+from .duplicates import find_duplicates, preview, split_keys
 from .histogram import HISTOGRAM_FILE, write_histogram
 from .limits import check_limits
 from .measure import measure_split
@@ -64,7 +64,7 @@ def build_report(splits: dict, recipe_data: dict, context, tokenizer, recipe_pat
     lengths, labels = {}, {}
     for split, ds in splits.items():
         f = {"rows": len(ds)}
-        measured = measure_split(ds, split, context.task_record, tokenizer, settings)
+        measured = _measured(ds, split, context, tokenizer, settings)
         if measured is not None:
             lengths[split] = measured.lengths
             f.update(figures.length_figures(measured, None if block else settings.max_length))
@@ -84,8 +84,25 @@ def build_report(splits: dict, recipe_data: dict, context, tokenizer, recipe_pat
     figures.unseen_labels(labels)
     found = find_duplicates({split: split_keys(ds) for split, ds in splits.items()})
     for split, dup in found.items():
-        report["splits"][split]["duplicates"] = dup.as_dict()
+        figures_of = report["splits"][split]["duplicates"] = dup.as_dict()
+        figures_of["first_texts"] = preview(splits[split], dup.first_rows[:3])
+        if dup.first_leaked:
+            figures_of["first_leaked_texts"] = preview(splits[split], dup.first_leaked[:3])
     return report, lengths
+
+
+def _measured(ds, split, context, tokenizer, settings):
+    """:func:`measure_split`, or None (said once) when the task's ``tokenize`` cannot take
+    whole rows (a plugin task's own limits): the report goes on without lengths."""
+    try:
+        return measure_split(ds, split, context.task_record, tokenizer, settings)
+    except RecipeRuntimeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin task's tokenize: report what we can
+        context.log(f"data report: data.{split}: token lengths not measured, task "
+                    f"'{context.task}' cannot tokenize whole rows ({type(exc).__name__}: "
+                    f"{exc})")
+        return None
 
 
 def metrics_of(report: dict) -> dict:
@@ -107,13 +124,20 @@ def metrics_of(report: dict) -> dict:
     return out
 
 
-def write_report(report: dict, lengths: dict, folder: str) -> str:
-    """``report.json``, ``report.txt`` and ``token_lengths.png`` in ``folder``; returns it."""
+def write_report(report: dict, lengths: dict, folder: str, histogram: str | None = None) \
+        -> str:
+    """``report.json``, ``report.txt`` and ``token_lengths.png`` in ``folder`` (the histogram
+    drawn from ``lengths``, or copied from the file ``histogram``); returns ``folder``."""
     os.makedirs(folder, exist_ok=True)
     write_json(os.path.join(folder, REPORT_FILE), report)
     write_text(os.path.join(folder, TEXT_FILE), full_text(report))
-    max_length = next((f.get("max_length") for f in report["splits"].values()), None)
-    write_histogram(lengths, max_length, os.path.join(folder, HISTOGRAM_FILE))
+    target = os.path.join(folder, HISTOGRAM_FILE)
+    if histogram is not None:
+        with open(histogram, "rb") as handle:
+            write_bytes(target, handle.read())
+    else:
+        max_length = next((f.get("max_length") for f in report["splits"].values()), None)
+        write_histogram(lengths, max_length, target)
     return folder
 
 
@@ -135,15 +159,17 @@ def report_for_run(splits: dict, recipe_data: dict, registry, model_ref, context
     return report
 
 
-def publish(report: dict, lengths: dict, context) -> None:
-    """Print the summary and warnings; write the files and log them (main process only)."""
+def publish(report: dict, lengths: dict, context, histogram: str | None = None) -> None:
+    """Print the summary and warnings; write the files (:func:`write_report`) and log them
+    (main process only)."""
     for line in summary_lines(report):
         context.log(f"data report: {line}")
     for line in report.get("warnings") or []:
         context.log(line)
     if not is_main_process():
         return
-    folder = write_report(report, lengths, os.path.join(context.output_dir, REPORT_FOLDER))
+    folder = write_report(report, lengths, os.path.join(context.output_dir, REPORT_FOLDER),
+                          histogram)
     tracker = context.tracker
     if tracker is not None:
         tracker.log_metrics(metrics_of(report), 0)

@@ -15,8 +15,10 @@ import os
 from ..core.errors import RecipeRuntimeError
 from ..core.io import read_json, write_json
 from .fingerprint import tokenizer_digest
+from .histogram import HISTOGRAM_FILE
 
 MANIFEST = "fturun-preprocessed.json"
+REPORT_FOLDER = "report"  # the data report written with the splits
 FORMAT = 1
 #: data keys that do not change the tokenized rows
 UNCHANGING = ("preprocessed", "limits")
@@ -92,9 +94,10 @@ def check_preprocessed(manifest: dict, recipe: dict, tokenizer, shown: str) -> N
 
 
 def read_preprocessed(folder: str, shown: str, context, tokenizer) -> tuple:
-    """``(splits, report)`` of a preprocessed folder, checked against the run's recipe and
-    tokenizer (:func:`check_preprocessed`); sets the context's label names, model kwargs and
-    samples as the data pipeline would have."""
+    """``(splits, report, histogram)`` of a preprocessed folder (``histogram``: its
+    token-length picture), checked against the run's recipe and tokenizer
+    (:func:`check_preprocessed`); sets the context's label names, model kwargs and samples as
+    the data pipeline would have."""
     from datasets import load_from_disk
 
     manifest = read_manifest(folder, shown)
@@ -109,4 +112,5 @@ def read_preprocessed(folder: str, shown: str, context, tokenizer) -> tuple:
     context.train_dataset, context.eval_dataset = splits.get("train"), splits.get("eval")
     context.log(f"data: read from {shown} (preprocessed: " + ", ".join(
         f"{split} {len(ds):,} rows" for split, ds in splits.items()) + "), not tokenized again")
-    return splits, manifest["report"]
+    histogram = os.path.join(folder, REPORT_FOLDER, HISTOGRAM_FILE)
+    return splits, manifest["report"], histogram if os.path.isfile(histogram) else None

@@ -89,14 +89,7 @@ def _split_lines(split: str, f: dict) -> list:
             out.append(f"  labels with no train rows: {', '.join(labels['unseen_in_train'])}")
     dup = f.get("duplicates")
     if dup:
-        out.append(f"  duplicates within {split}: {dup['exact']:,} exact, {dup['near_exact']:,} "
-                   f"exact or near-exact ({pct(dup['duplicate_share'])})"
-                   + (f"; first rows {_rows(dup['first_rows'])}" if dup["first_rows"] else ""))
-        if "leaked" in dup:
-            out.append(f"  also in train: {dup['leaked_exact']:,} exact, {dup['leaked']:,} exact "
-                       f"or near-exact ({pct(dup['leaked_share'])})"
-                       + (f"; first rows {_rows(dup['first_leaked_rows'])}"
-                          if dup["first_leaked_rows"] else ""))
+        out.extend(_duplicate_lines(split, dup))
     empty = f.get("empty_turns")
     if empty is not None:
         out.append(f"  conversations with an empty turn: {empty['rows']:,}"
@@ -116,3 +109,17 @@ def _packing_line(p: dict) -> str:
         return (f"packing: no padding (efficiency 100%; padded batches would be "
                 f"{pct(p['padded_efficiency'])} real tokens)")
     return f"padding: {pct(p['efficiency'])} of the tokens in a batch are real tokens"
+
+
+def _duplicate_lines(split: str, dup: dict) -> list:
+    out = [f"  duplicates within {split}: {dup['exact']:,} exact, {dup['near_exact']:,} exact or "
+           f"near-exact ({pct(dup['duplicate_share'])})"
+           + (f"; first rows {_rows(dup['first_rows'])}" if dup["first_rows"] else "")]
+    out.extend(f"      {text!r}" for text in dup.get("first_texts") or [])
+    if "leaked" in dup:
+        out.append(f"  also in train: {dup['leaked_exact']:,} exact, {dup['leaked']:,} exact or "
+                   f"near-exact ({pct(dup['leaked_share'])})"
+                   + (f"; first rows {_rows(dup['first_leaked_rows'])}"
+                      if dup["first_leaked_rows"] else ""))
+        out.extend(f"      {text!r}" for text in dup.get("first_leaked_texts") or [])
+    return out

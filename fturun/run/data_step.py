@@ -19,6 +19,7 @@ from ..data.inspect import (
 )
 from ..data.limits import check_limits
 from ..data.prepare import chat_template
+from ..data.preprocessed import REPORT_FOLDER as PREPROCESSED_REPORT
 from ..data.preprocessed import read_preprocessed, write_preprocessed
 
 
@@ -30,10 +31,10 @@ def prepare_data(data: dict, registry, context, recipe_path: str) -> tuple:
     if data_cfg.get("preprocessed"):
         shown = data_cfg["preprocessed"]
         tokenizer = _tokenizer_or_refuse(registry, data, context, "data.preprocessed")
-        splits, report = read_preprocessed(context.resolve_path(shown), shown, context,
-                                           tokenizer)
+        splits, report, histogram = read_preprocessed(context.resolve_path(shown), shown,
+                                                      context, tokenizer)
         report["warnings"] = check_limits(report, data_cfg.get("limits"))
-        publish(report, {}, context)
+        publish(report, {}, context, histogram)
         return splits, True
     splits = prepare_datasets(data_cfg, registry, context)
     report_for_run(splits, data_cfg, registry, data["model"], context, recipe_path)
@@ -89,5 +90,6 @@ def inspect_data(recipe, registry, context, write: str | None = None) -> tuple:
     report["folder"] = write_report(report, lengths, folder)
     if write:
         write_preprocessed(write, tokenized, report, shadow, tokenizer)
+        write_report(report, lengths, os.path.join(write, PREPROCESSED_REPORT))
         report["written"] = write
     return report, limit_error
