@@ -57,6 +57,9 @@ class Build:
     #: the speed defaults considered (:mod:`fturun.engine.speed_defaults`): chosen, or kept from
     #: the recipe
     defaults: list = field(default_factory=list)
+    #: the data report (:mod:`fturun.data.inspect`; its summary: ``summary_lines``), None
+    #: when the model gives no tokenizer alone
+    data_report: dict | None = None
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -122,7 +125,7 @@ def _build_data_and_model(data: dict, registry, context, check_rows, recipe_path
     from ``data.preprocessed``), model and adapter."""
     training, data_cfg, cuda = context.training_args, data["data"], cuda_available()
     with main_process_first(training, cuda):  # fills the cache the other processes read
-        splits, preprocessed = prepare_data(data, registry, context, recipe_path)
+        splits, preprocessed, data_report = prepare_data(data, registry, context, recipe_path)
     real_sizes = {split: len(ds) for split, ds in splits.items()}
     if check_rows:
         splits = {split: subsample(ds, check_rows, context.seed) for split, ds in splits.items()}
@@ -140,7 +143,7 @@ def _build_data_and_model(data: dict, registry, context, check_rows, recipe_path
     fix_loss_scaling(model, context.task_record.mean_loss)
     check_mergeable(data, model)
     return Build(context=context, splits=splits, model=model, tokenizer=tokenizer,
-                 real_sizes=real_sizes, cuda=cuda)
+                 real_sizes=real_sizes, cuda=cuda, data_report=data_report)
 
 
 def _build_training_parts(recipe, registry, build: Build) -> tuple:

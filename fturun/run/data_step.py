@@ -24,8 +24,9 @@ from ..data.preprocessed import read_preprocessed, write_preprocessed
 
 
 def prepare_data(data: dict, registry, context, recipe_path: str) -> tuple:
-    """``(splits, preprocessed)``: the prepared splits and their report (printed, written,
-    logged, limits checked), or the tokenized splits of ``data.preprocessed`` (then
+    """``(splits, preprocessed, report)``: the prepared splits and their report (printed,
+    written, logged, limits checked; None when the model gives no tokenizer alone), or the
+    tokenized splits of ``data.preprocessed`` and the report written with them (then
     ``preprocessed`` is True: nothing left to tokenize)."""
     data_cfg = data["data"]
     if data_cfg.get("preprocessed"):
@@ -35,10 +36,10 @@ def prepare_data(data: dict, registry, context, recipe_path: str) -> tuple:
                                                       context, tokenizer)
         report["warnings"] = check_limits(report, data_cfg.get("limits"))
         publish(report, {}, context, histogram)
-        return splits, True
+        return splits, True, report
     splits = prepare_datasets(data_cfg, registry, context)
-    report_for_run(splits, data_cfg, registry, data["model"], context, recipe_path)
-    return splits, False
+    report = report_for_run(splits, data_cfg, registry, data["model"], context, recipe_path)
+    return splits, False, report
 
 
 def tokenize_data(splits: dict, data_cfg: dict, context, preprocessed: bool) -> dict:
