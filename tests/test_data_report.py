@@ -255,6 +255,9 @@ def test_preprocessed_folder_refused_after_a_change(cli, cls_recipe, tmp_path, t
     assert "was tokenized with another tokenizer than this run's" in err
     code, out, err = cli(cls_recipe, f"data.preprocessed={tmp_path / 'none'}")
     assert code == 1 and "is not a folder written by 'fturun data RECIPE --write" in err
+    code, out, err = cli("data", cls_recipe, f"data.preprocessed={prep}")
+    assert code == 1 and "fturun data reads the recipe's sources; this recipe reads " \
+                         "data.preprocessed" in err
 
 
 @pytest.mark.parametrize("override, message", [

@@ -1,7 +1,7 @@
 """The data report's figures: per split, the rows read and dropped (the reason, the first row
 numbers), token lengths against ``data.max_length``, truncation, the trained share of
 conversations, labels, duplicates and leakage, empty texts and packing. Pure arithmetic on what
-:mod:`.measure`, :mod:`.duplicates` and :mod:`.drops` gathered; :mod:`.inspect` runs it."""
+:mod:`.measure`, :mod:`.duplicates` and :mod:`.drops` gathered; :mod:`.reporting` runs it."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class Build:
     #: the speed defaults considered (:mod:`fturun.engine.speed_defaults`): chosen, or kept from
     #: the recipe
     defaults: list = field(default_factory=list)
-    #: the data report (:mod:`fturun.data.inspect`; its summary: ``summary_lines``), None
+    #: the data report (:mod:`fturun.data.reporting`; its summary: ``summary_lines``), None
     #: when the model gives no tokenizer alone
     data_report: dict | None = None
 

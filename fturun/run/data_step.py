@@ -9,7 +9,11 @@ import os
 
 from ..core.errors import RecipeRuntimeError
 from ..data import prepare_datasets, tokenize_datasets
-from ..data.inspect import (
+from ..data.limits import check_limits
+from ..data.prepare import chat_template
+from ..data.preprocessed import REPORT_FOLDER as PREPROCESSED_REPORT
+from ..data.preprocessed import read_preprocessed, write_preprocessed
+from ..data.reporting import (
     REPORT_FOLDER,
     build_report,
     publish,
@@ -17,10 +21,6 @@ from ..data.inspect import (
     tokenizer_alone,
     write_report,
 )
-from ..data.limits import check_limits
-from ..data.prepare import chat_template
-from ..data.preprocessed import REPORT_FOLDER as PREPROCESSED_REPORT
-from ..data.preprocessed import read_preprocessed, write_preprocessed
 
 
 def prepare_data(data: dict, registry, context, recipe_path: str) -> tuple:
