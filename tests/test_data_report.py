@@ -115,7 +115,8 @@ def chat_recipe(tmp_path, **data):
     rows = [[("user", "hi there"), ("assistant", "hello friend")],
             [("user", "tell me"), ("assistant", long)],       # its answer is cut
             [("user", long), ("assistant", "ok")],            # its answer is cut off whole
-            [("user", "bye"), ("assistant", "see you")]]
+            [("user", "bye"), ("assistant", "see you")],
+            [("user", "  "), ("assistant", "fine")]]           # an empty user turn
     write_jsonl(tmp_path / "chat.jsonl",
                 [{"messages": [{"role": r, "content": c} for r, c in row]} for row in rows])
     recipe = {
@@ -144,25 +145,26 @@ def test_chat_trained_share_is_what_the_run_trains_on(cli, tmp_path):
     assert (train["last_turn_cut_rows"], train["first_last_turn_cut_rows"]) == (2, [1, 2])
     assert train["dropped"] == [{"reason": "conversations whose trained tokens all lie beyond "
                                            "data.max_length", "count": 1, "first_rows": [2]}]
-    assert train["dropped_share"] == 0.25
+    assert train["dropped_share"] == 0.2
+    assert train["empty_turns"] == {"rows": 1, "first_rows": [4]}
     # the rows the run trains on, tokenized by it: the same trained tokens and share
     tokenized = load_from_disk(str(tmp_path / "prep" / "train"))
-    assert len(tokenized) == 3
+    assert len(tokenized) == 4
     trained = sum(sum(1 for x in labels if x != -100) for labels in tokenized["labels"])
     tokens = sum(len(ids) for ids in tokenized["input_ids"])
     assert train["trained_tokens"] == trained
     assert train["trained_share"] == pytest.approx(trained / tokens, abs=1e-6)
-    assert train["lengths"]["max"] > 40 and train["kept_tokens"] <= 4 * 32
+    assert train["lengths"]["max"] > 40 and train["kept_tokens"] <= 5 * 32
     assert train["packing"]["mode"] == "padding"
 
 
 def test_min_trained_share_and_dropped_share_limits(cli, tmp_path):
     recipe = chat_recipe(tmp_path, limits={"min_trained_share": 0.99,
-                                           "train": {"max_dropped_share": 0.2}})
+                                           "train": {"max_dropped_share": 0.1}})
     code, out, err = cli("data", recipe)
     assert code == 2
-    assert "data.train: 25.0% rows dropped (dropped_share=0.25), more than " \
-           "data.limits.train.max_dropped_share=0.2" in err
+    assert "data.train: 20.0% rows dropped (dropped_share=0.2), more than " \
+           "data.limits.train.max_dropped_share=0.1" in err
     assert "tokens trained on (trained_share=" in err and \
            "less than data.limits.min_trained_share=0.99" in err
     assert "trained tokens:" in out  # the report is shown before the error
@@ -307,3 +309,31 @@ def test_check_plan_shows_the_report(cli, cls_recipe):
     assert "  report:   train: 6 rows; tokens median 5, p99 22, max 22; 2 cut by max_length 8 " \
            "(33.3%, 33.3% of tokens); 2 duplicates" in out
     assert "eval: 4 rows;" in out and "2 also in train; labels not in train: neutral" in out
+
+
+def test_blocks_and_packing_efficiency(cli, tmp_path):
+    """Causal LM: three texts of 5 tokens ([CLS] cat cat cat [SEP]) and one of 12; blocks of
+    4 keep 24 of 27 tokens; data.packing pads nothing (padded batches of 2, whatever the
+    order: 5+5 of 10, and the 12 with a 5: 17 of 24)."""
+    write_jsonl(tmp_path / "lm.jsonl", [{"text": t} for t in
+                                        ["cat cat cat", "cat cat cat", "cat cat cat", "dog " * 10]])
+    recipe = {"task": "causal-lm",
+              "data": {"train": {"name": "files", "params": {"path": "lm.jsonl"}},
+                       "block_size": 4},
+              "model": {"name": "from_config", "params": {
+                  "tokenizer": MODEL, "config": {"model_type": "gpt2", "n_layer": 1,
+                                                 "n_embd": 32, "n_head": 2}}},
+              "training": {"output_dir": str(tmp_path / "out"),
+                           "per_device_train_batch_size": 2},
+              "tracking": {"enabled": False}}
+    path, packed = tmp_path / "lm.json", tmp_path / "packed.json"
+    path.write_text(json.dumps(recipe), encoding="utf-8")
+    recipe["data"].pop("block_size")
+    packed.write_text(json.dumps({**recipe, "data": {**recipe["data"], "packing": True}}))
+    train = report_of(cli, path)["splits"]["train"]
+    assert train["tokens"] == 27 and train["truncated_rows"] == 0
+    assert train["packing"] == {"mode": "blocks", "block_size": 4, "blocks": 6,
+                                "dropped_tokens": 3, "efficiency": round(24 / 27, 6)}
+    train = report_of(cli, packed)["splits"]["train"]
+    assert train["packing"] == {"mode": "packing", "efficiency": 1.0,
+                                "padded_efficiency": round(27 / (10 + 24), 6)}

@@ -74,8 +74,8 @@ def inspect_data(recipe, registry, context, write: str | None = None) -> tuple:
     if data_cfg.get("preprocessed"):
         raise RecipeRuntimeError(
             "fturun data reads the recipe's sources; this recipe reads data.preprocessed "
-            f"('{data_cfg['preprocessed']}'): remove it (data.preprocessed=null) to report on "
-            "the sources")
+            f"('{data_cfg['preprocessed']}'): remove data.preprocessed from the recipe to report "
+            "on the sources")
     tokenizer = _tokenizer_or_refuse(registry, data, context, "fturun data")
     splits = prepare_datasets(data_cfg, registry, context)
     report, lengths = build_report(splits, data_cfg, context, tokenizer, recipe.path)
