@@ -337,3 +337,26 @@ def test_blocks_and_packing_efficiency(cli, tmp_path):
     train = report_of(cli, packed)["splits"]["train"]
     assert train["packing"] == {"mode": "packing", "efficiency": 1.0,
                                 "padded_efficiency": round(27 / (10 + 24), 6)}
+
+
+def test_limits_of_mixed_sources_and_splits():
+    """check_limits on figures: a source of a mix counts for train; a split's own limit
+    replaces the one for every split; a bounded figure is not also warned about."""
+    from fturun.data.limits import DataLimitError, check_limits
+
+    report = {"splits": {"train": {"rows": 10},
+                         "eval": {"rows": 5, "duplicates": {"duplicate_share": 0.0,
+                                                            "leaked_share": 0.4}}},
+              "sources": {"train[0]": {"dropped_share": 0.3}, "train[1]": {"dropped_share": 0}}}
+    assert check_limits(report, {"eval": {"max_duplicate_share": 0.5}}) == []
+    assert check_limits(report, None) == [
+        "warning: data.eval: 40.0% of the rows also in train (leaked_share=0.4, above 0.01); "
+        "remove the rows train shares with this split; data.limits stops a run beyond a limit "
+        "you set"]
+    with pytest.raises(DataLimitError) as error:
+        check_limits(report, {"max_dropped_share": 0.1, "max_duplicate_share": 0.1,
+                              "eval": {"max_duplicate_share": 0.5}})
+    assert error.value.exit_code == 2
+    assert str(error.value).splitlines()[1:] == [
+        "  data.train: 30.0% rows dropped (dropped_share=0.3), more than "
+        "data.limits.max_dropped_share=0.1; fix the rows named above, or change the limit"]

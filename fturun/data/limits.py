@@ -44,16 +44,19 @@ def split_limits(limits: dict, split: str) -> dict:
 
 def figure_of(report: dict, split: str, figure: str):
     """A split's figure in the report (None where it has none, e.g. trained_share of a
-    classification split). ``dropped_share``: the split's own drops, else its source's."""
+    classification split). ``dropped_share``: the largest of the split's own drops and its
+    sources' (``train`` and each source of a mix, ``train[i]``)."""
     figures = report["splits"].get(split) or {}
     if figure == "duplicate_share":
         return (figures.get("duplicates") or {}).get("duplicate_share")
     if figure == "leaked_share":
         return (figures.get("duplicates") or {}).get("leaked_share")
     if figure == "dropped_share":
-        own = figures.get("dropped_share") or 0.0
-        source = (report.get("sources") or {}).get(split) or {}
-        return max(own, source.get("dropped_share") or 0.0)
+        shares = [figures.get("dropped_share") or 0.0]
+        shares += [s.get("dropped_share") or 0.0 for name, s in
+                   (report.get("sources") or {}).items()
+                   if name == split or name.startswith(f"{split}[")]
+        return max(shares)
     return figures.get(figure)
 
 
