@@ -360,3 +360,25 @@ def test_limits_of_mixed_sources_and_splits():
     assert str(error.value).splitlines()[1:] == [
         "  data.train: 30.0% rows dropped (dropped_share=0.3), more than "
         "data.limits.max_dropped_share=0.1; fix the rows named above, or change the limit"]
+
+
+def test_a_model_without_a_tokenizer_alone(cls_recipe, capsys, monkeypatch):
+    """A plugin's model loader without ``load_tokenizer``: fturun data says it cannot run; a
+    run makes its report (and checks its limits) once the model is loaded."""
+    from fturun.cli import main
+    from fturun.plugin import manager as plugins
+
+    plugins._DEFAULT = None
+    registry = plugins.default_plugins().registry
+    pretrained = registry.components["model"]["pretrained"]
+    monkeypatch.setitem(registry.components["model"], "pretrained", dataclasses.replace(
+        pretrained, factory=lambda params, context: pretrained.factory(params, context)))
+    assert main(["data", str(cls_recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "fturun data: model 'pretrained' gives no tokenizer without loading its " \
+           "weights" in err
+    assert main([str(cls_recipe), "data.limits.max_truncated_share=0.1"]) == 2
+    out, err = capsys.readouterr()
+    assert "the report (and data.limits) waits for the model" in out + err
+    assert "so the run stops before training:" in err
+    assert "data.train: 33.3% rows cut by data.max_length" in err

@@ -65,9 +65,11 @@ def _where(split: str, limits: dict, limit: str) -> str:
     return f"data.limits.{split}.{limit}" if limit in nested else f"data.limits.{limit}"
 
 
-def check_limits(report: dict, limits: dict | None) -> list:
-    """Raise :class:`DataLimitError` listing every broken limit; return the warnings (lines)
-    of the default thresholds a split passes where no limit of its own is set."""
+def check_limits(report: dict, limits: dict | None,
+                 stops: str = "before loading the model") -> list:
+    """Raise :class:`DataLimitError` listing every broken limit (the run ``stops`` ...);
+    return the warnings (lines) of the default thresholds a split passes where no limit of its
+    own is set."""
     broken, warnings = [], []
     for split in report["splits"]:
         mine = split_limits(limits, split)
@@ -87,7 +89,7 @@ def check_limits(report: dict, limits: dict | None) -> list:
         warnings.extend(_warnings(report, split, mine))
     if broken:
         raise DataLimitError(
-            "the data breaks its limits, so the run stops before loading the model:\n  "
+            f"the data breaks its limits, so the run stops {stops}:\n  "
             + "\n  ".join(broken))
     return warnings
 

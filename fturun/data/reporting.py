@@ -142,19 +142,23 @@ def write_report(report: dict, lengths: dict, folder: str, histogram: str | None
 
 
 def report_for_run(splits: dict, recipe_data: dict, registry, model_ref, context,
-                   recipe_path: str = ""):
-    """The run's data report, before the model loads: measured with the tokenizer alone,
-    ``data.limits`` checked (a broken limit raises
+                   recipe_path: str = "", tokenizer=None):
+    """The run's data report: measured with ``tokenizer``, else the tokenizer alone (before the
+    model loads), ``data.limits`` checked (a broken limit raises
     :class:`~fturun.data.limits.DataLimitError`), the summary and warnings printed, the
     files written to ``OUTPUT_DIR/data`` and logged to the run's tracker. None (and a line
-    saying so) when the model component cannot give its tokenizer alone."""
-    tokenizer = tokenizer_alone(registry, model_ref, context)
+    saying so) when the model component cannot give its tokenizer alone: call again with the
+    model's tokenizer once it is loaded."""
+    stops = "before training" if tokenizer is not None else "before loading the model"
     if tokenizer is None:
-        context.log(f"data report: model '{component_ref(model_ref)[0]}' gives no tokenizer "
-                    "without loading its weights; no report, data.limits not checked")
-        return None
+        tokenizer = tokenizer_alone(registry, model_ref, context)
+        if tokenizer is None:
+            context.log(f"data report: model '{component_ref(model_ref)[0]}' gives no "
+                        "tokenizer without loading its weights; the report (and data.limits) "
+                        "waits for the model")
+            return None
     report, lengths = build_report(splits, recipe_data, context, tokenizer, recipe_path)
-    report["warnings"] = check_limits(report, recipe_data.get("limits"))
+    report["warnings"] = check_limits(report, recipe_data.get("limits"), stops)
     publish(report, lengths, context)
     return report
 

@@ -123,7 +123,7 @@ def check_before_loading(recipe) -> None:
 def _build_data_and_model(data: dict, registry, context, check_rows, recipe_path) -> Build:
     """Datasets (prepared and reported on, then tokenized once the tokenizer exists; or read
     from ``data.preprocessed``), model and adapter."""
-    training, data_cfg, cuda = context.training_args, data["data"], cuda_available()
+    training, cuda = context.training_args, cuda_available()
     with main_process_first(training, cuda):  # fills the cache the other processes read
         splits, preprocessed, data_report = prepare_data(data, registry, context, recipe_path)
     real_sizes = {split: len(ds) for split, ds in splits.items()}
@@ -133,7 +133,7 @@ def _build_data_and_model(data: dict, registry, context, check_rows, recipe_path
     model, tokenizer = build_component(registry, "model", data["model"], context)
     context.model, context.tokenizer = model, tokenizer
     with main_process_first(training, cuda):
-        splits = tokenize_data(splits, data_cfg, context, preprocessed)
+        splits, data_report = tokenize_data(splits, data, context, preprocessed, data_report)
 
     if data.get("adapter") is not None:
         model = build_component(registry, "adapter", data["adapter"], context)

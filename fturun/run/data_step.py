@@ -42,13 +42,19 @@ def prepare_data(data: dict, registry, context, recipe_path: str) -> tuple:
     return splits, False, report
 
 
-def tokenize_data(splits: dict, data_cfg: dict, context, preprocessed: bool) -> dict:
-    """Tokenize the prepared splits with the model's tokenizer; preprocessed splits are
-    tokenized already (a chat template still resizes the model's embeddings)."""
+def tokenize_data(splits: dict, data: dict, context, preprocessed: bool, report) -> tuple:
+    """``(splits, report)``: the prepared splits tokenized with the model's tokenizer, and the
+    data report made with it when none could be made before (a model without a tokenizer
+    alone); preprocessed splits are tokenized already (a chat template still resizes the
+    model's embeddings)."""
+    data_cfg = data["data"]
     if not preprocessed:
-        return tokenize_datasets(splits, data_cfg, context)
+        if report is None:
+            report = report_for_run(splits, data_cfg, None, data["model"], context,
+                                    tokenizer=context.tokenizer)
+        return tokenize_datasets(splits, data_cfg, context), report
     chat_template(data_cfg, context)
-    return splits
+    return splits, report
 
 
 def _tokenizer_or_refuse(registry, data: dict, context, what: str):
