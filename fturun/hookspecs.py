@@ -85,6 +85,11 @@ def fturun_register_models(register):
     data decided (``num_labels``, ``id2label``, ``label2id`` for classification, or what a
     plugin task's ``prepare`` set): pass it on to the model. The tokenizer then tokenizes
     the datasets.
+
+    Optionally the factory carries ``factory.load_tokenizer(params, context) -> tokenizer``:
+    the tokenizer alone, without the weights. The data report (``fturun data``, and every
+    run before its model loads: lengths, truncation, ``data.limits``) uses it; without it
+    the report of a run waits for the model, and ``fturun data`` says it cannot run.
     """
 
 

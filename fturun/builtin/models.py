@@ -215,8 +215,7 @@ def load_pretrained(params, context):
     """``(model, tokenizer)`` for a pretrained checkpoint, with ``context.model_kwargs``
     (``num_labels``, ``id2label``, ``label2id``) and ``config_overrides`` in its config."""
     location = _locate(context, params["path"], "model")
-    tokenizer = load_tokenizer(context, params.get("tokenizer", params["path"]),
-                               params.get("trust_remote_code", False), params.get("revision"))
+    tokenizer = load_pretrained.load_tokenizer(params, context)
     try:
         kwargs = pretrained_kwargs(location, params, context)
         model = _auto_class(context).from_pretrained(location, **kwargs)
@@ -266,6 +265,11 @@ def build_from_config(params, context):
         raise RecipeRuntimeError(f"model.params: cannot build a {config.model_type} model for "
                                  f"task '{context.task}': {exc}") from None
     return _with_loss_type(model, context), tokenizer
+
+
+load_pretrained.load_tokenizer = lambda p, context: load_tokenizer(context, p.get(  # alone
+    "tokenizer", p["path"]), p.get("trust_remote_code", False), p.get("revision"))
+build_from_config.load_tokenizer = lambda p, context: load_tokenizer(context, p["tokenizer"])
 
 
 def _with_loss_type(model, context):

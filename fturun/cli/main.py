@@ -9,13 +9,14 @@ import re
 import sys
 
 from ..core.errors import FturunError, RecipeError, UsageError, environment_fault
-from . import commands, launch, promote, runs
+from . import commands, data, launch, promote, runs
 from .parser import COMMANDS, RECIPE_COMMANDS, build_parser
 
 COMMAND_FUNCTIONS = {
     "run": commands.cmd_run,
     "search": commands.cmd_search,
     "check": commands.cmd_check,
+    "data": data.cmd_data,
     "validate": commands.cmd_validate,
     "schema": commands.cmd_schema,
     "plugins": commands.cmd_plugins,

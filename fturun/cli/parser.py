@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from . import promote
+from . import data, promote
 
 EPILOG = """\
 examples:
@@ -14,6 +14,7 @@ examples:
   fturun recipes/lora_cls.json training.learning_rate=3e-4 data.max_train_samples=200
   fturun recipes/lora_cls.json --resume             continue from the latest checkpoint
   fturun check recipes/lora_cls.json                build everything, 2 steps, no tracking
+  fturun data recipes/lora_cls.json                 the data: lengths, truncation, duplicates
   fturun search recipes/search_cls.json             hyperparameter search (Optuna, nested MLflow
                                                     runs); 'fturun RECIPE' does the same when the
                                                     recipe has a search section (--no-search: one
@@ -38,11 +39,11 @@ is parsed as JSON, else taken as a string. Every command that reads a recipe tak
   training.report_to='["tensorboard"]'   tracking.enabled=false
 """
 
-COMMANDS = ("run", "search", "check", "validate", "schema", "plugins", "components", "runs",
-            "rerun", "promote", "launch")
+COMMANDS = ("run", "search", "check", "data", "validate", "schema", "plugins", "components",
+            "runs", "rerun", "promote", "launch")
 
 #: the commands that read a recipe, so take overrides
-RECIPE_COMMANDS = ("run", "search", "check", "validate", "rerun", "launch")
+RECIPE_COMMANDS = ("run", "search", "check", "data", "validate", "rerun", "launch")
 
 #: each command: (one line for the command list, description, examples)
 HELP = {
@@ -154,6 +155,7 @@ HELP = {
 
 
 HELP["promote"] = promote.HELP
+HELP["data"] = data.HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +244,8 @@ def _add_run_arguments(commands) -> None:
         help="print the first N training examples as the collator makes them, the trained "
              "tokens (those with a label) marked [[...]], and write them to "
              "OUTPUT_DIR/check_batch.jsonl (tokens, trained)")
+    add_overrides(commands["data"])
+    data.add_arguments(commands["data"])
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
 

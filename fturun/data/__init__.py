@@ -17,6 +17,10 @@ by fingerprint and a second run with the same recipe skips the work):
    ``data.padding="max_length"``, else the collator pads each batch), once the room it needs is
    known to be free and the lengths fit the model (:mod:`.room`).
 
+Between steps 4 and 5 a run reports on its data before the model loads (:mod:`.reporting`:
+lengths, truncation, trained share, labels, duplicates, drops; ``data.limits``, :mod:`.limits`),
+and ``data.preprocessed`` replaces steps 1-5 with splits tokenized before (:mod:`.preprocessed`).
+
 Tokenizing needs the tokenizer, which comes with the model, and the model needs the label map
 from step 3. So :func:`prepare_datasets` tokenizes only when ``context.tokenizer`` is already set;
 the runner calls it first, builds the model, then calls :func:`tokenize_datasets`. What is

@@ -5,6 +5,7 @@ dropped with a warning that says how many."""
 from __future__ import annotations
 
 from ..core.errors import RecipeRuntimeError
+from .drops import failing_rows, record_drop
 from .features import STRING_DTYPES, as_string_column, column_dtype, is_list_column
 
 STANDARD_COLUMNS = ("text", "text_pair", "target", "labels")
@@ -110,13 +111,17 @@ def drop_empty_rows(ds, split: str, text_col: str, context, text_columns=("text"
     """``ds`` without rows whose text (or target, or one of a task's own ``text_columns``) is
     empty or whose label is missing; a warning says how many went, and no row left is a
     :class:`RecipeRuntimeError`."""
-    before = len(ds)
+    before, before_ds = len(ds), ds
     checked = dict.fromkeys([*STANDARD_COLUMNS, *text_columns])
+    present = [c for c in checked if c in ds.column_names]
     ds = ds.filter(_has_text_and_label, batched=True, desc=f"drop empty {split} rows",
-                   fn_kwargs={"columns": [c for c in checked if c in ds.column_names]})
+                   fn_kwargs={"columns": present})
     dropped = before - len(ds)
     what = " or an empty target" if "target" in ds.column_names else ""
     what += " or no label" if "labels" in ds.column_names else ""
+    if dropped:  # for the data report: the reason and the first row numbers
+        rows = failing_rows(before_ds, _has_text_and_label, {"columns": present})
+        record_drop(context, split, f"empty or whitespace-only text{what}", dropped, rows)
     if dropped and len(ds):
         context.log(f"warning: data.{split}: dropped {dropped:,} of {before:,} rows with empty "
                     f"text{what} (column '{text_col}')")

@@ -10,6 +10,7 @@ from ..core.errors import RecipeRuntimeError
 from ..plugin.tasks import DEFAULT_MAX_LENGTH, TokenizeSettings, generation_eval_rows, get_task
 from .columns import select_columns
 from .conversations import drop_untrained_rows, select_conversations
+from .drops import DataLog, record_read
 from .fingerprint import quick_tokenizer_hash
 from .mixing import load_sources
 from .room import check_model_positions, check_room
@@ -32,9 +33,11 @@ def prepare_datasets(recipe_data: dict, registry, context) -> dict:
     task = get_task(registry, context.task)
     context.task_record = task
     seed = context.seed
+    context.data_log = DataLog()
 
     columns = recipe_data.get("columns") or {}
     def column_step(ds, split):
+        record_read(context, split, len(ds))  # the data report's rows read
         if recipe_data.get("format"):  # conversations: one messages column
             return select_conversations(ds, split, recipe_data, context)
         return select_columns(ds, split, columns, task, context)

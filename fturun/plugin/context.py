@@ -58,6 +58,9 @@ class BuildContext:
     #: ids of the tokens the chat template added to the tokenizer, for which the model's
     #: embeddings were resized (new, untrained rows): an adapter trains them too
     added_token_ids: list = field(default_factory=list)
+    #: what the data pipeline read and dropped, per source (:class:`fturun.data.drops.DataLog`:
+    #: the data report's rows read / dropped with the reason and the first row numbers)
+    data_log: Any = None
     log: Any = print
     _task_record: Any = field(default=None, init=False, repr=False, compare=False)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.dist import main_process_first, quiet_off_main
 from ..core.errors import RecipeRuntimeError
-from ..data import prepare_datasets, subsample, tokenize_datasets
+from ..data import subsample
 from ..engine.distributed import (
     fix_loss_scaling,
     launch_arguments,
@@ -30,6 +30,7 @@ from ..plugin.context import BuildContext
 from ..plugin.tasks import configure_trainer, get_task, loss_from_eval_pred
 from ..recipe.refs import component_ref
 from ..tracking import NullTracker
+from .data_step import prepare_data, tokenize_data
 from .modelinfo import is_peft_model
 from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
@@ -56,6 +57,9 @@ class Build:
     #: the speed defaults considered (:mod:`fturun.engine.speed_defaults`): chosen, or kept from
     #: the recipe
     defaults: list = field(default_factory=list)
+    #: the data report (:mod:`fturun.data.reporting`; its summary: ``summary_lines``), None
+    #: when the model gives no tokenizer alone
+    data_report: dict | None = None
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -78,10 +82,20 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
     callbacks, and the TrainingArguments kwargs. ``check_rows`` caps every split (for ``check``);
     the real split sizes are kept in ``Build.real_sizes``. Factories see ``tracker`` as
     ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None)."""
+    data = recipe.data
+    check_before_loading(recipe)
+    context = build_context(recipe, registry, output_dir, tracker)
+    build = _build_data_and_model(data, registry, context, check_rows, recipe.path)
+    build.registry = registry
+    build.args_kwargs, build.trainer_kwargs = _build_training_parts(recipe, registry, build)
+    return build
+
+
+def build_context(recipe, registry, output_dir: str, tracker=None) -> BuildContext:
+    """The build context of a run of ``recipe`` (the seed set for everything random)."""
     from transformers import set_seed
 
     data = recipe.data
-    check_before_loading(recipe)
     seed = data.get("seed", 42)
     set_seed(seed)
     context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),
@@ -90,10 +104,7 @@ def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
                            log=quiet_off_main())
     context.task_record = get_task(registry, context.task)
     context.training_args = dict(data.get("training") or {})
-    build = _build_data_and_model(data, registry, context, check_rows)
-    build.registry = registry
-    build.args_kwargs, build.trainer_kwargs = _build_training_parts(recipe, registry, build)
-    return build
+    return context
 
 
 def check_before_loading(recipe) -> None:
@@ -109,11 +120,12 @@ def check_before_loading(recipe) -> None:
         single_process_environment(quiet_off_main())  # no-op under a launcher
 
 
-def _build_data_and_model(data: dict, registry, context, check_rows) -> Build:
-    """Datasets (prepared, then tokenized once the tokenizer exists), model and adapter."""
-    training, data_cfg, cuda = context.training_args, data["data"], cuda_available()
+def _build_data_and_model(data: dict, registry, context, check_rows, recipe_path) -> Build:
+    """Datasets (prepared and reported on, then tokenized once the tokenizer exists; or read
+    from ``data.preprocessed``), model and adapter."""
+    training, cuda = context.training_args, cuda_available()
     with main_process_first(training, cuda):  # fills the cache the other processes read
-        splits = prepare_datasets(data_cfg, registry, context)
+        splits, preprocessed, data_report = prepare_data(data, registry, context, recipe_path)
     real_sizes = {split: len(ds) for split, ds in splits.items()}
     if check_rows:
         splits = {split: subsample(ds, check_rows, context.seed) for split, ds in splits.items()}
@@ -121,7 +133,7 @@ def _build_data_and_model(data: dict, registry, context, check_rows) -> Build:
     model, tokenizer = build_component(registry, "model", data["model"], context)
     context.model, context.tokenizer = model, tokenizer
     with main_process_first(training, cuda):
-        splits = tokenize_datasets(splits, data_cfg, context)
+        splits, data_report = tokenize_data(splits, data, context, preprocessed, data_report)
 
     if data.get("adapter") is not None:
         model = build_component(registry, "adapter", data["adapter"], context)
@@ -131,7 +143,7 @@ def _build_data_and_model(data: dict, registry, context, check_rows) -> Build:
     fix_loss_scaling(model, context.task_record.mean_loss)
     check_mergeable(data, model)
     return Build(context=context, splits=splits, model=model, tokenizer=tokenizer,
-                 real_sizes=real_sizes, cuda=cuda)
+                 real_sizes=real_sizes, cuda=cuda, data_report=data_report)
 
 
 def _build_training_parts(recipe, registry, build: Build) -> tuple:

@@ -7,6 +7,7 @@ import math
 import os
 
 from ..core.dist import world_size
+from ..data.report_text import summary_lines
 from ..engine.hardware import cuda_device_count
 from .modelinfo import count_parameters, model_description
 
@@ -44,6 +45,8 @@ def print_plan(build, real: dict, args_kwargs: dict, output_dir: str) -> None:
     if context.train_mix is not None:
         for i, line in enumerate(context.train_mix.describe()):
             print(("  mix:      " if i == 0 else "            ") + line)
+    for i, line in enumerate(summary_lines(build.data_report) if build.data_report else ()):
+        print(("  report:   " if i == 0 else "            ") + line)
     if context.label_names:
         print("  labels:   " + ", ".join(f"{i}={n}" for i, n in enumerate(context.label_names)))
     print(f"  model:    {model_description(build.model)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..chat.conversation import CHAT_FORMATS, TRAIN_ON
 from ..chat.templates import BUILTIN_TEMPLATES
+from .data_report import LIMITS, PREPROCESSED
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -162,6 +163,8 @@ DATA = {
                      "description": "with data.format: the tokens in the loss: 'assistant' "
                                     "(every assistant turn), 'last_assistant' (the last one), "
                                     "'all' (every token, prompts too)"},
+        "limits": LIMITS,
+        "preprocessed": PREPROCESSED,
     },
 }
 
