@@ -142,7 +142,9 @@ def cmd_evaluate(args) -> int:
 
     recipe, loaded = load_valid_recipe(args.recipe, args.overrides)
     with tempfile.TemporaryDirectory(prefix="fturun-evaluate-") as workdir:
-        source, _ = _source(args.model, args.tracking_uri, workdir)
+        # the model's server: --tracking-uri, else the one the recipe tracks to
+        uri = args.tracking_uri or (recipe.data.get("tracking") or {}).get("tracking_uri")
+        source, _ = _source(args.model, uri, workdir)
         print(f"evaluating {source.describe()}", flush=True)
         result = evaluate_model(recipe, loaded.registry, source, args.output_dir,
                                 plugins=loaded.plugins)

@@ -180,5 +180,6 @@ def _record(tracker, source: ModelSource, result: Evaluation) -> None:
 
 def comparison_rows(result: Evaluation) -> list:
     """``[(metric, value, training-time value or None)]`` of the results, timings left out."""
-    shown = result_metrics(result.metrics)
+    shown = {k: v for k, v in result_metrics(result.metrics).items()
+             if not k.endswith("preparation_time")}
     return [(key, value, result.training_metrics.get(key)) for key, value in shown.items()]
