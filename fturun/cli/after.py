@@ -29,7 +29,8 @@ HELP = {
         """\
   fturun evaluate recipes/lora_cls.json --model models:/bbc-lora@champion
   fturun evaluate recipes/lora_cls.json --model 294d767e03384a57a69629546b8219ec \\
-      'data.eval={"name": "csv", "params": {"path": "holdout.csv"}}'
+                                'data.eval={"name": "files", "params": {"path": "holdout.csv"}}' \\
+                                'data.split={}'          another eval file
   fturun evaluate recipes/lora_cls.json --model outputs/lora_cls/checkpoint-50
 """),
     "predict": (
@@ -43,7 +44,7 @@ HELP = {
         "reported by row number (exit 2, nothing written). " + MODEL_REF + ".",
         """\
   fturun predict models:/bbc-lora@champion new_articles.csv --output predictions.jsonl
-  echo "The striker scored twice" | fturun predict outputs/lora_cls/model -
+  fturun predict outputs/lora_cls/model - < texts.txt     stdin: one text a line
   fturun predict 294d767e03384a57a69629546b8219ec questions.jsonl
 """),
     "chat": (
@@ -56,7 +57,7 @@ HELP = {
         """\
   fturun chat outputs/sft_chat/model
   fturun chat models:/chat-sft@champion --system "Answer briefly."
-  printf 'Hello\\n/reset\\nWho are you?\\n' | fturun chat outputs/sft_chat/model
+  fturun chat outputs/sft_chat/model < conversation.txt    a turn or a /command a line
 """),
     "diff": (
         "what differs between two runs, two recipes, or a recipe and a run",
