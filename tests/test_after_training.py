@@ -117,6 +117,9 @@ def test_evaluate_registered_alias_reproduces_the_final_metrics_and_links_the_mo
     assert {m.key for m in linked} >= {"eval_accuracy", "eval_loss"}
     artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation")}
     assert {"evaluation/eval_predictions.jsonl", "evaluation/evaluation.json"} <= artifacts
+    code, out, _ = _cli(capsys, "runs", "test-after", "--json", "--tracking-uri", mlflow_server)
+    kinds = {row["run_id"]: row["kind"] for row in json.loads(out)}
+    assert kinds[evaluation.info.run_id] == "evaluation" and kinds[run.info.run_id] == "run"
     rows = (tmp_path / "eval" / "eval_predictions.jsonl").read_text().splitlines()
     assert len(rows) == 12 and json.loads(rows[0])["prediction"] in LABELS
 
@@ -144,7 +147,7 @@ def test_evaluate_checkpoint_matches_its_step_and_another_eval_file_differs(
             ("The club signed a young goalkeeper", "sports")]) + "\n")
     code, out_text, err = _cli(capsys, "evaluate", RECIPES / "lora_cls.json", "--model",
                                out / "checkpoint-2", *local,
-                               f'data.eval={{"name": "csv", "params": {{"path": "{other}"}}}}',
+                               f'data.eval={{"name": "files", "params": {{"path": "{other}"}}}}',
                                "data.split={}", "--output-dir", tmp_path / "other")
     assert code == 0, err
     result = _evaluation(tmp_path / "other")
@@ -161,6 +164,22 @@ def test_evaluate_refuses_a_model_of_another_task(cls_run, capsys):
     assert code == 2
     assert "trained for the task 'sequence-classification'" in err and \
         "'token-classification'" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_evaluate_a_full_model_folder_reproduces_its_run(ner_model, tmp_path, capsys):
+    """A full model (no adapter) is loaded from its folder through the pretrained component:
+    the same numbers as the run's own final evaluation."""
+    trained = json.loads((ner_model / "eval_results.json").read_text())
+    code, out, err = _cli(capsys, "evaluate", RECIPES / "ner_conll.json", "--model",
+                          ner_model / "model", "tracking.enabled=false",
+                          "--output-dir", tmp_path / "ner")
+    assert code == 0, err
+    result = _evaluation(tmp_path / "ner")
+    assert result["same_data"] and result["kind"] == "folder"
+    assert result["metrics"]["eval_seqeval_f1"] == trained["eval_seqeval_f1"]
+    assert result["metrics"]["eval_loss"] == pytest.approx(trained["eval_loss"], abs=1e-6)
+    assert result["training_metrics"]["eval_loss"] == trained["eval_loss"]
 
 
 def test_unknown_model_ref_is_a_usage_error(capsys, tmp_path):
@@ -380,7 +399,7 @@ def test_explain_names_the_base_file_line_and_the_override(tmp_path, capsys):
     assert out.strip().startswith("training.learning_rate = 0.002  [recipe: ")
     assert f"base.json:{line}:" in out
     code, out, _ = _cli(capsys, "explain", child, "seed")
-    assert f"child.json:3:" in out
+    assert "child.json:3:" in out
     code, out, _ = _cli(capsys, "explain", child, "training.learning_rate",
                         "training.learning_rate=1e-3")
     assert out.strip() == ("training.learning_rate = 0.001  [override: "

@@ -199,12 +199,16 @@ def _generate(loaded: LoadedModel, value: dict) -> str:
     """A causal LM's (or an encoder-decoder's) answer to one row: a chat model's after its
     template's generation prompt, stopped at its end of turn; else the continuation of the
     prompt encoded as in training (a prompt/response pair's prompt keeps its end token)."""
-    from ..chat.conversation import encode_rendered, end_of_turn_ids, prompt_and_answer
+    from ..chat.conversation import encode_rendered, end_of_turn_ids, prompt_and_answer, render
 
     tokenizer = loaded.tokenizer
-    if loaded.chat:  # the turns before a last assistant turn, as in training's answers
+    if loaded.chat:
         messages = value.get("messages") or [{"role": "user", "content": value["text"]}]
-        ids = encode_rendered(prompt_and_answer(messages, tokenizer)[0], tokenizer)
+        if messages[-1].get("role") == "assistant":  # a training row: its last answer again
+            prompt = prompt_and_answer(messages, tokenizer)[0]
+        else:
+            prompt = render(messages, tokenizer, add_generation_prompt=True)
+        ids = encode_rendered(prompt, tokenizer)
         return generate_answer(loaded, ids, stop_ids=end_of_turn_ids(tokenizer))
     ids = tokenizer(value["text"], truncation=True, max_length=loaded.max_length,
                     return_token_type_ids=False)["input_ids"]

@@ -70,8 +70,11 @@ def _run_side(run_id: str, client, uri: str) -> Side:
         except Exception:  # noqa: BLE001 - an older run without it: its tags still say
             env = {}
     run = client.get_run(run_id)
-    env.update({key: value for key, value in run.data.tags.items()
-                if key.startswith(ENGINE_TAGS)})
+    tags = run.data.tags
+    env.update({key: value for key, value in tags.items() if key.startswith(ENGINE_TAGS)})
+    for key in ("fturun.git_commit", "fturun.git_dirty"):  # a rerun's recipe: the original's
+        if key not in env and tags.get(f"fturun.rerun_of.{key.rsplit('.', 1)[1]}"):
+            env[key] = tags[f"fturun.rerun_of.{key.rsplit('.', 1)[1]}"]
     data = {}
     for item in (run.inputs.dataset_inputs if run.inputs else []):
         split = next((t.value for t in item.tags if t.key == "mlflow.data.context"), "?")
