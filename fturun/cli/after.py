@@ -155,9 +155,9 @@ def cmd_evaluate(args) -> int:
     for key, value, trained in rows:
         then = f"{trained:>12.6g}" if trained is not None else ""
         print(f"  {key:<28} {value:>12.6g} {then}")
-    if not result.same_data:
+    if not result.same_data and source.metrics:
         print("  (the data differs from the model's training run: its metrics are not "
-              "comparable)" if source.metrics else "")
+              "comparable)")
     print(f"  results: {result.output_dir}/evaluation.json")
     if result.run_id:
         print(f"  MLflow run: {result.run_id} (an evaluation) at {result.tracking_uri}")
