@@ -167,15 +167,16 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     """One JSON line per row of INPUT."""
     from ..core.io import write_lines
-    from ..run.inference import load_model
+    from ..run.inference import load_weights, model_plan
     from ..run.predict import check_rows, predict_rows, read_rows, reads
 
     with tempfile.TemporaryDirectory(prefix="fturun-predict-") as workdir:
         source, recipe = _source(args.ref, args.tracking_uri, workdir, args.recipe)
-        loaded = load_model(source, load_plugins_warned().registry, recipe)
+        loaded = model_plan(source, load_plugins_warned().registry, recipe)
         rows = read_rows(args.input, args.format, reads(loaded)[0])
         where = "stdin" if args.input == "-" else args.input
-        inputs = check_rows(rows, loaded, where)
+        inputs = check_rows(rows, loaded, where)  # every row checked before the model loads
+        load_weights(loaded)
         from tqdm.auto import tqdm
 
         with tqdm(total=len(inputs), desc="predict", unit="row", file=sys.stderr,

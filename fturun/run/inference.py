@@ -24,6 +24,7 @@ class LoadedModel:
     task: Any  # its :class:`~fturun.plugin.tasks.Task`
     recipe: dict  # the resolved recipe it was trained with
     source: ModelSource
+    recipe_dir: str = "."  # where the recipe's relative paths are found
 
     @property
     def data(self) -> dict:
@@ -36,29 +37,40 @@ class LoadedModel:
 
     @property
     def chat(self) -> bool:
-        """Whether it was trained on conversations rendered with a chat template."""
-        return bool(self.data.get("format")) and bool(self.tokenizer.chat_template)
+        """Whether it was trained on conversations (``data.format``), rendered with a chat
+        template."""
+        return bool(self.data.get("format"))
 
     def label_names(self) -> list:
         labels = getattr(self.model.config, "id2label", None) or {}
         return [labels[k] for k in sorted(labels)]
 
 
-def load_model(source: ModelSource, registry, recipe=None) -> LoadedModel:
-    """Load ``source`` on CPU (or the GPU when there is one) for inference. ``recipe`` (a
-    :class:`~fturun.recipe.load.Recipe`) replaces the recipe the model was trained with; one
-    of them is needed. Raises :class:`UsageError` when neither is known or the model cannot be
-    loaded from what is there."""
-    from ..tracking.model import NotLoggable, load_trained_model
-
+def model_plan(source: ModelSource, registry, recipe=None) -> LoadedModel:
+    """What is known of ``source`` before its weights load: the recipe it was trained with
+    (``recipe``, a :class:`~fturun.recipe.load.Recipe`, replaces it) and its task; the model
+    and tokenizer are None until :func:`load_weights`. Raises :class:`UsageError` when no
+    recipe is known."""
     data = recipe.data if recipe is not None else source.recipe
     if data is None:
         raise UsageError(f"model '{source.ref}': the recipe it was trained with is not known "
                          "(no recipe.json beside the folder, no recipe/resolved.json in its "
                          "run); name one with --recipe RECIPE")
-    recipe_dir = recipe.base_dir if recipe is not None else source.recipe_dir
-    task = get_task(registry, data.get("task", "sequence-classification"))
-    context = BuildContext(recipe=data, task=task.name, recipe_dir=recipe_dir)
+    loaded = LoadedModel(None, None, get_task(registry, data.get("task",
+                                                                 "sequence-classification")),
+                         data, source)
+    loaded.recipe_dir = recipe.base_dir if recipe is not None else source.recipe_dir
+    return loaded
+
+
+def load_weights(loaded: LoadedModel) -> LoadedModel:
+    """Load the model (an adapter merged into its base) and its tokenizer on CPU, or the GPU
+    when there is one. Raises :class:`UsageError` when it cannot be loaded from what is
+    there."""
+    from ..tracking.model import NotLoggable, load_trained_model
+
+    source, task, data = loaded.source, loaded.task, loaded.recipe
+    context = BuildContext(recipe=data, task=task.name, recipe_dir=loaded.recipe_dir)
     context.task_record = task
     saved = {"adapter" if source.adapter else "model": source.folder}
     try:
@@ -68,13 +80,17 @@ def load_model(source: ModelSource, registry, recipe=None) -> LoadedModel:
     tokenizer = trained.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model = trained.model
     import torch
 
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = trained.model.to("cuda") if torch.cuda.is_available() else trained.model
     model.eval()
-    return LoadedModel(model, tokenizer, task, data, source)
+    loaded.model, loaded.tokenizer = model, tokenizer
+    return loaded
+
+
+def load_model(source: ModelSource, registry, recipe=None) -> LoadedModel:
+    """:func:`model_plan`, then :func:`load_weights`."""
+    return load_weights(model_plan(source, registry, recipe))
 
 
 def generate_answer(loaded: LoadedModel, ids: list, stream=None, stop_ids=None) -> str:

@@ -88,6 +88,11 @@ def reads(loaded: LoadedModel) -> tuple:
 def check_rows(rows: list, loaded: LoadedModel, where: str) -> list:
     """The model's inputs of each row, ``[(row number, inputs)]``; every row that cannot be
     read is reported at once as a :class:`UsageError`."""
+    task = loaded.task
+    if task.labels not in ("classes", "tags") and not task.generates:
+        raise UsageError(f"fturun predict answers classifiers, taggers and generating models; "
+                         f"the task '{task.name}' of model '{loaded.source.ref}' is none of "
+                         "them")
     text, pair = reads(loaded)
     problems, inputs = [], []
     for n, row, problem in rows:
@@ -136,9 +141,6 @@ def predict_rows(loaded: LoadedModel, inputs: list, progress=None) -> list:
     """One answer a row, in order: ``{"row", "label", "score"}`` (classes), ``{"row",
     "words", "tags"}`` (tags), ``{"row", "generated"}`` (generation)."""
     task = loaded.task
-    if task.labels not in ("classes", "tags") and not task.generates:
-        raise UsageError(f"fturun predict answers classifiers, taggers and generating models; "
-                         f"the task '{task.name}' is none of them")
     answers = []
     step = BATCH_SIZE if task.labels else 1
     for start in range(0, len(inputs), step):
