@@ -173,13 +173,13 @@ def check_task(source: ModelSource, task, recipe_path: str | None = None) -> Non
     """A model trained for another task than ``task`` (a :class:`~fturun.plugin.tasks.Task`)
     is a usage error; so is a model whose architecture is not the task's (a folder without a
     recipe: its ``config.json``)."""
-    where = f" but {recipe_path} is" if recipe_path else ", not"
+    where = f", but the recipe {recipe_path} is for" if recipe_path else ", not"
     if source.task and source.task != task.name:
         raise UsageError(f"model '{source.ref}' was trained for the task '{source.task}'"
-                         f"{where} '{task.name}': evaluate it with a recipe of its task")
+                         f"{where} '{task.name}': use a recipe of the model's task")
     config = read_json(os.path.join(source.folder, "config.json"), {}) or {}
     wanted = task.model_class.removeprefix("AutoModel")
     found = [a for a in config.get("architectures") or [] if "For" in a]
     if wanted.startswith("For") and found and not any(a.endswith(wanted) for a in found):
         raise UsageError(f"model '{source.ref}' is a {found[0]}{where} '{task.name}' "
-                         f"({task.model_class}): evaluate it with a recipe of its task")
+                         f"({task.model_class}): use a recipe of the model's task")

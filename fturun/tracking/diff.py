@@ -51,11 +51,15 @@ def read_side(ref: str, client_for) -> Side:
 
 
 def _recipe_side(path: str) -> Side:
+    from .. import __version__
     from ..recipe.load import load_recipe
-    from .params import environment
+    from .params import environment, git_info
 
     recipe = load_recipe(path)
-    return Side(path, "recipe", recipe.data, environment=_flat_environment(environment()))
+    env = _flat_environment(environment())
+    env["fturun.version"] = __version__
+    env.update({k: v for k, v in git_info(path).items() if k.startswith("fturun.")})
+    return Side(path, "recipe", recipe.data, environment=env)
 
 
 def _run_side(run_id: str, client, uri: str) -> Side:
@@ -128,8 +132,17 @@ def diff_sides(a: Side, b: Side) -> dict:
             "bookkeeping": bookkeeping,
             "overrides": {"a": a.overrides, "b": b.overrides},
             "data": changes(a.data, b.data) if a.kind == b.kind == "run" else [],
-            "environment": changes(a.environment, b.environment),
+            "environment": _environment_changes(a, b),
             "metrics": metrics}
+
+
+def _environment_changes(a: Side, b: Side) -> list:
+    """The environments' differences; between a recipe (this machine) and a run, only of
+    what both record (a recipe has no engine yet)."""
+    found = changes(a.environment, b.environment)
+    if a.kind == b.kind:
+        return found
+    return [c for c in found if ABSENT not in (c["a"], c["b"])]
 
 
 def show(value) -> str:
@@ -144,7 +157,7 @@ def diff_lines(result: dict) -> list:
     sections = (("recipe", "recipe"), ("bookkeeping", "where it wrote and how it was tracked"),
                 ("data", "data (digest, rows)"), ("environment", "environment"))
     for key, title in sections:
-        lines.append(f"{title}: " + ("no differences" if not result[key] else ""))
+        lines.append(f"{title}:" + ("" if result[key] else " no differences"))
         lines += [f"  {c['key']}: {show(c['a'])} -> {show(c['b'])}" for c in result[key]]
     overrides = result["overrides"]
     if overrides["a"] or overrides["b"]:
