@@ -9,7 +9,8 @@ import re
 import sys
 
 from ..core.errors import FturunError, RecipeError, UsageError, environment_fault
-from . import commands, data, launch, promote, runs
+
+from . import after, commands, data, launch, promote, runs
 from .parser import COMMANDS, RECIPE_COMMANDS, build_parser
 
 COMMAND_FUNCTIONS = {
@@ -25,6 +26,11 @@ COMMAND_FUNCTIONS = {
     "rerun": runs.cmd_rerun,
     "promote": promote.cmd_promote,
     "launch": launch.cmd_launch,
+    "evaluate": after.cmd_evaluate,
+    "predict": after.cmd_predict,
+    "chat": after.cmd_chat,
+    "diff": after.cmd_diff,
+    "explain": after.cmd_explain,
 }
 
 #: what an override looks like on the command line (the recipe module parses it)

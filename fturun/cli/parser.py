@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from . import data, promote
+
+from . import after, data, promote
 
 EPILOG = """\
 examples:
@@ -25,6 +26,11 @@ examples:
   fturun validate recipes/*.json                    exit 0 when valid, 2 with every problem
   fturun components adapter                         what a recipe can name, with params
   fturun schema > recipe.schema.json                the schema for your editor
+  fturun evaluate RECIPE --model models:/NAME@champion    score a trained model on the data
+  fturun predict REF rows.csv                       one JSON line of prediction per row
+  fturun chat REF                                   talk to a chat model you trained
+  fturun diff RUN_A RUN_B                           what differs: recipe, data, env, metrics
+  fturun explain RECIPE training.learning_rate      where a value comes from
 
 'fturun COMMAND --help' shows a command's options and examples; -v (--verbose) shows every
 library message (by default fturun keeps the ones that say nothing you can act on off the
@@ -157,6 +163,11 @@ HELP = {
 HELP["promote"] = promote.HELP
 HELP["data"] = data.HELP
 
+# after training: evaluate, predict, chat, diff, explain (their help and arguments: cli/after.py)
+COMMANDS += after.COMMANDS
+RECIPE_COMMANDS += after.RECIPE_COMMANDS
+HELP.update(after.HELP)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every ``fturun`` command."""
@@ -177,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(commands)
     _add_inspection_arguments(commands)
     _add_tracking_arguments(commands)
+    after.add_arguments(commands, add_overrides)
     return parser
 
 

@@ -25,7 +25,8 @@ class RunRow:
     metrics: dict = field(default_factory=dict)  # final eval_/test_ metrics, sorted by name
     recipe_path: str = ""
     overrides: str = ""  # the command line's KEY=VALUE overrides (secrets redacted)
-    kind: str = "run"  # "run", "search" (a study's parent run) or "trial" (one of its runs)
+    kind: str = "run"  # "run", "search" (a study's parent run), "trial" (one of its runs) or
+    #: "evaluation" (``fturun evaluate``)
     parent_run_id: str = ""  # a trial's study run
     best: dict | None = None  # a search: {"metric", "value", "trial", "run_id"} of its best trial
 
@@ -63,6 +64,8 @@ def run_row(run, experiment: str) -> RunRow:
     tags = run.data.tags
     parent = tags.get("mlflow.parentRunId", "")
     kind = "search" if tags.get("fturun.search") == "true" else ("trial" if parent else "run")
+    if tags.get("fturun.evaluation") == "true":  # fturun evaluate's run of a trained model
+        kind = "evaluation"
     best = None
     if kind == "search" and "best_value" in run.data.metrics:
         best = {"metric": run.data.params.get("search.resolved.metric", "value"),
