@@ -9,7 +9,6 @@ import re
 import sys
 
 from ..core.errors import FturunError, RecipeError, UsageError, environment_fault
-
 from . import after, commands, data, launch, promote, runs
 from .parser import COMMANDS, RECIPE_COMMANDS, build_parser
 
