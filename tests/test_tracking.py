@@ -122,9 +122,14 @@ def test_resume_reattaches_the_same_run(tracked_run, mlflow_server):
 
 def test_runs_and_rerun_commands(tracked_run, mlflow_server, cli, tmp_path):
     client, run, _ = tracked_run
-    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server)
+    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server, "--wide")
     assert code == 0, err
     assert run.info.run_id in out and "FINISHED" in out and "eval_accuracy=" in out
+    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert all(len(line) <= 100 for line in out.splitlines()), out
+    line = next(x for x in out.splitlines() if x.startswith(run.info.run_id[:8]))
+    assert "finished" in line and "accuracy=" in line and "lora_cls.json" in line
     code, _, err = cli("runs", "test-trackin", "--tracking-uri", mlflow_server)
     assert code == 2 and "did you mean 'test-tracking'" in err
     code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,

@@ -7,6 +7,7 @@ import argparse
 import textwrap
 
 from . import promote
+from .filters import run_status, since_ms
 
 EPILOG = """\
 examples:
@@ -122,12 +123,15 @@ HELP = {
 """),
     "runs": (
         "list fturun's MLflow runs, newest first",
-        "List the MLflow runs made by fturun, newest first: run id, experiment, name, status, "
-        "final eval/test metrics (a search's parent run: its best value), recipe and "
-        "overrides. --json prints every field for scripts.",
+        "List the MLflow runs made by fturun, newest first, fitted to 100 columns: short run "
+        "id, start (UTC), user, status, the metric its versions are promoted on (a search's "
+        "parent run: its best value), registered versions with their aliases, recipe and "
+        "overrides. --wide shows every field in full; --json prints every field for scripts.",
         """\
   fturun runs                                         every experiment
   fturun runs bbc-topics --max 5                      one experiment, the 5 newest runs
+  fturun runs --mine --status failed --since 7d       my failed runs of the last week
+  fturun runs --wide                                  full ids, experiment, every metric
   fturun runs --tracking-uri http://mlflow:5000 --json
 """),
     "rerun": (
@@ -274,7 +278,17 @@ def _add_tracking_arguments(commands) -> None:
     runs.add_argument("--max", type=int, default=20, metavar="N",
                       help="at most N runs (default 20)")
     runs.add_argument("--json", action="store_true",
-                      help="print the runs as JSON (every metric, tag-derived field) for scripts")
+                      help="print the runs as JSON (every metric, tag-derived field, start and "
+                           "end time, user, registered versions and aliases) for scripts")
+    runs.add_argument("--wide", action="store_true",
+                      help="every field, full run ids, whatever the terminal's width (default: "
+                           "fitted to 100 columns)")
+    runs.add_argument("--mine", action="store_true", help="only the runs I started")
+    runs.add_argument("--status", metavar="STATUS", type=run_status,
+                      help="only runs of this status: finished, failed, running, killed")
+    runs.add_argument("--since", metavar="WHEN", type=since_ms,
+                      help="only runs started since WHEN: a date (2026-12-01), a date and time "
+                           "(2026-12-01T09:00), or an age (30m, 12h, 7d)")
     rerun = commands["rerun"]
     rerun.add_argument("run_id", metavar="RUN_ID",
                        help="the MLflow run id ('fturun runs' lists them)")

@@ -80,8 +80,9 @@ def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) 
     where = logged["model_uri"]
     if logged["version"]:
         where = f"models:/{settings.registered_model_name}/{logged['version']}"
-        if settings.registered_model_alias:
-            where += f" (alias {settings.registered_model_alias})"
+        evidence = logged.get("promotion")
+        if evidence is not None:
+            where += f"; {settings.registered_model_name}@{evidence.reason}"
     print(f"MLflow Model ({logged['flavor']}): {where}")
 
 

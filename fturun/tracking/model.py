@@ -108,8 +108,10 @@ def log_run_model(tracker, recipe, build, saved: dict, step: int, settings) -> d
         if settings.registered_model_name:
             from .model_registry import register_run_model
 
-            result["version"] = register_run_model(client, settings, recipe, tracker.run_id,
-                                                   logged.model_id).version
+            version, evidence = register_run_model(client, settings, recipe, tracker.run_id,
+                                                   logged.model_id)
+            result["version"] = version.version
+            result["promotion"] = evidence
     return result
 
 

@@ -2,15 +2,17 @@
 ``tracking.registered_model_name``, with the recipe's ``description`` as the version's
 description and tags saying how good it is and where it came from (eval and test metrics,
 recipe sha256, fturun version, task, git commit); ``tracking.registered_model_alias`` (e.g.
-``champion``) moved to the new version; and ``fturun promote RUN_ID ALIAS``, which points an
-alias at a tracked run's version after the fact (registering the run's model first when
-needed)."""
+``champion``) moved to the new version when the evidence says it is at least as good
+(:mod:`.promotion`); and ``fturun promote RUN_ID ALIAS``, which points an alias at a tracked
+run's version after the fact (registering the run's model first when needed), showing the same
+comparison and needing ``force`` for a worse version."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..core.errors import UsageError
+from .promotion import DECISION_TAG, Evidence, basis_of_version, basis_tags, weigh
 from .queries import result_metrics
 from .settings import alias_problem, using_tracking_uri
 
@@ -30,6 +32,7 @@ class Promotion:
     run_id: str
     registered: bool  # the run's model was registered by the promotion itself
     previous: str | None  # the version the alias pointed at before
+    evidence: Evidence | None = None  # the comparison with that version
 
 
 def version_tags(run) -> dict:
@@ -41,9 +44,11 @@ def version_tags(run) -> dict:
     return tags
 
 
-def register_version(client, name: str, model_id: str, run, description: str | None = None):
+def register_version(client, name: str, model_id: str, run, description: str | None = None,
+                     extra_tags: dict | None = None):
     """A new version of registered model ``name`` (created when missing) for the logged model
-    ``model_id`` of ``run``, with :func:`version_tags`; returns the ``ModelVersion``."""
+    ``model_id`` of ``run``, with :func:`version_tags` (and ``extra_tags``); returns the
+    ``ModelVersion``."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -55,26 +60,40 @@ def register_version(client, name: str, model_id: str, run, description: str | N
             client.get_registered_model(name)
     with using_tracking_uri(client.tracking_uri):  # where MLflow looks the model up
         return client.create_model_version(
-            name, source=f"models:/{model_id}", run_id=run.info.run_id, tags=version_tags(run),
+            name, source=f"models:/{model_id}", run_id=run.info.run_id,
+            tags={**version_tags(run), **(extra_tags or {})},
             description=(description or "")[:MAX_DESCRIPTION] or None, model_id=model_id)
 
 
-def register_run_model(client, settings, recipe, run_id: str, model_id: str):
+def register_run_model(client, settings, recipe, run_id: str, model_id: str) -> tuple:
     """Register the run's logged model under ``tracking.registered_model_name`` and move
-    ``tracking.registered_model_alias`` to the new version; returns the ``ModelVersion``."""
+    ``tracking.registered_model_alias`` to the new version when the evidence says it is at
+    least as good (:func:`~.promotion.weigh`; the decision is the version's
+    ``fturun.promotion`` tag). Returns ``(ModelVersion, Evidence or None)``."""
     run = client.get_run(run_id)
-    version = register_version(client, settings.registered_model_name, model_id, run,
-                               recipe.data.get("description"))
+    name = settings.registered_model_name
+    basis = basis_tags(recipe.data)
+    version = register_version(client, name, model_id, run, recipe.data.get("description"),
+                               basis)
+    evidence = None
     if settings.registered_model_alias:
-        client.set_registered_model_alias(settings.registered_model_name,
-                                          settings.registered_model_alias, version.version)
-    return version
+        metric, greater = basis_of_version(version)
+        evidence = weigh(client, name, settings.registered_model_alias, run, metric, greater,
+                         str(version.version))
+        if evidence.move:
+            client.set_registered_model_alias(name, settings.registered_model_alias,
+                                              version.version)
+        client.set_model_version_tag(name, version.version, DECISION_TAG, evidence.reason)
+    return version, evidence
 
 
-def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Promotion:
+def promote_run(client, run_id: str, alias: str, name: str | None = None,
+                force: bool = False) -> Promotion:
     """Point ``alias`` of the registered model at run ``run_id``'s model version (the version
     registered under ``name`` when given; the run's logged model is registered under ``name``
-    first when it has no version there). Raises :class:`UsageError` saying what to do."""
+    first when it has no version there), when it is at least as good as the version the alias
+    points at (:func:`~.promotion.weigh`) or ``force``. Raises :class:`UsageError` saying what
+    to do."""
     problem = alias_problem(alias)
     if problem:
         raise UsageError(f"alias {problem}")
@@ -97,8 +116,14 @@ def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Pro
                          "with --name NAME")
     version = max(versions, key=lambda v: int(v.version))
     previous = _alias_version(client, version.name, alias)
+    metric, greater = basis_of_version(version)
+    evidence = weigh(client, version.name, alias, run, metric, greater, str(version.version))
+    if not evidence.move and not force:
+        raise UsageError(f"{version.name}@{evidence.reason}; --force promotes v{version.version} "
+                         "anyway")
     client.set_registered_model_alias(version.name, alias, version.version)
-    return Promotion(version.name, str(version.version), alias, run_id, registered, previous)
+    return Promotion(version.name, str(version.version), alias, run_id, registered, previous,
+                     evidence)
 
 
 def _get_run(client, run_id: str):
