@@ -168,7 +168,7 @@ def test_registry_version_tags_description_and_run_description(lora_run):
     assert tags["fturun.eval_digest"] == evals[0].digest
     assert tags["fturun.promote_metric"] == "eval_loss"
     assert tags["fturun.promotion"] == "champion -> v1 (the first version under champion)"
-    logged = client.get_logged_model(version.model_id)
+    logged = client.get_logged_model(run.outputs.model_outputs[-1].model_id)
     assert "bbcnews/train" in logged.tags["mlflow.note.content"]
     linked = {m.key: m for m in logged.metrics}
     assert linked["eval_loss"].dataset_name == "bbcnews/eval"

@@ -33,6 +33,7 @@ from .lock import FolderLock
 from .modelinfo import count_parameters
 from .outcome import closing, faults_as_advice, oom_as_advice
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
+from .progress import fit_progress_to_console
 from .report import print_check_result, print_plan, print_summary
 from .stop import GracefulStop
 from .timing import CheckProbe, FirstStepClock
@@ -100,6 +101,7 @@ class RunSession:
                                  CompleteMarker(run_identity(self.recipe)), engine_report,
                                  *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
+        fit_progress_to_console(self.trainer)
         engine_report.trainer = self.trainer
         engine_report.defaults = self.build.defaults
         return self.trainer
