@@ -8,7 +8,9 @@ This module, the hooks and the contracts are the **plugin API**, versioned on it
 :data:`API_VERSION` (``MAJOR.MINOR``; a minor release only adds, a major one may change or
 remove). A plugin states the range it works with as a module attribute,
 ``FTURUN_API = ">=1.0,<2"``, and is refused with a message naming both when this fturun's API is
-outside it. Names not listed in ``__all__`` below are not part of the API.
+outside it. Names not listed in ``__all__`` below are not part of the API: what a plugin may
+import of fturun is this module and, for its tests, :mod:`fturun.testing`; the rest of the
+package is fturun's own and may change in any release.
 
 - writing a plugin: :data:`hookimpl`; the context a factory gets: :class:`BuildContext`; the
   error a factory raises for a user's mistake: :class:`RecipeRuntimeError`;
@@ -22,9 +24,8 @@ outside it. Names not listed in ``__all__`` below are not part of the API.
 - testing a plugin: :mod:`fturun.testing` (plain functions and pytest fixtures);
 - a task: :class:`Task` (registered through ``fturun_register_tasks``), the
   :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
-- conversations (:mod:`fturun.chat.conversation`): :func:`prepare_chat_tokenizer` (the run's chat
-template
-  on a tokenizer), :func:`conversation_tokens` (ids and completion-only labels),
+- conversations (:mod:`fturun.chat.conversation`): :func:`prepare_chat_tokenizer` (the run's
+  chat template on a tokenizer), :func:`conversation_tokens` (ids and completion-only labels),
   :func:`prompt_and_answer` (a row's prompt with the generation prompt, and its answer),
   :func:`encode_rendered`, :func:`end_of_turn_ids`;
 - recipe references: :func:`component_ref`, :func:`component_name`, :func:`resolve_path`;

@@ -25,7 +25,10 @@ saying so). It is found through the ``fturun`` entry-point group::
   ``"additionalProperties": false`` (``"unevaluatedProperties": false`` when its properties
   come from ``allOf``/``anyOf``/``oneOf``/``if``/``$ref``), also to ``{"type": "object"}``
   without properties, which then takes no params: a typo in a recipe is an error with a "did
-  you mean" suggestion. Write ``"additionalProperties": true`` to take any key.
+  you mean" suggestion. Write ``"additionalProperties": true`` to take any key. Give each
+  property a ``type``, a ``description`` and, where there is one, a ``default`` (``fturun
+  components`` shows them). A schema that is not valid Draft 2020-12 fails the plugin when it
+  loads.
 - ``description``: one line, shown by ``fturun components`` (required).
 
 ``fturun_register_tasks`` is the exception: its ``register(task)`` takes a
@@ -190,7 +193,8 @@ def fturun_register_optimizers(register):
       in ``kwargs`` (``context.training_arg("learning_rate")`` follows
       ``training.learning_rate``; the scheduler then sets each group's lr every step). A
       ``weight_decay`` in ``kwargs`` is overridden by the groups': return it as
-      ``training_args`` instead.
+      ``training_args`` instead (or, as the example plugin's Lion does, have your class
+      replace the groups' value).
 
     ``context.training_args`` holds the TrainingArguments kwargs so far (the recipe's
     ``training``; defaults through ``context.training_arg(name)``). The run's MLflow params say

@@ -1,5 +1,5 @@
 """The command line: schema, plugins, components, help; mistyped commands, one override convention,
-overrides located, the Hub checked first, the README's messages; the committed schemas are fresh."""
+overrides located, the Hub checked first, the docs' messages; the committed schemas are fresh."""
 
 import json
 import os
@@ -85,7 +85,7 @@ def test_help_teaches():
 
 
 # --------------------------------------------------------------------------------------------
-# the first hour: commands, overrides, help, locations, the Hub, the README's messages
+# the first hour: commands, overrides, help, locations, the Hub, the docs' messages
 
 LORA = ROOT / "recipes" / "lora_cls.json"
 
@@ -243,7 +243,7 @@ def test_recipe_hub_names():
 
 
 # --------------------------------------------------------------------------------------------
-# the README's example messages are what the commands print
+# the example messages of docs/commands.md are what the commands print
 
 README_RECIPES = {
     "recipes/my.json": """\
@@ -274,9 +274,9 @@ README_RECIPES["recipes/ok.json"] = README_RECIPES["recipes/my.json"].replace(
 
 
 def readme_console_blocks() -> list:
-    """The ```console blocks of README's "Commands" section: ``[(command, expected output)]``."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    """The ```console blocks of the "Commands" page, docs/commands.md: ``[(command, expected
+    output)]``."""
+    section = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
     examples = []
     for block in re.findall(r"```console\n(.*?)```", section, re.S):
         for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:

@@ -41,7 +41,7 @@ def test_committed_schemas_were_generated_from_the_locked_versions():
 def test_ci_and_the_readme_install_the_locked_versions():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
-    assert "-c constraints.txt -e '.[test]'" in ci
+    assert "-c constraints.txt -e '.[test,docs]'" in ci  # the tests and the docs build
     assert "-c constraints.txt -e '.[test]'" in readme
     assert "constraints" not in (ROOT / "pyproject.toml").read_text().split("[project.optional")[0]
 

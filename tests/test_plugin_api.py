@@ -1,7 +1,7 @@
 """Plugin API 1.0: the versioned contract, the contract made true (defaults, closed schemas, the
 loss under accumulation and two processes, optimizer and scheduler returns, what ran in MLflow),
 messages for components of disabled or failed plugins, the testing helpers, meta-tests on the
-documentation, and tests/plugin_packages/author_plugin (written from the README and hookspecs.py
+documentation, and tests/plugin_packages/author_plugin (written from the docs and hookspecs.py
 alone) under `fturun RECIPE`, `fturun check`, gradient accumulation and `fturun launch`."""
 
 from __future__ import annotations
@@ -451,18 +451,24 @@ def test_components_headings_are_the_kinds_plurals(capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# meta-tests: every hook documented (hookspecs.py, README) and registered through by a test
+# meta-tests: every hook documented (hookspecs.py, its rendering in the docs) and registered
+# through by a test
 
 
-def _readme_plugins_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text[text.index("## Plugins\n"):text.index("## Reliability guarantees\n")]
+def _plugins_page() -> str:
+    """docs/plugins.md, the plugin author's guide."""
+    return (ROOT / "docs" / "plugins.md").read_text()
+
+
+def _hooks_reference() -> str:
+    """docs/reference/hooks.md, rendered from hookspecs.py (tests/test_docs.py: fresh)."""
+    return (ROOT / "docs" / "reference" / "hooks.md").read_text()
 
 
 def test_every_hook_is_documented_with_its_signature():
     assert HOOKS == sorted([f"fturun_register_{PLURALS[k]}" for k in KINDS]
                            + ["fturun_register_tasks"])
-    readme = _readme_plugins_section()
+    reference = _hooks_reference()
     for name in HOOKS:
         hook = getattr(hookspecs, name)
         assert list(inspect.signature(hook).parameters) == ["register"], name
@@ -470,7 +476,8 @@ def test_every_hook_is_documented_with_its_signature():
         contract = "Record contract: call ``register(task)``" if name == "fturun_register_tasks" \
             else "Factory contract: ``factory(params, context) ->"
         assert contract in doc, name
-        assert f"`{name}(register)`" in readme, f"README Plugins: no row for {name}(register)"
+        assert f"`{name}(register)`" in reference, \
+            f"docs/reference/hooks.md: no row for {name}(register)"
     # the typed contracts name one factory protocol per kind
     import fturun.plugin.contracts as contracts
 
@@ -501,7 +508,7 @@ def test_every_hook_is_registered_through_by_the_author_plugin_and_used_by_its_r
 
 
 # --------------------------------------------------------------------------------------------
-# every code example of the README's Plugins section and of plugins/fturun-example/README.md
+# every code example of docs/plugins.md and of plugins/fturun-example/README.md
 
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -528,10 +535,10 @@ def _pip_install_env(site: Path) -> dict:
 
 @pytest.mark.slow
 def test_readme_plugin_section_examples_run(tmp_path):
-    """The plugin module, pyproject and tests of the README's Plugins section, as files: the
-    distribution pip-installs and `fturun plugins` finds it; its tests pass under pytest."""
+    """The plugin module, pyproject and tests of the Plugins page (docs/plugins.md), as files:
+    the distribution pip-installs and `fturun plugins` finds it; its tests pass under pytest."""
     project = tmp_path / "project"
-    blocks = _blocks(_readme_plugins_section())
+    blocks = _blocks(_plugins_page())
     assert [lang for lang, _ in blocks] == ["python", "toml", "python", "python"]
     for lang, body in blocks:
         relative = _first_line_path(body)

@@ -90,5 +90,6 @@ class BuildContext:
         return properties[key].get("default")
 
     def resolve_path(self, path: str) -> str:
-        """:func:`resolve_path` relative to the recipe's folder."""
+        """:func:`resolve_path` relative to the recipe's folder (``package:NAME/sub/path``: a
+        file inside an installed package)."""
         return resolve_path(path, self.recipe_dir)

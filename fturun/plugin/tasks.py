@@ -79,7 +79,7 @@ def _unchanged(sources: dict, recipe_data: dict, context) -> dict:
 
 @dataclass(frozen=True)
 class Task:
-    """One task: what a recipe's ``"task": NAME`` changes in the run.
+    """One task (a frozen record): what a recipe's ``"task": NAME`` changes in the run.
 
     The model and the Trainer:
 
@@ -96,8 +96,9 @@ class Task:
       Trainer that takes other arguments adapts them in its own ``__init__``;
     - ``training_settings``: the JSON Schema ``properties`` of the settings such an arguments
       class adds to TrainingArguments (``beta`` of TRL's ``DPOConfig``); a recipe of the task
-      writes them in ``training``, other tasks' recipes are refused them. Generate them with
-      :func:`fturun.api.arguments_schema` and commit them with the plugin;
+      writes them in ``training`` (searchable like any key), other tasks' recipes are refused
+      them. Generate them with ``fturun.api.arguments_schema(cls, base=TrainingArguments)``
+      (the generator of the ``training`` schema), commit them with the plugin, test them fresh;
     - ``trainer_metrics``: eval metric names the task's Trainer logs itself (without
       ``eval_``, e.g. ``"rewards/margins"``): ``metric_for_best_model`` and
       ``search.metric`` may name them;
@@ -115,7 +116,8 @@ class Task:
       ``packed_collator``: the one used with ``data.packing`` (None: the task cannot pack);
     - ``default_metrics``: metric references used when the recipe has no ``metrics``;
       ``always_metrics``: added to any list (``perplexity`` for language models);
-    - ``data_keys``: the task-only ``data`` settings it accepts (a subset of :data:`DATA_KEYS`);
+    - ``data_keys``: the task-only ``data`` settings it accepts (a subset of :data:`DATA_KEYS`;
+      the others are schema errors in its recipes);
     - ``generates``: it accepts a ``generation`` section and makes sample generations.
 
     The rows (``data.columns`` maps them to ``text``, ``text_pair``, ``labels``, ``target``):

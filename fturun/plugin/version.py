@@ -6,8 +6,9 @@
 adds (a hook, a context field, an optional record field, an optional key a factory may return)
 and keeps every plugin written for an earlier minor working; a major release may remove or
 change something a plugin relies on. A plugin module declares the range it works with as
-``FTURUN_API = ">=1.0,<2"`` (PEP 440 specifiers); fturun refuses a plugin whose range excludes
-:data:`API_VERSION`, naming both.
+``FTURUN_API = ">=1.0,<2"`` (PEP 440 specifiers; ``">=1.2,<2"`` when it needs something 1.2
+added); fturun refuses a plugin whose range excludes :data:`API_VERSION`, naming both. Without
+``FTURUN_API`` a plugin is loaded by any fturun.
 """
 
 from __future__ import annotations
