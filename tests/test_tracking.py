@@ -56,7 +56,8 @@ def test_status_params_and_tags(tracked_run):
     assert tags["team"] == "nlp"
     assert tags["fturun.version"]
     assert len(tags["fturun.recipe_sha256"]) == 64
-    assert tags["fturun.plugin.builtin.adapters"]
+    assert tags["fturun.plugins"].startswith("builtin 0.1.0 (")  # one tag, not one per plugin
+    assert not [key for key in tags if key.startswith("fturun.plugin.")]
     assert "training.max_steps=4" in tags["fturun.overrides"]
 
 
