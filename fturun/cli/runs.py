@@ -16,6 +16,9 @@ def _client(uri):
 
 #: the width ``fturun runs`` fits by default (``--wide``: every field, whatever the width)
 WIDTH = 100
+#: the most each column but the last (the recipe) takes by default: id, started, user, status,
+#: metric, model@alias; a longer cell is cut with '…'
+CAPS = (8, 11, 10, 9, 16, 30)
 
 
 def cmd_runs(args) -> int:
@@ -47,18 +50,18 @@ def cmd_runs(args) -> int:
         table = [header] + [(row.run_id[:8], row.start_time[5:16].replace("T", " "),
                              row.user, row.status.lower(), key_metric_text(row),
                              models_text(row), recipe_text(row)) for row in rows]
-    for line in fit(table, None if args.wide else WIDTH):
+    for line in fit(table, None if args.wide else WIDTH, CAPS):
         print(line)
     return 0
 
 
-def fit(table: list, width: int | None) -> list:
+def fit(table: list, width: int | None, caps=()) -> list:
     """The table's lines, columns two spaces apart; with ``width``, every column but the last
-    cut to at most 24 characters and the last to what is left (cut cells end with '…')."""
+    cut to its cap and the last to what is left (cut cells end with '…')."""
     columns = len(table[0])
     widths = [max(len(line[i]) for line in table) for i in range(columns - 1)]
     if width is not None:
-        widths = [min(w, 24) for w in widths]
+        widths = [min(w, cap) for w, cap in zip(widths, caps)]
     lines = []
     for line in table:
         cells = [_cut(cell, w).ljust(w) for cell, w in zip(line, widths)]
