@@ -322,7 +322,15 @@ def test_runs_shows_the_experiment_overrides_and_a_searchs_best(cli, tmp_path):
     assert study["best"] == {"metric": "eval_loss", "value": study["best"]["value"],
                              "trial": 0, "run_id": trial["run_id"]}
     assert trial["parent_run_id"] == study["run_id"] and "eval_accuracy" in trial["metrics"]
-    code, out, err = cli("runs", "--tracking-uri", uri)
+    code, out, err = cli("runs", "--tracking-uri", uri)  # fitted to 100 columns
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["run", "started", "user", "status", "metric",
+                                           "model", "recipe"]
+    assert all(len(line) <= 100 for line in out.splitlines()), out
+    short = {line.split()[0]: line for line in out.splitlines()}
+    assert f"best={study['best']['value']:.4g}" in short[study["run_id"][:8]]
+    assert "finished" in short[trial["run_id"][:8]]
+    code, out, err = cli("runs", "--tracking-uri", uri, "--wide")
     assert code == 0, err
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert lines["run"].split()[:2] == ["run", "id"] and lines["run"].endswith("overrides")
@@ -341,3 +349,23 @@ def test_resume_and_overwrite_together_are_refused(cli, tmp_path):
     assert "--resume continues the run in the output folder and --overwrite replaces it: give " \
         "one of them" in err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--since", "yesterday"), "'yesterday' is neither a date (2026-12-01), a date and time"),
+    (("--status", "done"), "'done' is not a run status; use one of finished, failed"),
+])
+def test_runs_filters_refuse_what_they_cannot_read(cli, capsys, args, message):
+    with pytest.raises(SystemExit) as exited:
+        cli("runs", *args, "--tracking-uri", "sqlite:////nonexistent/x.db")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_runs_since_reads_ages_and_dates():
+    from fturun.cli.filters import since_ms
+
+    assert since_ms("30m", now=10_000) == (10_000 - 1800) * 1000
+    assert since_ms("2d", now=200_000) == (200_000 - 172_800) * 1000
+    assert since_ms("1970-01-02") == 86_400_000
+    assert since_ms("1970-01-01T01:00+01:00") == 0

@@ -293,3 +293,59 @@ def test_a_launch_says_each_thing_once(tmp_path):
     for text in ("labels (5): ", "data: train 16 rows", "engine: 2 processes", "done in "):
         assert sum(line.startswith(text) for line in lines) == 1, text
     assert [line for line in lines if WARNING_LINE.search(line)] == []
+
+
+# --------------------------------------------------------------------------------------------
+# a tracked, registered run: every console line is one fturun means to print
+
+#: what a tracked, registered run of recipes/lora_cls.json may print on stdout, each line a
+#: pattern (fturun's own lines, and the Trainer's logged values); anything else fails the test
+RUN_STDOUT = (
+    r"labels \(\d+\): \d=\w+(, \d=\w+)*",
+    r"data: train \d+ rows, eval \d+ rows",
+    r"adapter: [\d,]+ trainable of [\d,]+ parameters \([\d.]+%\)",
+    r"MLflow run [0-9a-f]{32} at http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/[0-9a-f]{32}"
+    r"\?workflowType=machine_learning",
+    r"engine: .+",
+    r"  chosen: [\w.]+=\S+ because .+",
+    r"\{'(loss|eval_loss|train_runtime)': .+\}",  # the Trainer's logged values
+    r"MLflow Model \(transformers\): models:/[\w-]+/\d+; [\w-]+@\w+ -> v\d+ .+",
+    r"  its registry page: http://127\.0\.0\.1:\d+/#/models/[\w%-]+/versions/\d+"
+    r"\?workflowType=machine_learning",
+    r"",
+    r"done in [\d.]+ (s|min)",
+    r"  (train|eval|test): (\w+=[\d.e+-]+(, )?)+",
+    r"  best checkpoint: \S+ \(\w+=[\d.]+\)",
+    r"  (adapter|model): \S+",
+    r"  metrics: \S+; recipe: \S+",
+    r"  MLflow run: [0-9a-f]{32} \(experiment \d+\) at http://127\.0\.0\.1:\d+",
+    r"  open it: http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/[0-9a-f]{32}"
+    r"\?workflowType=machine_learning",
+    r"  its experiment: http://127\.0\.0\.1:\d+/#/experiments/\d+\?workflowType=machine_learning",
+)
+
+
+@pytest.mark.slow
+def test_a_tracked_registered_run_prints_only_what_fturun_means(mlflow_server, tmp_path):
+    """A run tracked on the real server and registered with an alias, its console a file (not
+    a terminal): every stdout line is on RUN_STDOUT (or console.ALLOWED); stderr holds only the
+    training progress bar, no evaluation bar and no cursor codes; none of the libraries' load
+    and save bars, MLflow's own links or registry notes."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != console.VERBOSE_ENV}
+    result = subprocess.run(
+        [sys.executable, "-m", "fturun", str(RECIPES / "lora_cls.json"), *TINY[1:],
+         "data.max_eval_samples=8", "data.max_length=32", "training.eval_strategy=steps",
+         "training.eval_steps=1", "training.save_strategy=steps", "training.save_steps=1",
+         f"training.output_dir={out}", f"tracking.tracking_uri={mlflow_server}",
+         "tracking.experiment=test-console", "tracking.registered_model_name=console-lora",
+         "tracking.registered_model_alias=champion", "tracking.system_metrics=false"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    unexpected = [line for line in result.stdout.splitlines()
+                  if not any(re.fullmatch(p, line) for p in RUN_STDOUT)
+                  and not any(re.search(p, line) for p, _ in console.ALLOWED)]
+    assert unexpected == [], "\n".join(unexpected)
+    assert "\x1b[A" not in result.stderr
+    for line in re.split(r"[\r\n]", result.stderr):
+        assert not line.strip() or re.search(r"\d+/2 \[", line), line  # the 2 training steps

@@ -213,7 +213,7 @@ def test_run_records_the_defaults_in_engine_json_and_mlflow(mlflow_server, tmp_p
     assert records["training.dataloader_pin_memory"]["source"] == "fturun"
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
     run = MlflowClient(tracking_uri=mlflow_server).get_run(run_id)
-    assert run.data.tags["fturun.default.training.train_sampling_strategy"].startswith(
-        "chosen: training.train_sampling_strategy=group_by_length because padding is dynamic")
+    assert run.data.tags["fturun.default.training.train_sampling_strategy"] == \
+        "group_by_length (chosen by fturun)"  # short: it reads whole in the UI's tag list
     assert run.data.params["default.training.train_sampling_strategy"] == "group_by_length"
     assert run.data.params["args.train_sampling_strategy"] == "group_by_length"

@@ -132,8 +132,11 @@ def test_every_source_is_an_mlflow_dataset_input(cli, mlflow_server, tmp_path, r
     assert code == 0, err
     run_id = json.loads((tmp_path / "out" / "mlflow_run.json").read_text())["run_id"]
     inputs = MlflowClient(mlflow_server).get_run(run_id).inputs.dataset_inputs
-    by_name = {i.dataset.name: i for i in inputs}
+    # each named after its source: "<source>/<split>"
+    by_name = {i.dataset.name.rsplit("/", 1)[1]: i for i in inputs}
     assert set(by_name) == {"train", "eval", "train[0]", "train[1]"}
+    assert by_name["train"].dataset.name == "mix/train"
+    assert by_name["train[1]"].dataset.name == "tech_support/train[1]"
     _, context = prepared(registry, recipe["data"])  # the same mix, realised again
     for source in context.train_mix.sources:
         logged = by_name[f"train[{source.index}]"]

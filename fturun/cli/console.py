@@ -34,6 +34,8 @@ from ..core.dist import is_main_process
 
 #: set to 1 by ``--verbose``; a launcher's processes inherit it
 VERBOSE_ENV = "FTURUN_VERBOSE"
+#: MLflow prints its own run/experiment links (to its GenAI view) unless this is true
+MLFLOW_LINKS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,18 @@ QUIET = (
           "(tracking.system_metrics: false turns them off)"),
     Quiet("mlflow.store.db.utils", r"(Creating initial|Updating) (MLflow )?database tables",
           "MLflow creates its tables the first time a folder's mlflow.db is used"),
+    Quiet("mlflow.transformers.signature", r"Running model prediction to infer",
+          "MLflow infers the logged model's signature by running it on the input example; "
+          "the model's pipeline and signature are in the run"),
+    Quiet("mlflow.store.model_registry.abstract_store", r"Waiting up to \d+ seconds",
+          "MLflow waits for a new model version to be ready; fturun prints the version when it "
+          "is"),
+    Quiet("mlflow.tracking._model_registry.client", r"Created version|Successfully registered",
+          "MLflow's note of a new version; fturun's 'MLflow Model' line names it, with the "
+          "alias decision"),
+    Quiet("mlflow.tracking._model_registry.fluent", r"Registered model .* already exists|"
+          r"Successfully registered model|Created version",
+          "the same notes from MLflow's fluent API"),
     Quiet("FutureWarning", r"`is_gradient_checkpointing` is deprecated",
           "peft asks the model for a property transformers v5 renamed; nothing in a recipe "
           "causes it or can avoid it"),
@@ -87,7 +101,7 @@ ALLOWED = (
 LIBRARY_LOGGERS = ("transformers", "datasets", "peft", "accelerate", "torch.distributed")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_STATE = {"verbose": False, "installed": False, "exported": False}
+_STATE = {"verbose": False, "installed": False, "exported": False, "links_set": False}
 _ADDED: list = []  # the warnings filters this module added
 
 
@@ -115,7 +129,15 @@ def apply_console_policy(verbose_flag: bool = False) -> None:
     _ADDED.clear()
     getattr(warnings, "_filters_mutated", lambda: None)()  # what filterwarnings() would do
     if on:
+        if _STATE["links_set"]:  # set by an earlier, quiet call in this process
+            os.environ.pop(MLFLOW_LINKS_ENV, None)
+            _STATE["links_set"] = False
         return
+    # MLflow's own "View run ... at:" / "View experiment at:" lines link to its GenAI view and
+    # repeat fturun's: fturun prints its links on the training view (fturun.tracking.links)
+    if MLFLOW_LINKS_ENV not in os.environ:
+        os.environ[MLFLOW_LINKS_ENV] = "true"
+        _STATE["links_set"] = True
     for quiet in QUIET:
         category = _WARNING_CATEGORIES.get(quiet.source)
         if category is not None:

@@ -7,6 +7,7 @@ import argparse
 import textwrap
 
 from . import after, data, promote
+from .filters import add_runs_arguments
 
 EPILOG = """\
 examples:
@@ -128,12 +129,15 @@ HELP = {
 """),
     "runs": (
         "list fturun's MLflow runs, newest first",
-        "List the MLflow runs made by fturun, newest first: run id, experiment, name, status, "
-        "final eval/test metrics (a search's parent run: its best value), recipe and "
-        "overrides. --json prints every field for scripts.",
+        "List the MLflow runs made by fturun, newest first, fitted to 100 columns: short run "
+        "id, start (UTC), user, status, the metric its versions are promoted on (a search's "
+        "parent run: its best value), registered versions with their aliases, recipe and "
+        "overrides. --wide shows every field in full; --json prints every field for scripts.",
         """\
   fturun runs                                         every experiment
   fturun runs bbc-topics --max 5                      one experiment, the 5 newest runs
+  fturun runs --mine --status failed --since 7d       my failed runs of the last week
+  fturun runs --wide                                  full ids, experiment, every metric
   fturun runs --tracking-uri http://mlflow:5000 --json
 """),
     "rerun": (
@@ -282,14 +286,7 @@ def _add_inspection_arguments(commands) -> None:
 def _add_tracking_arguments(commands) -> None:
     uri_help = "the MLflow tracking server (default: $MLFLOW_TRACKING_URI, else " \
                "sqlite:///mlflow.db here)"
-    runs = commands["runs"]
-    runs.add_argument("experiment", nargs="?", metavar="EXPERIMENT",
-                      help="only this experiment (default: every experiment)")
-    runs.add_argument("--tracking-uri", metavar="URI", help=uri_help)
-    runs.add_argument("--max", type=int, default=20, metavar="N",
-                      help="at most N runs (default 20)")
-    runs.add_argument("--json", action="store_true",
-                      help="print the runs as JSON (every metric, tag-derived field) for scripts")
+    add_runs_arguments(commands["runs"], uri_help)
     rerun = commands["rerun"]
     rerun.add_argument("run_id", metavar="RUN_ID",
                        help="the MLflow run id ('fturun runs' lists them)")

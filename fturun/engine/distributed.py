@@ -287,7 +287,9 @@ def EngineReport(output_dir: str, tracker=None):  # noqa: N802 - used like a cla
                     tags["fturun.engine.deepspeed_zero_stage"] = str(ds["zero_stage"])
                 if info["fsdp"]:
                     tags["fturun.engine.fsdp_version"] = str(info["fsdp"]["version"])
-                tags.update({f"fturun.default.{c.key}": c.line() for c in self.defaults})
+                # short values that read whole in the UI's tag list; the reasons are in
+                # engine.json and on the console
+                tags.update({f"fturun.default.{c.key}": c.tag() for c in self.defaults})
                 tracker.set_tags(tags)
                 tracker.log_params({f"default.{c.key}": c.value for c in self.defaults
                                     if c.source == "fturun"})

@@ -44,6 +44,11 @@ class Choice:
     reason: str
     source: str = FTURUN
 
+    def tag(self) -> str:
+        """The tag value: the value and who chose it (``group_by_length (chosen by fturun)``)."""
+        who = "kept from the recipe" if self.source == RECIPE else "chosen by fturun"
+        return f"{_show(self.value)} ({who})"
+
     def line(self) -> str:
         """``chosen: KEY=VALUE because REASON`` (the recipe's own setting: ``kept: ...``)."""
         verb = "kept" if self.source == RECIPE else "chosen"

@@ -76,6 +76,17 @@ def default_output_dir(recipe) -> str:
     return os.path.join("outputs", stem)
 
 
+def library_bars_off() -> None:
+    """transformers' own progress bars ("Loading weights" at every load, "Writing model
+    shards" at every checkpoint) finish in a blink and say nothing to act on: off unless the
+    console is verbose (``-v`` exports ``FTURUN_VERBOSE=1``). Download bars are the Hub's own
+    and stay."""
+    if os.environ.get("FTURUN_VERBOSE", "") in ("", "0"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
               tracker=None) -> Build:
     """Build datasets, model, adapter, collator, loss, metrics, optimizer, scheduler and
@@ -96,6 +107,7 @@ def build_context(recipe, registry, output_dir: str, tracker=None) -> BuildConte
     from transformers import set_seed
 
     data = recipe.data
+    library_bars_off()
     seed = data.get("seed", 42)
     set_seed(seed)
     context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),

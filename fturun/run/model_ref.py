@@ -102,6 +102,41 @@ def _from_logged_model(client, ref: str):
                        model_id=logged.model_id)
 
 
+#: what a full fine-tune's ``model/`` artifact holds: its weights are in the run's MLflow Model
+MODEL_REFERENCE = "logged_model.json"
+
+
+def _weights_of_logged_model(client, folder: str, target: str) -> str:
+    """A full fine-tune's model folder from the run's MLflow Model (its weights are stored
+    there only): the transformers flavor's ``model/`` with its tokenizer's files beside it."""
+    import shutil
+
+    from mlflow.artifacts import download_artifacts
+
+    reference = read_json(os.path.join(folder, MODEL_REFERENCE), {})
+    from ..tracking.settings import using_tracking_uri
+
+    with using_tracking_uri(client.tracking_uri):
+        logged = download_artifacts(artifact_uri=reference["files"],
+                                    dst_path=os.path.join(target, "logged"))
+    weights = next((os.path.dirname(p) for p in sorted(glob_files(logged, "config.json"))
+                    if os.path.basename(os.path.dirname(p)) == "model"), None)
+    if weights is None:
+        raise UsageError(f"the run's MLflow Model at {reference['files']} holds no model folder")
+    tokenizer = os.path.join(logged, "components", "tokenizer")
+    for name in (os.listdir(tokenizer) if os.path.isdir(tokenizer) else []):
+        shutil.copy2(os.path.join(tokenizer, name), os.path.join(weights, name))
+    for name in os.listdir(folder):  # fturun's own files of the folder (labels.json, ...)
+        if name != MODEL_REFERENCE and os.path.isfile(os.path.join(folder, name)):
+            shutil.copy2(os.path.join(folder, name), os.path.join(weights, name))
+    return weights
+
+
+def glob_files(root: str, name: str) -> list:
+    """Every file called ``name`` under ``root``."""
+    return [os.path.join(d, name) for d, _, files in os.walk(root) if name in files]
+
+
 def _from_run(client, run_id: str, ref: str, kind: str, workdir: str, model_id=None):
     """The run's ``model/`` artifact, resolved recipe and final metrics."""
     try:
@@ -116,6 +151,8 @@ def _from_run(client, run_id: str, ref: str, kind: str, workdir: str, model_id=N
     except Exception:  # noqa: BLE001 - any failure: no such artifact
         raise UsageError(f"model '{ref}': run {run_id} has no model/ artifact (it ran with "
                          "tracking.log_model=false or output.save_model=false)") from None
+    if os.path.exists(os.path.join(folder, MODEL_REFERENCE)):
+        folder = _weights_of_logged_model(client, folder, target)
     try:
         recipe = read_json(client.download_artifacts(run_id, RESOLVED_ARTIFACT, target), None)
     except Exception:  # noqa: BLE001 - a run without its recipe: the task tag still says

@@ -24,6 +24,7 @@ from ..core.io import read_json
 from ..data import dataset_inputs
 from ..engine.distributed import EngineReport
 from ..tracking import NullTracker, Tracker, flatten, log_run_results
+from ..tracking.links import experiment_link, run_link
 from .batch_view import show_batch as show_batch_view
 from .build import build_run, default_output_dir, make_trainer
 from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
@@ -32,6 +33,7 @@ from .lock import FolderLock
 from .modelinfo import count_parameters
 from .outcome import closing, faults_as_advice, oom_as_advice
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
+from .progress import fit_progress_to_console
 from .report import print_check_result, print_plan, print_summary
 from .stop import GracefulStop
 from .timing import CheckProbe, FirstStepClock
@@ -99,6 +101,7 @@ class RunSession:
                                  CompleteMarker(run_identity(self.recipe)), engine_report,
                                  *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
+        fit_progress_to_console(self.trainer)
         engine_report.trainer = self.trainer
         engine_report.defaults = self.build.defaults
         return self.trainer
@@ -108,7 +111,8 @@ class RunSession:
         params), parameter counts and dataset inputs."""
         tracker, data = self.tracker, self.recipe.data
         if tracker.run_id:
-            print(f"MLflow run {tracker.run_id} at {tracker.tracking_uri}")
+            link = run_link(tracker.tracking_uri, tracker.experiment_id, tracker.run_id)
+            print(f"MLflow run {tracker.run_id} at {link or tracker.tracking_uri}")
         params = flatten(data)
         params.update({f"args.{k}": v for k, v in self.trainer.args.to_dict().items()})
         params.update(self.build.ran_params)  # an optimizer class, a scheduler of a component
@@ -322,6 +326,11 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
     if tracker.run_id:
         print(f"  MLflow run: {tracker.run_id} (experiment {tracker.experiment_id}) at "
               f"{tracker.tracking_uri}")
+        link = run_link(tracker.tracking_uri, tracker.experiment_id, tracker.run_id)
+        if link:
+            print(f"  open it: {link}")
+            print(f"  its experiment: "
+                  f"{experiment_link(tracker.tracking_uri, tracker.experiment_id)}")
     return 0
 
 

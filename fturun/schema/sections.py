@@ -205,8 +205,17 @@ TRACKING = {
         "registered_model_alias": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
                                    "maxLength": 255,
                                    "description": "point this alias (e.g. champion: letters, "
-                                                  "digits, '_', '-') at the new version; needs "
+                                                  "digits, '_', '-') at the new version when it "
+                                                  "is at least as good as the alias's version "
+                                                  "(see promote_on); needs "
                                                   "registered_model_name"},
+        "promote_on": {
+            "type": "object", "additionalProperties": False, "required": ["metric"],
+            "description": "the metric a new version must match or beat for "
+                           "registered_model_alias to move (default: "
+                           "training.metric_for_best_model, else eval_loss)",
+            "properties": {"metric": {"type": "string", "minLength": 1},
+                           "greater_is_better": {"type": "boolean"}}},
         "system_metrics": {"type": "boolean", "default": True,
                            "description": "CPU, memory, disk, network (and GPU) metrics through "
                                           "MLflow's own monitor, every "

@@ -12,6 +12,7 @@ import sys
 
 from ..core.io import write_bytes, write_json
 from ..core.redaction import redact_tree
+from .links import model_version_link
 from .params import environment
 from .settings import TrackingSettings
 from .tracker import NullTracker
@@ -46,9 +47,32 @@ def log_run_results(tracker, recipe, log_history: list, output_dir: str, model_d
         tracker.log_artifact(events, "tensorboard")
     settings = TrackingSettings.from_recipe(recipe)
     if model_dir and settings.log_model and os.path.isdir(model_dir):
-        tracker.log_artifact(model_dir, "model")
+        logged = None
         if build is not None:
-            _log_mlflow_model(tracker, recipe, build, saved or {}, step, settings)
+            logged = _log_mlflow_model(tracker, recipe, build, saved or {}, step, settings)
+        log_model_folder(tracker, model_dir, logged, staging)
+
+
+#: what the run's ``model/`` artifact holds instead of a full model's weights, which are stored
+#: once, in the run's MLflow Model
+MODEL_REFERENCE = "logged_model.json"
+
+
+def log_model_folder(tracker, model_dir: str, logged: dict | None, staging: str) -> None:
+    """``model/``: the saved folder, unless the run's MLflow Model holds the same weights (a
+    full fine-tune logged with the transformers flavor): then a small ``model/logged_model.json``
+    naming the logged model, so the weights are stored once per run. An adapter run keeps its
+    small adapter folder (the logged model is the merged model, another set of weights)."""
+    adapter = os.path.exists(os.path.join(model_dir, "adapter_config.json"))
+    if adapter or not logged or logged.get("flavor") != "transformers":
+        tracker.log_artifact(model_dir, "model")
+        return
+    reference = {"model_id": logged["model_id"], "model_uri": logged["model_uri"],
+                 "files": logged.get("artifact_location"),
+                 "why": "the run's MLflow Model holds this model's weights: they are stored "
+                        "once; download them with `mlflow artifacts download -u FILES`"}
+    tracker.log_artifact(write_json(os.path.join(staging, "model", MODEL_REFERENCE), reference),
+                         "model")
 
 
 def tensorboard_folder(recipe, output_dir: str) -> str | None:
@@ -63,8 +87,9 @@ def tensorboard_folder(recipe, output_dir: str) -> str | None:
     return folder if os.path.isdir(folder) and os.listdir(folder) else None
 
 
-def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) -> None:
-    """The run's MLflow Model; a failure is a warning (training is done and saved)."""
+def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) -> dict | None:
+    """The run's MLflow Model (what :func:`~.model.log_run_model` returns); a failure is a
+    warning (training is done and saved) and gives None."""
     from .model import NotLoggable, log_run_model
 
     try:
@@ -74,15 +99,23 @@ def _log_mlflow_model(tracker, recipe, build, saved: dict, step: int, settings) 
         tracker.set_tags({"fturun.model_error": reason})
         print(f"warning: the run's MLflow Model was not logged: {reason}; its model/ folder is "
               "logged as an artifact", file=sys.stderr)
-        return
+        return None
     if logged is None:
-        return
+        return None
     where = logged["model_uri"]
+    if logged.get("artifact_location"):
+        where += f" (files: {logged['artifact_location']})"
     if logged["version"]:
         where = f"models:/{settings.registered_model_name}/{logged['version']}"
-        if settings.registered_model_alias:
-            where += f" (alias {settings.registered_model_alias})"
+        evidence = logged.get("promotion")
+        if evidence is not None:
+            where += f"; {settings.registered_model_name}@{evidence.reason}"
+        page = model_version_link(tracker.tracking_uri, settings.registered_model_name,
+                                  logged["version"])
+        if page:
+            where += f"\n  its registry page: {page}"
     print(f"MLflow Model ({logged['flavor']}): {where}")
+    return logged
 
 
 def _log_recipe(tracker, recipe, output_dir: str, staging: str) -> None:

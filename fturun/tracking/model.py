@@ -32,7 +32,7 @@ from typing import Any
 from ..core.io import read_json, write_json
 from ..plugin.tasks import generation_settings
 from ..recipe.refs import component_ref
-from .queries import result_metrics
+from .model_provenance import RUN_DESCRIPTION, link_to_run, logged_model_description
 from .settings import using_tracking_uri
 
 MODEL_NAME = "model"  # the logged model's name when the recipe registers none
@@ -81,10 +81,12 @@ def log_run_model(tracker, recipe, build, saved: dict, step: int, settings) -> d
     client = tracker.client
     run = client.get_run(tracker.run_id)
     logged = client.create_logged_model(
-        tracker.experiment_id, name=settings.registered_model_name or MODEL_NAME,
+        tracker.experiment_id,
+        name=settings.registered_model_name or run.info.run_name or MODEL_NAME,
         source_run_id=tracker.run_id, params=dict(run.data.params),
-        tags={k: v for k, v in run.data.tags.items()
-              if k in ("fturun.version", "fturun.task", "fturun.recipe_sha256")})
+        tags={**{k: v for k, v in run.data.tags.items()
+                 if k in ("fturun.version", "fturun.task", "fturun.recipe_sha256")},
+              RUN_DESCRIPTION: logged_model_description(recipe.data, run)})
     kwargs = dict(name=logged.name, input_example=input_examples(build, trained.tokenizer),
                   pip_requirements=pip_requirements(trained.adapter_dir is not None),
                   metadata=model_metadata(task, trained, build.context, flavor),
@@ -104,30 +106,17 @@ def log_run_model(tracker, recipe, build, saved: dict, step: int, settings) -> d
                 raise
         link_to_run(client, tracker.run_id, logged.model_id, step)
         result = {"model_uri": info.model_uri, "model_id": logged.model_id, "flavor": flavor,
-                  "version": None}
+                  "version": None,
+                  "artifact_location": client.get_logged_model(logged.model_id).artifact_location}
         if settings.registered_model_name:
             from .model_registry import register_run_model
 
-            result["version"] = register_run_model(client, settings, recipe, tracker.run_id,
-                                                   logged.model_id).version
+            version, evidence = register_run_model(client, settings, recipe, tracker.run_id,
+                                                   logged.model_id,
+                                                   build.context.label_names)
+            result["version"] = version.version
+            result["promotion"] = evidence
     return result
-
-
-def link_to_run(client, run_id: str, model_id: str, step: int) -> None:
-    """Make the model run ``run_id``'s output at ``step`` and link the run's final eval and test
-    metrics to it (their last values, as logged). MLflow's own linking (``log_model`` with a
-    run) would take every metric logged at that step, system metrics included, whose steps
-    count samples rather than training steps."""
-    from mlflow.entities import LoggedModelOutput, Metric
-
-    client.log_outputs(run_id, [LoggedModelOutput(model_id, step)])
-    linked = []
-    for key in result_metrics(client.get_run(run_id).data.metrics):
-        last = max(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-        linked.append(Metric(key, last.value, last.timestamp, last.step, run_id=run_id,
-                             model_id=model_id))
-    if linked:
-        client.log_batch(run_id, metrics=linked)
 
 
 def _log_flavor(trained: TrainedModel, task, recipe_data: dict, kwargs: dict):

@@ -2,15 +2,26 @@
 ``tracking.registered_model_name``, with the recipe's ``description`` as the version's
 description and tags saying how good it is and where it came from (eval and test metrics,
 recipe sha256, fturun version, task, git commit); ``tracking.registered_model_alias`` (e.g.
-``champion``) moved to the new version; and ``fturun promote RUN_ID ALIAS``, which points an
-alias at a tracked run's version after the fact (registering the run's model first when
-needed)."""
+``champion``) moved to the new version when the evidence says it is at least as good
+(:mod:`.promotion`); and ``fturun promote RUN_ID ALIAS``, which points an alias at a tracked
+run's version after the fact (registering the run's model first when needed), showing the same
+comparison and needing ``force`` for a worse version."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from ..core.errors import UsageError
+from .promotion import (
+    DECISION_TAG,
+    Evidence,
+    basis_of_version,
+    basis_tags,
+    eval_digest,
+    promotion_basis,
+    weigh,
+)
 from .queries import result_metrics
 from .settings import alias_problem, using_tracking_uri
 
@@ -30,51 +41,112 @@ class Promotion:
     run_id: str
     registered: bool  # the run's model was registered by the promotion itself
     previous: str | None  # the version the alias pointed at before
+    evidence: Evidence | None = None  # the comparison with that version
 
 
 def version_tags(run) -> dict:
-    """The tags of a run's model version: its final eval/test metrics and where it came
-    from."""
+    """The tags of a run's model version: its final eval/test metrics and where it came from
+    (the run, its overrides and user, the eval data's digest, the recipe's sha256, the git
+    commit; a rerun's original's recipe and git tags, ``fturun.rerun_of.*``)."""
     tags = {key: run.data.tags[key] for key in VERSION_TAG_KEYS if key in run.data.tags}
+    tags.update({key: value for key, value in run.data.tags.items()
+                 if key.startswith("fturun.rerun_of")})
     tags.update({key: f"{value:.6g}" for key, value in result_metrics(run.data.metrics).items()})
     tags["fturun.run_id"] = run.info.run_id
+    tags["fturun.overrides"] = run.data.tags.get("fturun.overrides") or "none"
+    if run.data.tags.get("mlflow.user"):
+        tags["fturun.user"] = run.data.tags["mlflow.user"]
+    digest = eval_digest(run)
+    if digest:
+        tags["fturun.eval_digest"] = digest
     return tags
 
 
-def register_version(client, name: str, model_id: str, run, description: str | None = None):
-    """A new version of registered model ``name`` (created when missing) for the logged model
-    ``model_id`` of ``run``, with :func:`version_tags`; returns the ``ModelVersion``."""
+def version_description(description: str | None, run, metric: str) -> str:
+    """A version's description: the recipe's, then what tells this version from the others:
+    its overrides, its data's rows per split, its value of the metric it is promoted on."""
+    rows = []
+    for entry in (run.inputs.dataset_inputs if run.inputs else []):
+        try:
+            count = json.loads(entry.dataset.profile or "{}").get("num_rows")
+        except ValueError:
+            count = None
+        if count is not None:
+            rows.append(f"{entry.dataset.name} {count} rows")
+    value = run.data.metrics.get(metric)
+    parts = [f"overrides: {run.data.tags.get('fturun.overrides') or 'none'}",
+             f"data: {', '.join(rows) or 'not recorded'}",
+             f"{metric}: {value:.4g}" if value is not None else f"{metric}: not logged"]
+    head = (description or "").strip()
+    return (f"{head}\n\n" if head else "") + "; ".join(parts)
+
+
+def registered_model_text(recipe_data: dict, labels) -> tuple:
+    """``(description, tags)`` of a registered model fturun creates: what it is and does."""
+    task = recipe_data.get("task", "sequence-classification")
+    described = (recipe_data.get("description") or "").strip()
+    text = f"A {task} model fine-tuned with fturun; each version is one run (its description " \
+           "says its overrides, data and metric; its tags, where it came from)."
+    tags = {"fturun.task": task}
+    if labels:
+        tags["fturun.labels"] = ", ".join(map(str, labels))[:MAX_DESCRIPTION]
+        text += f" Labels: {tags['fturun.labels']}."
+    return (f"{described}\n\n{text}" if described else text), tags
+
+
+def register_version(client, name: str, model_id: str, run, description: str | None = None,
+                     extra_tags: dict | None = None, created: tuple = (None, None)):
+    """A new version of registered model ``name`` (created when missing, with ``created``:
+    its description and tags) for the logged model ``model_id`` of ``run``, with
+    :func:`version_tags` (and ``extra_tags``); returns the ``ModelVersion``."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         try:
-            client.create_registered_model(name)
+            client.create_registered_model(name, tags=created[1], description=created[0])
         except MlflowException:  # another run created it meanwhile
             client.get_registered_model(name)
     with using_tracking_uri(client.tracking_uri):  # where MLflow looks the model up
         return client.create_model_version(
-            name, source=f"models:/{model_id}", run_id=run.info.run_id, tags=version_tags(run),
+            name, source=f"models:/{model_id}", run_id=run.info.run_id,
+            tags={**version_tags(run), **(extra_tags or {})},
             description=(description or "")[:MAX_DESCRIPTION] or None, model_id=model_id)
 
 
-def register_run_model(client, settings, recipe, run_id: str, model_id: str):
+def register_run_model(client, settings, recipe, run_id: str, model_id: str,
+                       labels=None) -> tuple:
     """Register the run's logged model under ``tracking.registered_model_name`` and move
-    ``tracking.registered_model_alias`` to the new version; returns the ``ModelVersion``."""
+    ``tracking.registered_model_alias`` to the new version when the evidence says it is at
+    least as good (:func:`~.promotion.weigh`; the decision is the version's
+    ``fturun.promotion`` tag). Returns ``(ModelVersion, Evidence or None)``."""
     run = client.get_run(run_id)
-    version = register_version(client, settings.registered_model_name, model_id, run,
-                               recipe.data.get("description"))
+    name = settings.registered_model_name
+    basis = basis_tags(recipe.data)
+    metric, _ = promotion_basis(recipe.data)
+    version = register_version(client, name, model_id, run,
+                               version_description(recipe.data.get("description"), run, metric),
+                               basis, registered_model_text(recipe.data, labels))
+    evidence = None
     if settings.registered_model_alias:
-        client.set_registered_model_alias(settings.registered_model_name,
-                                          settings.registered_model_alias, version.version)
-    return version
+        metric, greater = basis_of_version(version)
+        evidence = weigh(client, name, settings.registered_model_alias, run, metric, greater,
+                         str(version.version))
+        if evidence.move:
+            client.set_registered_model_alias(name, settings.registered_model_alias,
+                                              version.version)
+        client.set_model_version_tag(name, version.version, DECISION_TAG, evidence.reason)
+    return version, evidence
 
 
-def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Promotion:
+def promote_run(client, run_id: str, alias: str, name: str | None = None,
+                force: bool = False) -> Promotion:
     """Point ``alias`` of the registered model at run ``run_id``'s model version (the version
     registered under ``name`` when given; the run's logged model is registered under ``name``
-    first when it has no version there). Raises :class:`UsageError` saying what to do."""
+    first when it has no version there), when it is at least as good as the version the alias
+    points at (:func:`~.promotion.weigh`) or ``force``. Raises :class:`UsageError` saying what
+    to do."""
     problem = alias_problem(alias)
     if problem:
         raise UsageError(f"alias {problem}")
@@ -97,8 +169,14 @@ def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Pro
                          "with --name NAME")
     version = max(versions, key=lambda v: int(v.version))
     previous = _alias_version(client, version.name, alias)
+    metric, greater = basis_of_version(version)
+    evidence = weigh(client, version.name, alias, run, metric, greater, str(version.version))
+    if not evidence.move and not force:
+        raise UsageError(f"{version.name}@{evidence.reason}; --force promotes v{version.version} "
+                         "anyway")
     client.set_registered_model_alias(version.name, alias, version.version)
-    return Promotion(version.name, str(version.version), alias, run_id, registered, previous)
+    return Promotion(version.name, str(version.version), alias, run_id, registered, previous,
+                     evidence)
 
 
 def _get_run(client, run_id: str):

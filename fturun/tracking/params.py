@@ -61,6 +61,20 @@ def tag_value(key, value) -> str:
     return str(redact(key, value))[:MAX_TAG_VALUE]
 
 
+def plugins_tag(plugins) -> str:
+    """The loaded plugins in one tag (one per plugin crowded the UI's tag list): the built-ins
+    once, with their version and count, then each other plugin with its version
+    (``builtin 0.1.0 (14); trl 0.1.0``); ``fturun plugins`` lists each by name."""
+    ok = [p for p in plugins if p.status == "ok"]
+    builtin = [p for p in ok if p.name.startswith("builtin.")]
+    parts = []
+    if builtin:
+        versions = sorted({p.version for p in builtin})
+        parts.append(f"builtin {', '.join(versions)} ({len(builtin)})")
+    parts += [f"{p.name} {p.version}" for p in ok if not p.name.startswith("builtin.")]
+    return "; ".join(parts)
+
+
 def run_tags(recipe, plugins=()) -> dict:
     """Tags that make a run findable and reproducible: fturun's own, and MLflow's ``mlflow.user``
     and ``mlflow.source.*`` (the UI's "User" and "Source" columns: the recipe file, run
@@ -78,9 +92,9 @@ def run_tags(recipe, plugins=()) -> dict:
         pass
     if recipe.overrides:
         tags["fturun.overrides"] = " ".join(redact_override(o) for o in recipe.overrides)
-    for plugin in plugins:
-        if plugin.status == "ok":
-            tags[f"fturun.plugin.{plugin.name}"] = plugin.version
+    loaded = plugins_tag(plugins)
+    if loaded:
+        tags["fturun.plugins"] = loaded
     model = recipe.data.get("model")
     if isinstance(model, dict) and (model.get("params") or {}).get("trust_remote_code"):
         tags["fturun.trust_remote_code"] = "true"

@@ -29,6 +29,11 @@ class RunRow:
     #: "evaluation" (``fturun evaluate``)
     parent_run_id: str = ""  # a trial's study run
     best: dict | None = None  # a search: {"metric", "value", "trial", "run_id"} of its best trial
+    start_time: str = ""  # ISO 8601, UTC
+    end_time: str = ""
+    user: str = ""
+    key_metric: dict | None = None  # {"name", "value"}: what the run's versions are promoted on
+    models: list = field(default_factory=list)  # [{"name", "version", "aliases"}] registered
 
 
 def open_client(uri: str | None = None):
@@ -39,9 +44,12 @@ def open_client(uri: str | None = None):
     return mlflow_client(uri), uri
 
 
-def list_runs(client, experiment: str | None = None, max_results: int = 20) -> list:
+def list_runs(client, experiment: str | None = None, max_results: int = 20, *,
+              user: str | None = None, status: str | None = None,
+              since_ms: int | None = None) -> list:
     """The fturun runs (:class:`RunRow`) of ``experiment`` (default: every experiment), newest
-    first, at most ``max_results``. Raises :class:`UsageError` for an unknown experiment."""
+    first, at most ``max_results``; only ``user``'s, of ``status``, started since ``since_ms``
+    (epoch milliseconds) when given. Raises :class:`UsageError` for an unknown experiment."""
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -52,11 +60,43 @@ def list_runs(client, experiment: str | None = None, max_results: int = 20) -> l
         experiments = [found]
     else:
         experiments = client.search_experiments()
+    where = ["tags.`fturun.version` != ''"]
+    if user:
+        where.append(f"tags.`mlflow.user` = '{_quoted(user)}'")
+    if status:
+        where.append(f"attributes.status = '{_quoted(status.upper())}'")
+    if since_ms is not None:
+        where.append(f"attributes.start_time >= {int(since_ms)}")
     runs = client.search_runs([e.experiment_id for e in experiments],
-                              filter_string="tags.`fturun.version` != ''",
+                              filter_string=" and ".join(where),
                               order_by=["attributes.start_time DESC"], max_results=max_results)
     names = {e.experiment_id: e.name for e in experiments}
-    return [run_row(run, names.get(run.info.experiment_id, "?")) for run in runs]
+    rows = [run_row(run, names.get(run.info.experiment_id, "?")) for run in runs]
+    for row in rows:
+        row.models = registered_versions(client, row.run_id)
+    return rows
+
+
+def _quoted(text: str) -> str:
+    return str(text).replace("'", "\\'")
+
+
+def registered_versions(client, run_id: str) -> list:
+    """``[{"name", "version", "aliases"}]`` of the model versions made from run ``run_id``."""
+    try:
+        versions = client.search_model_versions(f"run_id = '{run_id}'")
+    except Exception:  # noqa: BLE001 - a store without a registry: no versions to show
+        return []
+    found = []
+    for v in versions:
+        aliases = list(getattr(v, "aliases", None) or [])
+        if not aliases:
+            try:
+                aliases = list(client.get_model_version(v.name, v.version).aliases or [])
+            except Exception:  # noqa: BLE001 - shown without aliases
+                aliases = []
+        found.append({"name": v.name, "version": str(v.version), "aliases": sorted(aliases)})
+    return sorted(found, key=lambda m: (m["name"], int(m["version"])))
 
 
 def run_row(run, experiment: str) -> RunRow:
@@ -76,7 +116,28 @@ def run_row(run, experiment: str) -> RunRow:
                   status=run.info.status, metrics=result_metrics(run.data.metrics),
                   recipe_path=tags.get("fturun.recipe_path", ""),
                   overrides=tags.get("fturun.overrides", ""), kind=kind, parent_run_id=parent,
-                  best=best)
+                  best=best, start_time=_iso(run.info.start_time),
+                  end_time=_iso(run.info.end_time), user=tags.get("mlflow.user", ""),
+                  key_metric=_key_metric(run))
+
+
+def _iso(ms) -> str:
+    from datetime import datetime, timezone
+
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _key_metric(run) -> dict | None:
+    """The metric the run's versions are promoted on (``tracking.promote_on``, else
+    ``training.metric_for_best_model``, else ``eval_loss``) and its final value."""
+    params = run.data.params
+    name = params.get("tracking.promote_on.metric") or \
+        params.get("training.metric_for_best_model") or "loss"
+    name = name if name.startswith(("eval_", "test_")) else f"eval_{name}"
+    value = run.data.metrics.get(name)
+    return None if value is None else {"name": name, "value": value}
 
 
 def _int_or_none(text):
@@ -141,6 +202,16 @@ def copy_provenance(recipe, run) -> dict:
     if not any(o.partition("=")[0].strip() == "tracking.run_name" for o in recipe.overrides):
         tracking["run_name"] = f"{run.info.run_name or run.info.run_id[:8]}-rerun"
     return copied
+
+
+def hold_alias(recipe) -> str | None:
+    """A rerun keeps the original's registration but never moves its alias unless an override
+    asks (``tracking.registered_model_alias=...``): drop the alias from ``recipe`` otherwise.
+    Returns the alias dropped (None: none, or the override asked for one)."""
+    if any(o.partition("=")[0].strip() == "tracking.registered_model_alias"
+           for o in recipe.overrides):
+        return None
+    return (recipe.data.get("tracking") or {}).pop("registered_model_alias", None)
 
 
 def prepare_rerun(recipe, run_id: str, uri: str, original: str | None) -> str:

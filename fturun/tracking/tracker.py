@@ -312,9 +312,9 @@ class Tracker:
         MLflow's dataset API (:mod:`~fturun.tracking.inputs`: source, schema, row count)."""
         from mlflow.entities import DatasetInput, InputTag
 
-        from .inputs import dataset_entity
+        from .inputs import dataset_entity, source_label
 
-        dataset = dataset_entity(name, ref, ds, ds._fingerprint)
+        dataset = dataset_entity(f"{source_label(ref)}/{name}", ref, ds, ds._fingerprint)
         tags = [InputTag("mlflow.data.context", context)]
         self._safely("log_inputs", self.client.log_inputs, self.run_id,
                      datasets=[DatasetInput(dataset, tags)])

@@ -1,0 +1,36 @@
+"""The Trainer's progress bars for a console that is not a terminal (a log file, CI): the
+training bar stays (progress on long work), but the evaluation bar, drawn below it with cursor
+movements (``\\x1b[A``), would leave a finished bar and escape codes in the file at every
+evaluation; there the evaluation's result line says all it would."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def fit_progress_to_console(trainer, stream=None) -> bool:
+    """Replace ``trainer``'s progress callback with one without the evaluation bar when
+    ``stream`` (default stderr) is not a terminal. Returns whether it did."""
+    from transformers.trainer_callback import ProgressCallback
+
+    if _is_terminal(stream if stream is not None else sys.stderr):
+        return False
+    if not any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):
+        return False  # disable_tqdm, or a progress callback of the recipe's own
+
+    class NoEvalBar(ProgressCallback):
+        """The Trainer's progress: the training bar and the logged values, no eval bar."""
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            return None
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(NoEvalBar())
+    return True
