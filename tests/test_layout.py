@@ -30,6 +30,7 @@ LAYERS = {
     # 4: one run lifecycle
     "build": 4, "checkpoints": 4, "outputs": 4, "report": 4, "session": 4, "stop": 4,
     "timing": 4, "wiring": 4, "outcome": 4, "batch_view": 4, "generation_eval": 4,
+    "plan": 4,
     # 5: search, made of sessions; the testing helpers for plugin authors
     "search": 5, "testing": 5,
     # 6: the command line

@@ -16,6 +16,7 @@ COMMAND_FUNCTIONS = {
     "run": commands.cmd_run,
     "search": commands.cmd_search,
     "check": commands.cmd_check,
+    "plan": commands.cmd_plan,
     "validate": commands.cmd_validate,
     "schema": commands.cmd_schema,
     "plugins": commands.cmd_plugins,
