@@ -18,6 +18,9 @@ from .settings import DTYPE_BYTES, is_8bit_optimizer
 #: stored in 8 bits with double quantization (fp32 without), and the second-level constants
 NF4_BYTES = {True: 0.5 + 1 / 64 + 4 / (64 * 256), False: 0.5 + 4 / 64}
 INT8_BYTES = 1.0 + 4 / 4096  # LLM.int8: one byte, and a float32 scale per row
+#: what lives at the backward's start per byte kept for it, calibrated with
+#: bench/plan_accuracy.py: on CPU glibc keeps the forward's freed temporaries resident
+TRANSIENT = {"cpu": 1.6, "cuda": 1.15}
 
 
 def optimizer_states(name: str) -> tuple:
@@ -97,46 +100,54 @@ def activation_width(s) -> int:
     return DTYPE_BYTES[s.weight_dtype]
 
 
-def layer_bytes_per_token(shape, s, seq: int) -> float:
+def layer_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
     """Bytes one layer keeps per token for the backward pass, besides the trainable linears'
-    inputs (see the module docstring)."""
-    a = activation_width(s)
+    inputs (see the module docstring). A dropout keeps its mask: one byte on CUDA, the float32
+    noise it multiplied by on CPU; attention keeps its probabilities (twice with dropout) where
+    it runs the math path: eager, or SDPA on CPU with attention dropout."""
+    a, mask = activation_width(s), (4 if cpu else 1)
     q_dim, kv_dim = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
-    elements = 2 * shape.hidden  # the two norms' inputs
-    elements += 2 * q_dim + 2 * kv_dim  # q, k, v, attention output
-    masks = 2 * shape.hidden if shape.hidden_dropout > 0 else 0
-    if s.attention == "eager" or (shape.attn_dropout > 0 and s.attention == "sdpa_math"):
-        elements += 2 * shape.heads * seq  # scores and probabilities
-        masks += shape.heads * seq if shape.attn_dropout > 0 else 0
+    elements = (3 if shape.gated else 2) * shape.hidden  # the norms (RMSNorm keeps more)
+    masks = 2 * shape.hidden * mask if shape.hidden_dropout > 0 else 0
+    dropout = shape.attn_dropout > 0
+    if s.attention == "eager" or (cpu and dropout and s.attention == "sdpa"):
+        elements += shape.heads * seq * (2 if dropout else 1) + q_dim + 2 * kv_dim
+        masks += shape.heads * seq * mask if dropout else 0
+    else:
+        elements += 2 * q_dim + 2 * kv_dim  # q, k, v and the output
     elements += 3 * shape.intermediate if shape.gated else shape.intermediate
     return elements * a + masks
 
 
-def activation_parts(census: dict, shape, s, seq: int) -> dict:
+def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dict:
     """Activations of one micro-batch (``s.batch`` rows of ``seq`` tokens), the autocast weight
-    copies and the logits, per device."""
+    copies and the logits, per device. The tensors kept for the backward pass are counted,
+    times :data:`TRANSIENT`: what lives beside them at the backward's start (their gradients,
+    the forward's freed temporaries the allocator keeps)."""
     a = activation_width(s)
     tokens = s.batch * seq
-    per_layer = layer_bytes_per_token(shape, s, seq)
-    inputs = census["saved_inputs"] * a + census["adapter_dropout"]  # + the masks
+    per_layer = layer_bytes_per_token(shape, s, seq, cpu)
+    inputs = census["saved_inputs"] * a + census["adapter_dropout"] * (4 if cpu else 1)
     if s.checkpointing:  # each layer's input, and one layer recomputed at a time
         kept = shape.layers * shape.hidden * a + per_layer + inputs / max(shape.layers, 1)
     else:
         kept = shape.layers * per_layer + inputs
     kept += 2 * shape.hidden * a  # embeddings' output and the last norm
     logits = 0
-    if census.get("lm_head"):  # logits, upcast to float32 for the loss, its softmax
-        logits = tokens * shape.vocab * (a + 4 + (4 if a == 2 else 0))
+    if census.get("lm_head"):  # log-softmax kept in float32, its gradient at the backward
+        logits = tokens * shape.vocab * (8 + (2 if a == 2 else 0))
     copies = census["matmul"] * 2 if s.autocast and s.weight_dtype == "float32" \
         and not s.deepspeed and not s.quant_bits else 0
-    return {"activations": tokens * kept, "logits": logits, "autocast_copies": copies}
+    transient = TRANSIENT["cpu" if cpu else "cuda"]
+    return {"activations": tokens * kept * transient, "logits": logits,
+            "autocast_copies": copies}
 
 
 def memory_parts(census: dict, shape, s, seq: int, device_kind: str) -> dict:
     """Every part per device, in bytes, and ``peak``: the state, then the larger of the
     forward/backward's tensors and the optimizer step's temporaries, then the framework's."""
     parts = static_parts(census, s)
-    parts.update(activation_parts(census, shape, s, seq))
+    parts.update(activation_parts(census, shape, s, seq, device_kind == "cpu"))
     step_temporaries = parts["optimizer"] / 2 if device_kind == "cuda" else 0
     parts["framework"] = FRAMEWORK_BYTES[device_kind]
     state = parts["weights"] + parts["gradients"] + parts["optimizer"] + \
