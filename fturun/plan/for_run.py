@@ -85,6 +85,7 @@ def start_plan(recipe, registry, build, real_sizes=None, log=print):
     (said why)."""
     plan, reason = plan_for_build(recipe, registry, build, real_sizes)
     settle_auto_batch(recipe, build, plan, log)
+    build.args_kwargs.pop("effective_batch_size", None)  # fturun's, not TrainingArguments
     if plan is None:
         log(f"plan: not made: {reason}")
         return None

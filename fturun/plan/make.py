@@ -14,7 +14,7 @@ from .memory import memory_parts
 from .model_config import PlanError, read_model_config, shape_of
 from .settings import read_settings, training_section
 from .speed import run_steps, run_time, step_seconds
-from .verdict import QLORA_ADAPTER, fits, suggestions
+from .verdict import AUTO_MARGIN, QLORA_ADAPTER, auto_batch, fits, suggestions
 
 #: tasks whose loss is over the vocabulary at every token (the logits are a large tensor)
 VOCAB_HEADS = ("AutoModelForCausalLM", "AutoModelForMaskedLM", "AutoModelForSeq2SeqLM")
@@ -122,7 +122,16 @@ def _plan(recipe, registry, devices, device, data, price_per_hour) -> Plan:
                       price_per_hour)
     planner.qlora_census = lambda: _marked(take_census(adapter=QLORA_ADAPTER, **census_args),
                                            QLORA_ADAPTER, task)
+    training = training_section(spec)
+    if training.get("per_device_train_batch_size") == "auto":
+        effective = int(training.get("effective_batch_size") or s.accumulation * s.devices)
+        batch, accumulation = auto_batch(planner, s, effective)
+        s = s.but(batch=batch, accumulation=accumulation)
     plan = make_plan(planner, s)
+    if training.get("per_device_train_batch_size") == "auto":
+        plan.notes.append(f"batch: \"auto\" -> {s.batch} per device x {s.accumulation} "
+                          f"accumulation (the largest that fits with {AUTO_MARGIN:.0%} of the "
+                          "memory free)")
     if data.num_labels is None and task.peft_task_type in ("SEQ_CLS", "TOKEN_CLS"):
         plan.notes.append(f"labels: the config's {census.get('num_labels', 'default')} (the "
                           "head grows with the data's labels: a few parameters)")

@@ -128,8 +128,8 @@ def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dic
     tokens = s.batch * seq
     per_layer = layer_bytes_per_token(shape, s, seq, cpu)
     inputs = census["saved_inputs"] * a + census["adapter_dropout"] * (4 if cpu else 1)
-    if s.checkpointing:  # each layer's input, and one layer recomputed at a time
-        kept = shape.layers * shape.hidden * a + per_layer + inputs / max(shape.layers, 1)
+    if s.checkpointing:  # each layer's input; one layer recomputed, with its gradients
+        kept = shape.layers * shape.hidden * a + 2 * per_layer + inputs / max(shape.layers, 1)
     else:
         kept = shape.layers * per_layer + inputs
     kept += 2 * shape.hidden * a  # embeddings' output and the last norm
