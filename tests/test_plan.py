@@ -320,3 +320,27 @@ def test_count_model_sees_no_data_on_the_meta_device():
         layer = torch.nn.Linear(8, 4)
     assert layer.weight.is_meta
     assert count_model(layer)["total"] == 36
+
+
+def test_a_batch_size_other_than_a_number_or_auto_is_located(cli):
+    code, out, err = cli("validate", ROOT / "recipes" / "lora_cls.json",
+                         "training.per_device_train_batch_size=big",
+                         "training.effective_batch_size=0")
+    assert code == 2
+    assert "override 'training.per_device_train_batch_size=big'::$.training." \
+        "per_device_train_batch_size: 'big' does not match '^auto$'" in err
+    assert "$.training.effective_batch_size: must be >= 1, got 0" in err
+
+
+def test_auto_batch_keeps_the_effective_batch_and_leaves_the_margin_free():
+    from fturun.plan.verdict import AUTO_MARGIN, auto_batch, fits
+
+    planner = planner_for(4)
+    s = settings(seq_len=512)
+    batch, accumulation = auto_batch(planner, s, 96)
+    assert batch * accumulation == 96
+    assert fits(planner.figures(s.but(batch=batch, accumulation=accumulation)),
+                planner.device.memory, AUTO_MARGIN)
+    bigger = next(b for b in range(batch + 1, 97) if 96 % b == 0)
+    assert not fits(planner.figures(s.but(batch=bigger, accumulation=96 // bigger)),
+                    planner.device.memory, AUTO_MARGIN)
