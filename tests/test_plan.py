@@ -196,12 +196,18 @@ def test_activations_per_layer_and_token_by_hand():
     assert eager == (2 * 64 + 4 * 128 + 3 * 64 + 256) * 4
     bf16 = layer_bytes_per_token(SHAPE, settings(autocast="bf16"), 128, cpu=False)
     assert bf16 == 640 * 2
-    parts = memory_parts(CENSUS, SHAPE, settings(), 128, "cuda")
+    parts = memory_parts(CENSUS, SHAPE, settings(accumulation=2), 128, "cuda")
     checkpointed = memory_parts(CENSUS, SHAPE, settings(checkpointing=True), 128, "cuda")
     assert checkpointed["activations"] < parts["activations"]
+    # gradients kept across micro-batches: on top of the activations
     assert parts["peak"] == pytest.approx(
         parts["weights"] + parts["gradients"] + parts["optimizer"] + parts["activations"]
         + parts["framework"])
+    # one micro-batch a step: the gradients are made as the activations are freed
+    one = memory_parts(CENSUS, SHAPE, settings(), 128, "cuda")
+    assert one["peak"] == pytest.approx(
+        one["weights"] + one["optimizer"] + one["framework"]
+        + max(one["activations"], one["gradients"] + one["optimizer"] / 2))
 
 
 def test_shape_of_published_configs():

@@ -145,14 +145,18 @@ def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dic
 
 def memory_parts(census: dict, shape, s, seq: int, device_kind: str) -> dict:
     """Every part per device, in bytes, and ``peak``: the state, then the larger of the
-    forward/backward's tensors and the optimizer step's temporaries, then the framework's."""
+    forward/backward's tensors and what the optimizer step holds, then the framework's. With
+    one micro-batch a step (no DeepSpeed buffers), the gradients are made as the backward frees
+    the activations (the Trainer sets them to None after each step), so they count with the
+    step, not on top of the activations."""
     parts = static_parts(census, s)
     parts.update(activation_parts(census, shape, s, seq, device_kind == "cpu"))
     step_temporaries = parts["optimizer"] / 2 if device_kind == "cuda" else 0
     parts["framework"] = FRAMEWORK_BYTES[device_kind]
-    state = parts["weights"] + parts["gradients"] + parts["optimizer"] + \
-        parts["master_weights"]
-    transient = max(parts["activations"] + parts["logits"] + parts["autocast_copies"],
-                    step_temporaries)
+    overlap = s.accumulation == 1 and not s.deepspeed
+    state = parts["weights"] + parts["optimizer"] + parts["master_weights"] + \
+        (0 if overlap else parts["gradients"])
+    step = step_temporaries + (parts["gradients"] if overlap else 0)
+    transient = max(parts["activations"] + parts["logits"] + parts["autocast_copies"], step)
     parts["peak"] = state + transient + parts["framework"]
     return parts
