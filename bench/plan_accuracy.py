@@ -85,6 +85,28 @@ def run_one(index: int, config: tuple, steps: int, folder: str) -> dict:
             "optim": optim, "command": " ".join(command[1:]), **metrics}
 
 
+def replan(index: int, row: dict, folder: str) -> dict:
+    """``row`` with the plan's figures made again by the current code (the measured ones
+    kept): for calibrating the model without running the grid again."""
+    from fturun.plan import plan_for_recipe
+    from fturun.plan.devices import local_device
+    from fturun.plan.make import DataFigures
+    from fturun.plan.measure import comparison
+    from fturun.plugins import default_plugins
+    from fturun.recipe import load_recipe
+
+    label, model, adapter, task, batch, seq, checkpointing, optim = GRID[index - 1]
+    path = os.path.join(folder, f"grid{index}.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(recipe_for(model, adapter, task, batch, seq, checkpointing, optim, 8), handle)
+    labels = 5 if task == "sequence-classification" else None
+    plan = plan_for_recipe(load_recipe(path, []), default_plugins().registry,
+                           data=DataFigures(longest=seq, padded=seq, num_labels=labels),
+                           device=local_device())
+    return {**row, **comparison(plan, row["measured/peak_memory_bytes"],
+                                row["measured/step_seconds"])}
+
+
 def row_text(index: int, row: dict) -> str:
     if "error" in row:
         return f"{index:>2} {row['label']:<13} failed: {row['error']}"
@@ -102,7 +124,16 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--only", help="comma-separated row numbers (1-based)")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--replan", metavar="JSON",
+                        help="no runs: the rows of an earlier --json, planned again")
     args = parser.parse_args(argv)
+    if args.replan:
+        with open(args.replan, encoding="utf-8") as handle, \
+                tempfile.TemporaryDirectory() as folder:
+            for index, row in enumerate(json.load(handle), start=1):
+                if "error" not in row:
+                    print(row_text(index, replan(index, row, folder)))
+        return 0
     chosen = [int(i) for i in args.only.split(",")] if args.only else \
         list(range(1, len(GRID) + 1))
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
