@@ -350,3 +350,20 @@ def test_auto_batch_keeps_the_effective_batch_and_leaves_the_margin_free():
     bigger = next(b for b in range(batch + 1, 97) if 96 % b == 0)
     assert not fits(planner.figures(s.but(batch=bigger, accumulation=96 // bigger)),
                     planner.device.memory, AUTO_MARGIN)
+
+
+def test_zero_shards_over_the_devices_and_the_run_has_a_cost(cli):
+    recipe = ROOT / "recipes" / "ds_zero2_cls.json"
+    code, out, err = cli("plan", recipe, "--gpu", "a100-40gb", "--json")
+    assert code == 0, err
+    one = json.loads(out)
+    code, out, err = cli("plan", recipe, "--gpu", "a100-40gb", "--devices", "4",
+                         "--price-per-hour", "2", "--json", "training.max_steps=100000")
+    assert code == 0, err
+    four = json.loads(out)
+    assert four["plan.devices"] == 4
+    for part in ("optimizer", "gradients"):  # ZeRO-2: sharded over the 4 devices
+        assert four[f"plan.memory.{part}_bytes"] == pytest.approx(
+            one[f"plan.memory.{part}_bytes"] / 4, abs=1)
+    assert four["plan.memory.weights_bytes"] == one["plan.memory.weights_bytes"]
+    assert four["plan.cost"] == pytest.approx(four["plan.run_seconds"] / 3600 * 2 * 4, rel=1e-3)

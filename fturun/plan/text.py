@@ -41,7 +41,7 @@ def _part_notes(plan) -> dict:
     return {"weights": weights + (sharded if s.zero_stage >= 3 else ""),
             "optimizer": optimizer + (sharded if s.zero_stage else "")
             + (", offloaded to CPU" if s.offload_optimizer else ""),
-            "gradients": sharded if s.zero_stage >= 2 else "",
+            "gradients": sharded.lstrip(", ") if s.zero_stage >= 2 else "",
             "activations": f"{s.batch} x {planner.seq(s)} tokens, {s.attention}, gradient "
                            f"checkpointing {'on' if s.checkpointing else 'off'}",
             "autocast_copies": f"{s.autocast} copies of the float32 weights",
@@ -87,7 +87,7 @@ def _run_text(run: dict) -> str:
         text += (f" + {run['evaluations']} evaluation(s) ~"
                  f"{seconds_text(run['eval_seconds'])}")
     if "cost" in run:
-        text += f", ~{run['cost']:.2f} at the given price"
+        text += f", ~{run['cost']:.4g} at the given price"
     return text
 
 
@@ -118,4 +118,6 @@ def plan_record(plan) -> dict:
     if plan.run:
         record["plan.run_seconds"] = round(plan.run["seconds"], 1)
         record["plan.steps"] = plan.run["steps"]
+        if "cost" in plan.run:
+            record["plan.cost"] = round(plan.run["cost"], 6)
     return record
