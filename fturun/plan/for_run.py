@@ -48,6 +48,8 @@ def plan_for_build(recipe, registry, build, real_sizes=None):
                                data=data_figures(build, real_sizes), device=local_device())
     except FturunError as exc:
         return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a planner's bug must not stop the run it plans
+        return None, f"the planner failed ({type(exc).__name__}: {exc}); the run goes on"
     return plan, None
 
 
