@@ -17,6 +17,7 @@ COMMAND_FUNCTIONS = {
     "search": commands.cmd_search,
     "check": commands.cmd_check,
     "data": data.cmd_data,
+    "plan": commands.cmd_plan,
     "validate": commands.cmd_validate,
     "schema": commands.cmd_schema,
     "plugins": commands.cmd_plugins,

@@ -259,12 +259,15 @@ def EngineReport(output_dir: str, tracker=None):  # noqa: N802 - used like a cla
         trainer = None
         info = None
         defaults = ()
+        plan = None  # the plan.* record (fturun.plan), kept in engine.json
 
         def on_train_begin(self, args, state, control, **kwargs):
             if self.trainer is None or not state.is_world_process_zero:
                 return
             self.info = info = describe_engine(self.trainer)
             info["defaults"] = [choice.record() for choice in self.defaults]
+            if self.plan:
+                info["plan"] = self.plan
             text = f"engine: {info['world_size']} process{'es' if info['world_size'] > 1 else ''}"
             text += f" ({info['distributed_type']}"
             text += f", {info['backend']})" if info["backend"] else ")"

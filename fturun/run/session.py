@@ -23,6 +23,9 @@ from ..core.errors import RecipeRuntimeError
 from ..core.io import read_json
 from ..data import dataset_inputs
 from ..engine.distributed import EngineReport
+from ..plan.for_run import plan_metrics, start_plan
+from ..plan.measure import PeakMemory
+from ..plan.text import plan_record
 from ..tracking import NullTracker, Tracker, flatten, log_run_results
 from ..tracking.links import experiment_link, run_link
 from .batch_view import show_batch as show_batch_view
@@ -70,7 +73,7 @@ class RunSession:
         self.predict_test, self.log_model = predict_test, log_model
         self.extra_params = dict(extra_params or {})
         self.after_train, self.after_evaluate = after_train, after_evaluate
-        self.build = self.trainer = self.clock = None
+        self.build = self.trainer = self.clock = self.plan = self.peak_memory = None
         self.result = RunResult()
 
     # -- the steps, in order ------------------------------------------------------------------
@@ -94,15 +97,17 @@ class RunSession:
     def make_trainer(self):
         """Build the parts, attach the run's callbacks, make the Trainer."""
         self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker)
+        self.plan = start_plan(self.recipe, self.registry, self.build, log=quiet_off_main())
         add_generation_eval(self.build, self.registry)
-        self.clock = FirstStepClock()
+        self.clock, self.peak_memory = FirstStepClock(), PeakMemory()
         engine_report = EngineReport(self.output_dir, self.tracker)
         self.build.add_callbacks(self.tracker.callback(), self.stop.callback(), self.clock,
-                                 CompleteMarker(run_identity(self.recipe)), engine_report,
-                                 *self.callbacks)
+                                 self.peak_memory, CompleteMarker(run_identity(self.recipe)),
+                                 engine_report, *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
         fit_progress_to_console(self.trainer)
         engine_report.trainer = self.trainer
+        engine_report.plan = plan_record(self.plan) if self.plan else None
         engine_report.defaults = self.build.defaults
         return self.trainer
 
@@ -117,6 +122,7 @@ class RunSession:
         params.update({f"args.{k}": v for k, v in self.trainer.args.to_dict().items()})
         params.update(self.build.ran_params)  # an optimizer class, a scheduler of a component
         params.update(self.extra_params)
+        params.update(plan_record(self.plan) if self.plan else {})
         tracker.log_params(params)
         if self.checkpoint is not None:  # the steps after the checkpoint are logged once
             tracker.continue_from(checkpoint_step(self.checkpoint))
@@ -138,6 +144,9 @@ class RunSession:
             metrics["seconds_to_first_step"] = round(self.clock.seconds, 3)
         if self.clock.median_step_seconds() is not None:
             metrics["median_step_seconds"] = round(self.clock.median_step_seconds(), 4)
+        measured = plan_metrics(self.plan, self.peak_memory, self.clock)
+        metrics.update(measured)  # plan/* beside measured/*, train_results.json
+        self.tracker.log_metrics(measured, self.trainer.state.global_step)
         self.trainer.save_metrics("train", metrics)
         self.trainer.save_state()
         self.result.metrics["train"] = metrics
@@ -212,6 +221,7 @@ class RunSession:
         build = self.build = build_run(self.recipe, self.registry, self.output_dir,
                                        check_rows=max(CHECK_ROWS, show_batch),
                                        tracker=self.tracker)
+        self.plan = start_plan(self.recipe, self.registry, build, build.real_sizes)
         plan_args = dict(build.args_kwargs)
         build.args_kwargs = check_arguments(build.args_kwargs, self.output_dir)
         probe = CheckProbe()

@@ -24,9 +24,22 @@ TRAINING_SCHEMA_PACKAGES = ("transformers", "accelerate")
 # written in JSON, and DeepSpeed has its own top-level recipe section.
 EXCLUDED_FIELDS = {"hub_token", "parallelism_config", "deepspeed"}
 
+# fturun's own training settings, beside TrainingArguments' (taken out before it is built)
+FTURUN_TRAINING = {
+    "effective_batch_size": {
+        "type": "integer", "minimum": 1,
+        "description": "with per_device_train_batch_size \"auto\": the effective batch size "
+                       "(rows per device x accumulation x devices) to keep"},
+}
+
 # What the dataclass types cannot say: the ranges users get wrong.
 CONSTRAINTS = {
-    "per_device_train_batch_size": {"minimum": 1},
+    "per_device_train_batch_size": {
+        "type": ["integer", "string"], "minimum": 1, "pattern": "^auto$",
+        "description": "The batch size per device for training; \"auto\": the largest the plan "
+                       "says fits the device (10% of its memory left free), "
+                       "gradient_accumulation_steps raised to keep the effective batch size "
+                       "(effective_batch_size, else the one the recipe gives)"},
     "per_device_eval_batch_size": {"minimum": 1},
     "gradient_accumulation_steps": {"minimum": 1},
     "eval_accumulation_steps": {"minimum": 1},
@@ -170,8 +183,9 @@ def training_arguments_schema() -> dict:
         f"{transformers.__version__} (output_dir defaults to outputs/<recipe name>)",
         "type": "object",
         "additionalProperties": False,
-        "properties": with_fsdp_types(arguments_schema(TrainingArguments,
-                                                       constraints=CONSTRAINTS)),
+        "properties": {**with_fsdp_types(arguments_schema(TrainingArguments,
+                                                          constraints=CONSTRAINTS)),
+                       **FTURUN_TRAINING},
         "x-transformers-version": transformers.__version__,
         "x-generated-from": installed_versions(TRAINING_SCHEMA_PACKAGES),
     }

@@ -1,0 +1,125 @@
+"""The device a plan is made for: this machine's GPU, a named GPU (``--gpu``), a memory size
+(``--memory``), or this machine's CPU; its memory, its dense matmul peak and the utilisation
+fturun expects a training step to reach on it (calibrated: README "Planning")."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from .model_config import PlanError
+
+GIB = 1024 ** 3
+#: name -> (memory GiB, dense bf16/fp16 TFLOP/s, fp32 TFLOP/s, bf16); vendor data sheets
+GPUS = {
+    "h200": (141, 989, 67, True), "h100": (80, 989, 67, True), "h100-pcie": (80, 756, 51, True),
+    "a100-80gb": (80, 312, 19.5, True), "a100-40gb": (40, 312, 19.5, True),
+    "l40s": (48, 362, 91.6, True), "a6000": (48, 155, 38.7, True), "a10g": (24, 70, 35, True),
+    "l4": (24, 121, 30, True), "rtx4090": (24, 165, 82.6, True), "rtx3090": (24, 71, 35.6, True),
+    "v100-32gb": (32, 125, 15.7, False), "v100": (16, 125, 15.7, False),
+    "t4": (16, 65, 8.1, False),
+}
+#: a training step's expected share of the matmul peak (model FLOPs utilisation), by device
+#: kind: calibrated with bench/plan_accuracy.py (CPU) and the published MFU of HF Trainer runs
+UTILISATION = {"cuda": 0.40, "cpu": 0.55}
+#: memory the framework holds besides the tensors: CUDA context and kernels (counted against
+#: the device's memory, not in max_memory_allocated); on CPU the Trainer's and loader's growth
+FRAMEWORK_BYTES = {"cuda": int(0.9 * GIB), "cpu": int(0.12 * GIB)}
+
+
+@dataclass
+class Device:
+    """A plan's target: ``kind`` ``"cuda"`` or ``"cpu"``, memory in bytes, peak FLOP/s in the
+    training dtype, whether it has bfloat16, and how the figures were found."""
+
+    kind: str
+    name: str
+    memory: int
+    peak_flops: float
+    bf16: bool
+    source: str
+    utilisation: float = 0.0
+
+    def __post_init__(self):
+        self.utilisation = self.utilisation or UTILISATION[self.kind]
+
+
+def target_device(gpu: str | None = None, memory_gb: float | None = None,
+                  half: bool = True) -> Device:
+    """The device to plan for: ``gpu`` by name (see :data:`GPUS`), ``memory_gb`` for a GPU of
+    that size (an H100's speed), else this machine's GPU, else its CPU."""
+    if memory_gb is not None and (not isinstance(memory_gb, (int, float)) or memory_gb <= 0):
+        raise PlanError(f"--memory {memory_gb:g}: give the device's memory in GB, a number above "
+                        "0 (e.g. --memory 24)")
+    if gpu is not None:
+        key = gpu.lower().replace(" ", "").replace("nvidia", "").strip("-")
+        if key not in GPUS:
+            from ..core.suggest import suggest
+
+            raise PlanError(f"--gpu {gpu}: not a GPU the planner knows{suggest(key, GPUS)}; "
+                            f"known: {', '.join(GPUS)} (or give --memory GB)")
+        gib, half_tflops, fp32_tflops, bf16 = GPUS[key]
+        memory = int((memory_gb or gib) * GIB)
+        peak = (half_tflops if half else fp32_tflops) * 1e12
+        return Device("cuda", key, memory, peak, bf16, f"--gpu {gpu}")
+    if memory_gb is not None:
+        gib, half_tflops, fp32_tflops, bf16 = GPUS["h100"]
+        return Device("cuda", f"{memory_gb:g} GB GPU", int(memory_gb * GIB),
+                      (half_tflops if half else fp32_tflops) * 1e12, True,
+                      f"--memory {memory_gb:g} (an H100's speed)")
+    return local_device(half)
+
+
+def local_device(half: bool = True) -> Device:
+    """This machine: its first CUDA GPU when there is one (torch asked only then), else its
+    CPU (memory: physical RAM; peak: a short GEMM probe, kept per host in the plan cache)."""
+    if os.path.exists("/dev/nvidia0") or os.environ.get("CUDA_VISIBLE_DEVICES", "") not in \
+            ("", "-1"):
+        from ..engine.hardware import Hardware, cuda_available
+
+        if cuda_available():
+            import torch
+
+            hw = Hardware.detect()
+            memory = torch.cuda.get_device_properties(0).total_memory
+            name = hw.gpu_name.lower().replace("nvidia", "").replace(" ", "")
+            known = next((GPUS[k] for k in sorted(GPUS, key=len, reverse=True) if k in name),
+                         GPUS["h100"])
+            return Device("cuda", hw.gpu_name, memory, (known[1] if half else known[2]) * 1e12,
+                          hw.bf16, "this machine's GPU")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return Device("cpu", f"CPU ({os.cpu_count()} cores)", memory, cpu_peak_flops(), False,
+                  "this machine's CPU")
+
+
+def cpu_peak_flops() -> float:
+    """float32 GEMM FLOP/s of this CPU (a 0.3 s probe with the threads torch uses), cached
+    per host and core count."""
+    from .census import cache_dir
+
+    file = os.path.join(cache_dir(), f"cpu-{os.uname().nodename}-{os.cpu_count()}.json")
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return float(json.load(handle)["flops"])
+    except (OSError, ValueError, KeyError):
+        pass
+    import torch
+
+    n = 1024  # smaller GEMMs do not reach the peak on a few cores
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < 0.3:
+        a @ b
+        runs += 1
+    flops = 2 * n ** 3 * runs / (time.perf_counter() - start)
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        with open(file, "w", encoding="utf-8") as handle:
+            json.dump({"flops": flops}, handle)
+    except OSError:
+        pass
+    return flops

@@ -1,0 +1,84 @@
+"""Time: model FLOPs per token (forward and backward; a frozen weight needs no weight gradient,
+so LoRA's backward is smaller; gradient checkpointing runs the forward twice), tokens per step
+from the data, divided by the device's peak and the expected utilisation; the optimizer's pass
+over the trainable parameters; steps, evaluations, wall time and cost of the run.
+
+FLOPs per token, N the linear weights' parameters, T the trainable ones among them, L layers,
+d the attention width, S the sequence (bench/utilisation.py's counting):
+forward 2·N + 4·L·d·S; backward 2·N + 2·T + 8·L·d·S."""
+
+from __future__ import annotations
+
+import math
+
+#: bytes the optimizer step reads and writes per trainable parameter (weight, gradient, two
+#: states, read and written) and the memory bandwidth a step reaches, by device kind
+STEP_TRAFFIC = 32
+BANDWIDTH = {"cuda": 1.5e12, "cpu": 6e9}
+#: seconds each micro-batch costs besides its FLOPs (loader, Python, kernel launches)
+MICRO_BATCH_OVERHEAD = {"cuda": 0.012, "cpu": 0.004}
+
+
+def flops_per_token(census: dict, shape, seq: int, checkpointing: bool) -> dict:
+    """``forward`` and ``train`` (forward + backward, + the recomputed forward under gradient
+    checkpointing) FLOPs of one token."""
+    attention = 4 * shape.layers * shape.heads * shape.head_dim * seq
+    forward = 2 * census["matmul"] + attention
+    backward = 2 * census["matmul"] + 2 * census["trainable_matmul"] + 2 * attention
+    train = forward + backward + (forward if checkpointing else 0)
+    return {"forward": forward, "train": train}
+
+
+def step_seconds(census: dict, shape, s, device, tokens_per_row: float) -> dict:
+    """Seconds of one optimizer step per device: ``compute`` (FLOPs / (peak x utilisation)),
+    ``optimizer`` (its pass over the trainable parameters, sharded by ZeRO), ``overhead``."""
+    flops = flops_per_token(census, shape, int(math.ceil(tokens_per_row)), s.checkpointing)
+    tokens = s.batch * s.accumulation * tokens_per_row
+    compute = tokens * flops["train"] / (device.peak_flops * device.utilisation)
+    shard = s.devices if s.zero_stage >= 1 else 1
+    kind = "cpu" if s.offload_optimizer else device.kind
+    optimizer = census["trainable"] / shard * STEP_TRAFFIC / BANDWIDTH[kind]
+    overhead = s.accumulation * MICRO_BATCH_OVERHEAD[device.kind]
+    return {"compute": compute, "optimizer": optimizer, "overhead": overhead,
+            "total": compute + optimizer + overhead, "tokens": tokens * s.devices,
+            "flops_per_token": flops["train"], "forward_flops_per_token": flops["forward"]}
+
+
+def run_steps(rows: int | None, training: dict, effective_batch: int) -> int | None:
+    """Optimizer steps of the run: ``max_steps``, else epochs x batches of ``rows``."""
+    max_steps = training.get("max_steps", -1)
+    if max_steps and max_steps > 0:
+        return int(max_steps)
+    if not rows:
+        return None
+    per_epoch = max(math.ceil(rows / effective_batch), 1)
+    return int(math.ceil(float(training.get("num_train_epochs", 3.0)) * per_epoch))
+
+
+def evaluations(training: dict, steps: int) -> int:
+    """How many times the run evaluates."""
+    strategy = training.get("eval_strategy", "no")
+    if strategy == "steps":
+        every = training.get("eval_steps") or training.get("logging_steps", 500)
+        if every < 1:
+            every = max(int(every * steps), 1)
+        return max(steps // int(every), 1)
+    if strategy == "epoch":
+        return max(int(math.ceil(float(training.get("num_train_epochs", 3.0)))), 1)
+    return 0
+
+
+def run_time(step: dict, steps: int | None, eval_rows: int | None, training: dict, s,
+             device, tokens_per_row: float, price_per_hour: float | None) -> dict:
+    """Training and evaluation seconds of the run, and its cost for ``s.devices`` devices."""
+    if steps is None:
+        return {}
+    train = steps * step["total"]
+    n_evals = evaluations(training, steps) if eval_rows else 0
+    per_eval = (eval_rows or 0) * tokens_per_row * step["forward_flops_per_token"] / \
+        (device.peak_flops * device.utilisation) / s.devices
+    result = {"steps": steps, "train_seconds": train, "evaluations": n_evals,
+              "eval_seconds": n_evals * per_eval, "seconds": train + n_evals * per_eval}
+    if price_per_hour:
+        result["cost"] = result["seconds"] / 3600 * price_per_hour * s.devices
+    return result
