@@ -147,22 +147,3 @@ def cmd_check(args) -> int:
     from ..run.session import check_recipe
 
     return check_recipe(recipe, loaded.registry, show_batch=args.show_batch or 0)
-
-
-def cmd_plan(args) -> int:
-    """Validate, then plan memory and time from the recipe and the model's config."""
-    recipe, loaded = load_valid_recipe(args.recipe, args.overrides, check_hub=False)
-    from ..plan import plan_for_recipe
-    from ..plan.text import plan_lines, plan_record
-
-    plan = plan_for_recipe(recipe, loaded.registry, devices=args.devices, gpu=args.gpu,
-                           memory_gb=args.memory, price_per_hour=args.price_per_hour,
-                           file=recipe.path)
-    if args.json:
-        print(json.dumps({**plan_record(plan), "suggestions": [
-            {"change": found["change"], "peak_bytes": int(found["figures"]["memory"]["peak"]),
-             "step_seconds": round(found["figures"]["step"]["total"], 4)}
-            for found in plan.suggestions]}, indent=2))
-    else:
-        print("\n".join(plan_lines(plan)))
-    return 0

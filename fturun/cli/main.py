@@ -9,7 +9,7 @@ import re
 import sys
 
 from ..core.errors import FturunError, RecipeError, UsageError, environment_fault
-from . import after, commands, data, launch, promote, runs
+from . import after, commands, data, launch, plan, promote, runs
 from .parser import COMMANDS, RECIPE_COMMANDS, build_parser
 
 COMMAND_FUNCTIONS = {
@@ -17,7 +17,7 @@ COMMAND_FUNCTIONS = {
     "search": commands.cmd_search,
     "check": commands.cmd_check,
     "data": data.cmd_data,
-    "plan": commands.cmd_plan,
+    "plan": plan.cmd_plan,
     "validate": commands.cmd_validate,
     "schema": commands.cmd_schema,
     "plugins": commands.cmd_plugins,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from . import after, data, promote
+from . import after, data, plan, promote
 from .filters import add_runs_arguments
 
 EPILOG = """\
@@ -90,20 +90,6 @@ HELP = {
   fturun check recipes/lora_cls.json data.max_length=256 training.per_device_train_batch_size=8
   fturun check recipes/sft_chat.json --show-batch 4    what the model is trained on
 """),
-    "plan": (
-        "will it fit, how long will it take: memory and time before any weight is loaded",
-        "From the recipe and the model's config alone (the model built on the meta device, no "
-        "weight read): exact parameter counts, memory per device broken down (weights, "
-        "gradients, optimizer states, master weights, activations, the framework's), time per "
-        "step and for the run, and a verdict against the device's memory (this machine's, or "
-        "--gpu / --memory for one you do not have) with the changes that make it fit, each "
-        "keeping the effective batch size.",
-        """\
-  fturun plan recipes/lora_cls.json                   on this machine
-  fturun plan recipes/lora_cls.json --gpu rtx4090     on a GPU you do not have
-  fturun plan recipes/full_cls.json --memory 0.5 data.max_length=512    what would make it fit
-  fturun plan recipes/ds_zero2_cls.json --devices 4 --gpu a100-40gb --price-per-hour 1.8
-"""),
     "validate": (
         "validate recipes only (exit 0 valid, 2 invalid)",
         "Validate recipes against the schema composed from the installed plugins, without "
@@ -180,6 +166,7 @@ HELP = {
 
 HELP["promote"] = promote.HELP
 HELP["data"] = data.HELP
+HELP["plan"] = plan.HELP
 
 # after training: evaluate, predict, chat, diff, explain (their help and arguments: cli/after.py)
 COMMANDS += after.COMMANDS
@@ -278,23 +265,7 @@ def _add_run_arguments(commands) -> None:
     data.add_arguments(commands["data"])
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
-    _add_plan_arguments(commands["plan"])
-
-
-def _add_plan_arguments(plan) -> None:
-    add_overrides(plan)
-    plan.add_argument("--devices", type=_positive, default=1, metavar="N",
-                      help="devices (processes) the run is planned over (default 1)")
-    target = plan.add_mutually_exclusive_group()
-    target.add_argument("--gpu", metavar="NAME",
-                        help="plan for this GPU (h100, a100-80gb, rtx4090, l4, t4, ...) "
-                             "instead of this machine's device")
-    target.add_argument("--memory", type=float, metavar="GB",
-                        help="plan for a GPU with this much memory (GiB; an H100's speed)")
-    plan.add_argument("--price-per-hour", type=float, metavar="PRICE",
-                      help="price of one device for an hour: the plan adds the run's cost")
-    plan.add_argument("--json", action="store_true",
-                      help="the plan as JSON (the plan.* record and the suggestions)")
+    plan.add_arguments(commands["plan"], add_overrides, _positive)
 
 
 def _add_inspection_arguments(commands) -> None:
