@@ -35,6 +35,9 @@ def main():
     cases = {
         f"fturun validate recipes/*.json ({len(recipes)} recipes)": fturun + ["validate"] + recipes,
         "fturun plugins": fturun + ["plugins"],
+        # target: under 3 s, no weight read (tests/test_plan.py checks the no-weight part)
+        "fturun plan recipes/lora_cls.json": fturun + [
+            "plan", os.path.join(ROOT, "recipes", "lora_cls.json")],
         "for scale: python -c 'import transformers'": [sys.executable, "-c",
                                                        "import transformers"],
     }

