@@ -44,7 +44,10 @@ def wanted_columns(present: list, split: str, columns: dict, task, context) -> d
     :class:`RecipeRuntimeError` that lists the columns there are (a test split may lack labels
     and targets: predictions only)."""
     if task.columns:
-        return _own_columns(present, split, columns, task)
+        wanted = _own_columns(present, split, columns, task)
+        if task.keep_columns:  # the others as they are, after the task's own
+            wanted.update({c: c for c in present if c not in wanted and c not in task.columns})
+        return wanted
     listed = ", ".join(present)
     text_col = columns.get("text", "text")
     if text_col not in present:

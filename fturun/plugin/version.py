@@ -13,7 +13,7 @@ change something a plugin relies on. A plugin module declares the range it works
 from __future__ import annotations
 
 #: the version of the plugin API (:mod:`fturun.api`, :mod:`fturun.hookspecs`, the contracts)
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 #: what each minor version added, for plugin authors choosing their range
 API_CHANGES = {
@@ -22,6 +22,8 @@ API_CHANGES = {
     "1.2": "api.installed_schema: a settings schema generated from the installed library "
            "(committed for the locked version, cached per other version); "
            "api.installed_versions",
+    "1.3": "the reward kind (fturun_register_rewards, a recipe's weighted 'rewards'; "
+           "RewardFactory / RewardFunction); Task: takes_rewards and keep_columns",
 }
 
 #: the module (or plugin object) attribute a plugin declares its API range with

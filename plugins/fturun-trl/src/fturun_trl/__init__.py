@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from fturun.api import Task, hookimpl
 
+from . import grpo
 from .datasets import PAIRS_SCHEMA, load_preference_pairs
 from .settings import installed_settings
 from .task import TRAINER_METRICS, metric_inputs, preference_collator, tokenize
@@ -24,8 +25,9 @@ from .task import TRAINER_METRICS, metric_inputs, preference_collator, tokenize
 __version__ = "0.1.0"
 
 #: the fturun plugin API versions this plugin works with: 1.1 lets a task bring its own Trainer,
-#: 1.2 gives its settings schema for the installed TRL
-FTURUN_API = ">=1.2,<2"
+#: 1.2 gives its settings schema for the installed TRL, 1.3 the reward kind and the tasks that
+#: take rewards and keep the rows' columns
+FTURUN_API = ">=1.3,<2"
 
 
 def trainer_classes():
@@ -54,9 +56,40 @@ def preference_task() -> Task:
     )
 
 
+def grpo_classes():
+    """``(Trainer class, TrainingArguments class)`` of the grpo task (TRL imported here)."""
+    from .grpo_trainer import GroupConfig, GroupTrainer
+
+    return GroupTrainer, GroupConfig
+
+
+def grpo_task() -> Task:
+    """The ``grpo`` task record."""
+    return Task(
+        name="grpo",
+        description="reinforcement learning of a causal LM on prompts, scored by the recipe's "
+                    "rewards (TRL GRPO)",
+        model_class="AutoModelForCausalLM",
+        peft_task_type="CAUSAL_LM",
+        trainer=grpo_classes,
+        training_settings=installed_settings("grpo"),
+        trainer_metrics=grpo.TRAINER_METRICS,
+        columns=("prompt",),
+        keep_columns=True,
+        takes_rewards=True,
+        data_keys={"format", "chat_template"},
+        default_collator="rows",
+        prepare=grpo.prepare,
+        tokenize=grpo.tokenize,
+        metric_inputs=grpo.metric_inputs,
+        pipeline_task="text-generation",
+    )
+
+
 @hookimpl
 def fturun_register_tasks(register):
     register(preference_task())
+    register(grpo_task())
 
 
 @hookimpl
@@ -64,6 +97,8 @@ def fturun_register_collators(register):
     register("preference", preference_collator, {"type": "object", "properties": {}},
              "preference pairs: prompt+chosen and prompt+rejected rows padded, with a "
              "completion mask (TRL's DataCollatorForPreference)")
+    register("rows", grpo.rows_collator, {"type": "object", "properties": {}},
+             "the rows as they are, for a Trainer that tokenizes and generates itself (grpo)")
 
 
 @hookimpl
