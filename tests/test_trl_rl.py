@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 
 import pytest
 from conftest import ROOT, pip_install_target, run_fturun, site_env
@@ -291,3 +292,75 @@ def test_a_third_party_reward_is_usable_by_name_on_conversation_prompts(rl_site,
     shouting = per_step(out, "rewards/shouting/mean")
     assert sorted(shouting) == [1, 2] and all(0 <= v <= 1 for v in shouting.values())
     assert sorted(per_step(out, "rewards/exact_match/mean")) == [1, 2]
+
+
+# --------------------------------------------------------------------------------------------
+# SFT -> reward model -> GRPO, and KTO
+
+
+@pytest.fixture(scope="module")
+def sft_model(rl_site, tmp_path_factory):
+    """The plugin's SFT recipe, short: the model the reward model, GRPO and KTO start from."""
+    out = tmp_path_factory.mktemp("trl-sft") / "sft"
+    result = run_fturun(RECIPES / "sft.json", "training.max_steps=30", "data.split.eval=8",
+                        "training.eval_strategy=no", "tracking.enabled=false",
+                        f"training.output_dir={out}", env=site_env(rl_site), timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "model"
+
+
+def test_the_reward_model_reward_says_what_to_fix_for_a_bad_path(tmp_path):
+    from fturun.plugin.context import BuildContext
+
+    sys.path.insert(0, str(PLUGIN_SRC / "src"))
+    try:
+        from fturun_trl.reward_model import reward_model
+    finally:
+        sys.path.remove(str(PLUGIN_SRC / "src"))
+    context = BuildContext(recipe={}, task="grpo", recipe_dir=str(tmp_path))
+    with pytest.raises(RecipeRuntimeError) as raised:
+        reward_model({"path": "no-such-model", "max_length": 8, "batch_size": 2}, context)
+    assert "reward 'reward_model': cannot load a reward model from no-such-model" in \
+        str(raised.value) and "set params.path to the model/ folder of a reward_model run" in \
+        str(raised.value)
+
+
+@pytest.mark.slow
+def test_sft_then_reward_model_then_grpo(rl_site, sft_model, tmp_path):
+    """The reward model ranks held-out pairs better than chance; GRPO then trains on its
+    scores (the reward_model reward naming the folder it saved) and a length target."""
+    rm = tmp_path / "rm"
+    result = run_fturun(RECIPES / "reward_model.json", "training.max_steps=20",
+                        "training.eval_steps=20", "training.eval_on_start=false",
+                        f"model.params.path={sft_model}", f"training.output_dir={rm}",
+                        "tracking.enabled=false", env=site_env(rl_site), timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    held_out = json.loads((rm / "eval_results.json").read_text())
+    assert held_out["eval_accuracy"] > 0.5, held_out  # 100 held-out pairs
+
+    out = tmp_path / "grpo"
+    result = grpo(rl_site, out, *GRPO_TINY, "training.max_steps=2", "tracking.enabled=false",
+                  f"model.params.path={sft_model}",
+                  f'rewards=[{{"name": "reward_model", "params": {{"path": "{rm / "model"}"}}}},'
+                  ' {"name": "length_target", "weight": 0.5, "params": {"target": 8}}]',
+                  recipe="grpo.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = per_step(out, "rewards/reward_model/mean")
+    assert sorted(scores) == [1, 2] and all(math.isfinite(v) for v in scores.values())
+
+
+@pytest.mark.slow
+def test_kto_loss_falls(rl_site, sft_model, tmp_path):
+    out = tmp_path / "kto"
+    result = run_fturun(RECIPES / "kto.json", "training.max_steps=12", "training.logging_steps=1",
+                        "training.eval_strategy=no", "training.eval_on_start=false",
+                        "data.split.eval=8", f"model.params.path={sft_model}",
+                        f"training.output_dir={out}", "tracking.enabled=false",
+                        env=site_env(rl_site), timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = per_step(out, "loss")
+    assert sorted(losses) == list(range(1, 13))
+    first = sum(losses[s] for s in (1, 2, 3)) / 3
+    last = sum(losses[s] for s in (10, 11, 12)) / 3
+    assert last < first - 0.01, (first, last)
+    assert "rewards/margins" in log_history(out)[-2]
