@@ -20,7 +20,8 @@ package is fturun's own and may change in any release.
   :class:`LossFactory` / :class:`LossFunction`, :class:`MetricFactory` /
   :class:`MetricFunction`, :class:`CallbackFactory`, :class:`OptimizerFactory` /
   :class:`OptimizerSettings`, :class:`SchedulerFactory` / :class:`SchedulerSettings`
-  (:data:`MakeScheduler`); ``context.tracker``: :class:`RunTracker`;
+  (:data:`MakeScheduler`), :class:`RewardFactory` / :class:`RewardFunction` (API 1.3);
+  ``context.tracker``: :class:`RunTracker`;
 - testing a plugin: :mod:`fturun.testing` (plain functions and pytest fixtures);
 - a task: :class:`Task` (registered through ``fturun_register_tasks``), the
   :class:`TokenizeSettings` its ``tokenize`` gets, :func:`generation_settings`;
@@ -76,6 +77,8 @@ from .plugin.contracts import (
     OptimizerSettings,
     Register,
     RegisterTask,
+    RewardFactory,
+    RewardFunction,
     RunTracker,
     SchedulerFactory,
     SchedulerSettings,
@@ -111,6 +114,8 @@ __all__ = [
     "OptimizerSettings",
     "Register",
     "RegisterTask",
+    "RewardFactory",
+    "RewardFunction",
     "RunTracker",
     "SchedulerFactory",
     "SchedulerSettings",

@@ -229,6 +229,32 @@ def fturun_register_schedulers(register):
 
 
 @hookspec
+def fturun_register_rewards(register):
+    """Register reward functions (``rewards`` in a recipe, a list; API 1.3), for a task that
+    takes them (``Task.takes_rewards``, e.g. ``grpo`` of fturun-trl).
+
+    Factory contract: ``factory(params, context) -> reward`` where ``reward(prompts,
+    completions, **columns) -> list`` (:class:`fturun.plugin.contracts.RewardFunction`) scores
+    a batch of generated completions. It receives ``prompts[i]`` and ``completions[i]`` (text,
+    or lists of ``{role, content}`` messages for conversation rows) and, as keyword lists of
+    the same length, the row's other columns (e.g. ``answer=[...]``, the reference an exact
+    match compares with; ``row=[...]``, the row's index in its split) and whatever else the
+    Trainer passes (take ``**kwargs``). It returns **one float per completion**, or ``None``
+    for a completion the reward does not apply to (that reward is then left out of the
+    completion's sum). Built once the model and datasets exist (``context.model``,
+    ``context.tokenizer``).
+
+    In the recipe each reference may carry a ``weight`` (default 1): a completion's reward is
+    the weighted sum of its rewards, and each reward's mean over the step's completions is
+    logged as ``rewards/<name>/mean`` (``<name>-2`` for a name listed twice). fturun checks
+    every call: a reward that raises, returns another number of scores than completions, or a
+    score that is not a finite number (NaN, inf, text) stops the run with a
+    :class:`fturun.api.RecipeRuntimeError` naming the reward and the row, and the MLflow run
+    ends FAILED.
+    """
+
+
+@hookspec
 def fturun_register_tasks(register):
     """Register tasks (``task`` in a recipe): one :class:`fturun.api.Task` record per task.
 

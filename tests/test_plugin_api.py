@@ -109,7 +109,7 @@ def test_plugins_output_shows_the_api_version_and_each_declared_range(capsys, au
     code, out, _ = call_cli(capsys, "plugins")
     assert code == 0
     report = json.loads(out)
-    assert report["api_version"] == API_VERSION == "1.2"
+    assert report["api_version"] == API_VERSION == "1.3"
     from fturun import __version__
 
     assert report["fturun"] == __version__
@@ -501,7 +501,10 @@ def test_every_hook_is_registered_through_by_the_author_plugin_and_used_by_its_r
              "metric": component_name(recipe["metrics"][0]),
              "callback": component_name(recipe["callbacks"][0]),
              "optimizer": component_name(recipe["optimizer"]),
-             "scheduler": component_name(recipe["scheduler"])}
+             "scheduler": component_name(recipe["scheduler"]),
+             # a reward needs a task that takes rewards: the GRPO run of
+             # tests/test_trl_rl.py::test_a_third_party_reward_is_usable_by_name names it
+             "reward": "shouting"}
     assert set(named) == set(info.components)
     for kind, name in named.items():
         assert name in info.components[kind], (kind, name)

@@ -43,14 +43,19 @@ def test_plugins_lists_the_installed_trl_plugin(trl_site):
     report = json.loads(result.stdout)
     plugin = {p["name"]: p for p in report["plugins"]}["trl"]
     assert plugin["status"] == "ok", plugin
-    assert plugin["api"] == ">=1.2,<2" and report["api_version"] == "1.2"
-    assert plugin["components"] == {"dataset": ["preference_pairs"],
-                                    "collator": ["preference"], "task": ["preference"]}
+    assert plugin["api"] == ">=1.3,<2" and report["api_version"] == "1.3"
+    assert plugin["components"] == {
+        "dataset": ["preference_pairs"],
+        "collator": ["preference", "reward_pairs", "unpaired", "rows"],
+        "reward": ["reward_model"],
+        "task": ["preference", "grpo", "reward_model", "kto"]}
 
 
 def test_importing_the_plugin_imports_nothing_heavy(trl_site):
-    assert modules_imported_by(trl_site, "import fturun_trl; fturun_trl.preference_task()",
-                               ("torch", "transformers", "trl", "datasets")) == []
+    code = ("import fturun_trl; fturun_trl.preference_task(); fturun_trl.grpo_task(); "
+            "fturun_trl.reward_model_task(); fturun_trl.kto_task()")
+    assert modules_imported_by(trl_site, code, ("torch", "transformers", "trl", "datasets")) \
+        == []
 
 
 def test_schema_has_the_task_and_its_settings(trl_site):
@@ -59,9 +64,16 @@ def test_schema_has_the_task_and_its_settings(trl_site):
     schema = json.loads(result.stdout)
     assert "preference" in schema["properties"]["task"]["enum"]
     training = schema["$defs"]["training"]["properties"]
-    assert training["beta"]["x-fturun-task"] == ["preference"]
-    assert training["beta"]["default"] == 0.1
-    assert "sigmoid" in training["loss_type"]["items"]["enum"]
+    # beta and loss_type mean other things to DPO, GRPO and KTO: checked per task
+    assert training["beta"]["x-fturun-task"] == ["preference", "grpo", "kto"]
+    per_task = {(c["if"]["properties"]["task"]["const"], key): setting
+                for c in schema["allOf"]
+                for key, setting in c["then"]["properties"]["training"]["properties"].items()}
+    assert per_task["preference", "beta"]["default"] == 0.1
+    assert per_task["grpo", "beta"]["default"] == 0.0
+    assert "sigmoid" in per_task["preference", "loss_type"]["items"]["enum"]
+    assert "dapo" in per_task["grpo", "loss_type"]["enum"]
+    assert training["num_generations"]["x-fturun-task"] == ["grpo"]
     assert "x-fturun-task" not in training["learning_rate"]
     columns = schema["properties"]["data"]["properties"]["columns"]["properties"]
     assert {"prompt", "chosen", "rejected"} <= set(columns)
@@ -116,7 +128,7 @@ def test_dpo_settings_of_another_task_are_refused(trl_site):
     result = run_fturun("validate", RECIPES / "sft.json", "training.beta=0.2",
                         env=site_env(trl_site))
     assert result.returncode == 2
-    assert ("$.training.beta: training.beta is a setting of task preference, not "
+    assert ("$.training.beta: training.beta is a setting of task preference or grpo or kto, not "
             "'causal-lm'; remove it or set 'task'") in result.stdout + result.stderr
 
 

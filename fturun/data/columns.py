@@ -45,7 +45,10 @@ def wanted_columns(present: list, split: str, columns: dict, task, context) -> d
     :class:`RecipeRuntimeError` that lists the columns there are (a test split may lack labels
     and targets: predictions only)."""
     if task.columns:
-        return _own_columns(present, split, columns, task)
+        wanted = _own_columns(present, split, columns, task)
+        if task.keep_columns:  # the others as they are, after the task's own
+            wanted.update({c: c for c in present if c not in wanted and c not in task.columns})
+        return wanted
     listed = ", ".join(present)
     text_col = columns.get("text", "text")
     if text_col not in present:
@@ -97,6 +100,8 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
             continue
         if column == "text" and task.words and is_list_column(ds, column):
             continue
+        if column in task.columns and _is_conversation_column(ds, column):
+            continue  # a task's own column in chat form: the task's tokenize renders it
         if column_dtype(ds, column) not in STRING_DTYPES:
             if is_list_column(ds, column):
                 source = next((src for src, dst in wanted.items() if dst == column), column)
@@ -105,6 +110,15 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
                     f"'{task.name}' reads one text per row from data.columns.{column}")
             ds = as_string_column(ds, column)
     return ds
+
+
+def _is_conversation_column(ds, column: str) -> bool:
+    """The column holds lists of ``{role, content}`` turns."""
+    feature = ds.features.get(column)
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, list) and feature:
+        inner = feature[0]
+    return isinstance(inner, dict) and {"role", "content"} <= set(inner)
 
 
 def drop_empty_rows(ds, split: str, text_col: str, context, text_columns=("text",)):

@@ -68,7 +68,12 @@ def select_conversations(ds, split: str, recipe_data: dict, context):
                 f"data.columns.{key} to the column holding it, or data.format to the form "
                 "the rows have")
     names = {key: name for key, name in names.items() if name in present}
-    mapped = ds.map(_to_messages, batched=True, with_indices=True, remove_columns=present,
+    task = getattr(context, "task_record", None)
+    # a task that keeps the other columns (a reward's reference answer) loses only the format's
+    removed = list(names.values()) if getattr(task, "keep_columns", False) else present
+    if "messages" in present and "messages" not in removed:
+        removed.append("messages")  # replaced by the mapped conversation
+    mapped = ds.map(_to_messages, batched=True, with_indices=True, remove_columns=removed,
                     fn_kwargs={"fmt": fmt, "names": names,
                                "fold": bool(recipe_data.get("fold_system"))},
                     desc=f"{split}: {fmt} rows")

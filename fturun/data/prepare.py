@@ -110,9 +110,9 @@ def tokenize_datasets(splits: dict, recipe_data: dict, context) -> dict:
     with quick_tokenizer_hash(context.tokenizer):  # each map's fingerprint in ms, not 0.25 s
         splits = {split: task.tokenize(ds, context.tokenizer, settings, split)
                   for split, ds in splits.items()}
-    if template is not None:
+    if template is not None:  # rows with labels (a task generating its answers has none)
         splits = {split: drop_untrained_rows(ds, split, settings, context)
-                  for split, ds in splits.items()}
+                  if "labels" in ds.column_names else ds for split, ds in splits.items()}
     _set_context_datasets(splits, context)
     return splits
 

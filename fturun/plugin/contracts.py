@@ -109,6 +109,20 @@ class MetricFactory(Protocol):
     def __call__(self, params: dict, context: BuildContext) -> MetricFunction: ...
 
 
+class RewardFunction(Protocol):
+    """What a reward factory returns: one score per completion (a float, or None where the
+    reward does not apply), for ``prompts[i]`` / ``completions[i]`` and the row's other
+    columns as keyword lists (``answer=[...]``); see ``fturun_register_rewards``."""
+
+    def __call__(self, prompts: list, completions: list, **columns: Any) -> list: ...
+
+
+class RewardFactory(Protocol):
+    """``fturun_register_rewards``."""
+
+    def __call__(self, params: dict, context: BuildContext) -> RewardFunction: ...
+
+
 class CallbackFactory(Protocol):
     """``fturun_register_callbacks``."""
 

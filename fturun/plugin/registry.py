@@ -28,6 +28,7 @@ KINDS = (
     "callback",
     "optimizer",
     "scheduler",
+    "reward",
 )
 
 #: The plural of each kind: the hook is ``fturun_register_<plural>``, the built-in module

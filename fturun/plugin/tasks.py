@@ -118,7 +118,10 @@ class Task:
       ``always_metrics``: added to any list (``perplexity`` for language models);
     - ``data_keys``: the task-only ``data`` settings it accepts (a subset of :data:`DATA_KEYS`;
       the others are schema errors in its recipes);
-    - ``generates``: it accepts a ``generation`` section and makes sample generations.
+    - ``generates``: it accepts a ``generation`` section and makes sample generations;
+    - ``takes_rewards`` (API 1.3): its Trainer takes reward functions, the recipe's
+      ``rewards`` (required then, refused for other tasks): built, checked and passed as
+      ``reward_funcs=`` with ``training.reward_weights`` (:mod:`fturun.run.rewards`).
 
     The rows (``data.columns`` maps them to ``text``, ``text_pair``, ``labels``, ``target``):
 
@@ -126,6 +129,8 @@ class Task:
       read instead of ``text``/``text_pair``: each is required in every split, mapped by
       ``data.columns.<name>`` (default: the same name), cast to text, and rows where one is
       empty are dropped; empty (the default): the standard columns;
+    - ``keep_columns`` (API 1.3): the rows keep the source's other columns beside the task's
+      own, as they are (a reward reads its reference answer there);
 
     - ``labels``: ``"classes"`` (one label per row; test rows may have none), ``"tags"`` (one
       label per word; the text may be a list of words), or None (no label column);
@@ -175,6 +180,8 @@ class Task:
     training_settings: dict = None
     trainer_metrics: tuple = ()
     columns: tuple = ()
+    keep_columns: bool = False
+    takes_rewards: bool = False
 
     def __post_init__(self):
         # lists from a plugin become the tuple / frozenset the record promises

@@ -14,7 +14,7 @@ added); fturun refuses a plugin whose range excludes :data:`API_VERSION`, naming
 from __future__ import annotations
 
 #: the version of the plugin API (:mod:`fturun.api`, :mod:`fturun.hookspecs`, the contracts)
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 #: what each minor version added, for plugin authors choosing their range
 API_CHANGES = {
@@ -23,6 +23,8 @@ API_CHANGES = {
     "1.2": "api.installed_schema: a settings schema generated from the installed library "
            "(committed for the locked version, cached per other version); "
            "api.installed_versions",
+    "1.3": "the reward kind (fturun_register_rewards, a recipe's weighted 'rewards'; "
+           "RewardFactory / RewardFunction); Task: takes_rewards and keep_columns",
 }
 
 #: the module (or plugin object) attribute a plugin declares its API range with

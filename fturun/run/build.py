@@ -32,6 +32,7 @@ from ..recipe.refs import component_ref
 from ..tracking import NullTracker
 from .data_step import prepare_data, tokenize_data
 from .modelinfo import is_peft_model
+from .rewards import build_rewards
 from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
 
@@ -173,9 +174,12 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
                   for ref in task.metrics_for(data.get("metrics"))]  # else the task's
 
     args_kwargs = dict(context.training_args)
+    trainer_kwargs = {}
+    if task.takes_rewards:  # a list the schema requires: reward_funcs= and their weights
+        trainer_kwargs["reward_funcs"], args_kwargs["reward_weights"] = build_rewards(
+            registry, data.get("rewards") or [], context, build_component)
     args_kwargs["output_dir"] = context.output_dir
     args_kwargs.setdefault("seed", context.seed)
-    trainer_kwargs = {}
     for section in ("optimizer", "scheduler"):
         if data.get(section) is not None:
             _apply_settings(registry, section, data[section], build, args_kwargs,

@@ -23,9 +23,15 @@ from .sections import (
     SEARCH,
     SEED,
     TRACKING,
+    WEIGHTED_KINDS,
     definition_ref,
 )
-from .task_rules import task_columns_schema, task_property, task_training_schema
+from .task_rules import (
+    task_columns_schema,
+    task_property,
+    task_training_conditions,
+    task_training_schema,
+)
 
 #: generated from ``TrainingArguments`` (and accelerate's FSDP constants) by
 #: :mod:`fturun.schema.committed` from the locked versions; the reference for editors and docs
@@ -79,6 +85,7 @@ def component_schema(registry: Registry, kind: str, only_plugins=None) -> dict:
             "properties": {
                 "name": {"type": "string", **name_enum(registry, kind, names)},
                 "params": {"type": "object"},
+                **({"weight": WEIGHTED_KINDS[kind]} if kind in WEIGHTED_KINDS else {}),
             },
             "allOf": branches,
         },
@@ -114,9 +121,9 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
     """The full recipe schema (Draft 2020-12) for the components in ``registry`` (only those of
     ``only_plugins`` when given); ``training_schema`` defaults to the installed version's."""
     defs = {kind: component_schema(registry, kind, only_plugins) for kind in KINDS}
-    defs["training"] = task_training_schema(
-        registry, training_schema if training_schema is not None
-        else _committed_training_schema(), only_plugins)
+    training = training_schema if training_schema is not None \
+        else _committed_training_schema()
+    defs["training"] = task_training_schema(registry, training, only_plugins)
     defs["deepspeed_config"] = DEEPSPEED_CONFIG
     properties = {
         "$schema": SCHEMA_KEY,
@@ -135,7 +142,7 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
     for section, (kind, is_list) in COMPONENT_SECTIONS.items():
         ref = definition_ref(kind)
         properties[section] = {"type": "array", "items": ref} if is_list else ref
-    return {
+    schema = {
         "$schema": DRAFT,
         "$id": "https://fturun.dev/schemas/recipe.schema.json",
         "title": "fturun recipe",
@@ -145,3 +152,7 @@ def compose_schema(registry: Registry, training_schema: dict | None = None,
         "properties": properties,
         "$defs": defs,
     }
+    conditions = task_training_conditions(registry, training, only_plugins)
+    if conditions:  # settings several tasks define differently: each recipe its task's
+        schema["allOf"] = conditions
+    return schema

@@ -20,7 +20,13 @@ COMPONENT_SECTIONS = {
     "callbacks": ("callback", True),
     "optimizer": ("optimizer", False),
     "scheduler": ("scheduler", False),
+    "rewards": ("reward", True),
 }
+
+#: component kinds whose references carry a ``weight`` beside ``name`` and ``params``
+WEIGHTED_KINDS = {"reward": {
+    "type": "number", "minimum": 0, "default": 1.0,
+    "description": "this reward's weight in the sum each completion is scored with"}}
 
 
 def definition_ref(name: str) -> dict:

@@ -30,15 +30,40 @@ def task_training_schema(registry, training: dict, only_plugins=None) -> dict:
     """The ``training`` schema with the settings tasks add (``Task.training_settings``), each
     marked ``x-fturun-task`` with the tasks that take it; TrainingArguments' own keep theirs."""
     added = {}
-    for task in _task_records(registry, only_plugins):
-        for key, schema in task.training_settings.items():
-            if key in training["properties"]:
-                continue
-            tasks = added.get(key, {}).get("x-fturun-task", [])
-            added[key] = {**schema, "x-fturun-task": [*tasks, task.name]}
+    for key, pairs in _settings_by_key(registry, only_plugins).items():
+        if key in training["properties"]:
+            continue
+        tasks = [task.name for task, _ in pairs]
+        schema = pairs[0][1] if _agree(pairs) else {
+            "description": f"a setting of task {' and '.join(tasks)}, checked per task"}
+        added[key] = {**schema, "x-fturun-task": tasks}
     if not added:
         return training
     return {**training, "properties": {**training["properties"], **added}}
+
+
+def _settings_by_key(registry, only_plugins=None) -> dict:
+    """setting -> ``[(task, its schema)]`` of the tasks' ``training_settings``."""
+    by_key = {}
+    for task in _task_records(registry, only_plugins):
+        for key, schema in task.training_settings.items():
+            by_key.setdefault(key, []).append((task, schema))
+    return by_key
+
+
+def _agree(pairs) -> bool:
+    return all(schema == pairs[0][1] for _, schema in pairs)
+
+
+def task_training_conditions(registry, training: dict, only_plugins=None) -> list:
+    """``allOf`` entries of the recipe schema for the settings several tasks define
+    differently (``beta``, ``loss_type`` of TRL's trainers): ``if task == X then
+    training.<key>`` is X's schema, so a recipe is checked against its own task's."""
+    return [{"if": {"properties": {"task": {"const": task.name}}, "required": ["task"]},
+             "then": {"properties": {"training": {"properties": {key: schema}}}}}
+            for key, pairs in _settings_by_key(registry, only_plugins).items()
+            if key not in training["properties"] and not _agree(pairs)
+            for task, schema in pairs]
 
 
 def task_columns_schema(registry, data_schema: dict, only_plugins=None) -> dict:
@@ -103,9 +128,23 @@ def check_task_data(data: dict, data_section: dict, add, registry,
         if collator is not None and collator != packed:
             add(["collator"], f"data.packing needs the '{packed}' collator, not '{collator}'; "
                 f"remove 'collator' ({packed} is the default then)")
+    _check_rewards(data, record, add, registry)
     if data.get("generation") is not None and not record.generates:
         tasks = [t.name for t in registry.tasks.values() if t.generates]
         add(["generation"], f"'generation' is for task {' or '.join(tasks)}, not '{task}'")
+
+
+def _check_rewards(data: dict, record, add, registry) -> None:
+    """``rewards`` exactly for a task whose Trainer takes them (``Task.takes_rewards``)."""
+    takers = [t.name for t in registry.tasks.values() if t.takes_rewards]
+    rewards = data.get("rewards")
+    if rewards is not None and not record.takes_rewards:
+        add(["rewards"], f"'rewards' is for task {' or '.join(takers) or '(none installed)'}"
+            f", not '{record.name}'; remove it or set 'task'")
+    elif record.takes_rewards and not rewards:
+        add(["rewards"], f"task '{record.name}' trains on rewards: list at least one, e.g. "
+            '"rewards": [{"name": "regex_match", "params": {"pattern": "\\d+"}}] '
+            "(fturun components reward lists them)")
 
 
 def effective_metrics(data: dict, registry) -> list:

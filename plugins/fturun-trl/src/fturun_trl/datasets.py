@@ -26,6 +26,10 @@ PAIRS_SCHEMA = {
         "seed": {"type": "integer", "minimum": 0, "default": 0,
                  "description": "seed of the draw of each pair's rejected answer"},
         "encoding": {"type": "string", "default": "utf-8"},
+        "unpaired": {"type": "boolean", "default": False,
+                     "description": "unpaired rows for task kto instead: each pair as two rows "
+                                    "of prompt, completion and label (true for the chosen "
+                                    "answer, false for the rejected one)"},
     },
 }
 
@@ -82,9 +86,20 @@ def make_pairs(question_answer: list, seed: int) -> list:
 
 
 def load_preference_pairs(params, context):
-    """``datasets.Dataset`` of ``prompt``, ``chosen``, ``rejected`` rows."""
+    """``datasets.Dataset`` of ``prompt``, ``chosen``, ``rejected`` rows (with
+    ``params.unpaired``: ``prompt``, ``completion``, ``label``)."""
     from datasets import Dataset
 
     files = _files(params, context)
     qa = question_answers(files, params["field"], params["encoding"])
-    return Dataset.from_list(make_pairs(qa, params["seed"]))
+    pairs = make_pairs(qa, params["seed"])
+    if params["unpaired"]:
+        pairs = unpaired(pairs)
+    return Dataset.from_list(pairs)
+
+
+def unpaired(pairs: list) -> list:
+    """Each pair as two rows: ``{"prompt", "completion": chosen, "label": True}`` and
+    ``{"prompt", "completion": rejected, "label": False}``."""
+    return [{"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen"}
+            for pair in pairs for side in ("chosen", "rejected")]

@@ -10,7 +10,9 @@ read; each prompt+answer is cut to ``data.max_length`` tokens.
 
 from __future__ import annotations
 
-from fturun.api import RecipeRuntimeError
+from fturun.api import RecipeRuntimeError, conversation_tokens
+
+IGNORE = -100  # the label of a token outside the loss
 
 #: what TRL's DPOTrainer logs at each evaluation (``eval_`` + these) and training log
 TRAINER_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies",
@@ -27,7 +29,10 @@ def end_token_id(tokenizer) -> int:
 
 
 def tokenize(ds, tokenizer, settings, split):
-    """Pairs -> ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (see the module)."""
+    """Pairs -> ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (see the module); pairs in
+    chat form through :func:`tokenize_chat_pairs`."""
+    if is_chat(ds):
+        return tokenize_chat_pairs(ds, tokenizer, settings, split)
     return ds.map(_tokenize_pairs, batched=True,
                   remove_columns=["prompt", "chosen", "rejected"],
                   fn_kwargs={"tokenizer": tokenizer, "max_length": settings.max_length,
@@ -64,3 +69,52 @@ def metric_inputs(eval_pred, context):
     raise RecipeRuntimeError(
         "task 'preference' computes its own eval metrics (eval_rewards/margins, "
         "eval_rewards/accuracies, ...): remove 'metrics' from the recipe")
+
+
+def is_chat(ds) -> bool:
+    """``chosen`` holds conversations (lists of ``{role, content}``), not text."""
+    feature = ds.features.get("chosen")
+    return not hasattr(feature, "dtype")
+
+
+def tokenize_chat_pairs(ds, tokenizer, settings, split):
+    """Pairs in chat form (TRL's conversational form): ``prompt`` the turns before the answer
+    (a list of ``{role, content}``, or a text: one user turn), ``chosen`` and ``rejected`` the
+    answer turns. Each prompt + answer is rendered with the tokenizer's chat template; the
+    prompt's tokens (with the template's generation prompt) become ``prompt_ids``, the answer's
+    (to its end-of-turn) ``chosen_ids`` / ``rejected_ids``: the prompt is outside the loss."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise RecipeRuntimeError(
+            f"data.{split}: the pairs are conversations, and the tokenizer has no chat template "
+            "to render them; use a model whose tokenizer has one (a chat-SFT run, data.format "
+            "with data.chat_template, saves it)")
+    return ds.map(_chat_pair, with_indices=True, remove_columns=["prompt", "chosen", "rejected"],
+                  fn_kwargs={"tokenizer": tokenizer, "max_length": settings.max_length,
+                             "split": split},
+                  desc=f"tokenize {split} chat pairs")
+
+
+def _answer_tokens(prompt, answer, tokenizer, max_length, where):
+    """``(prompt ids, answer ids)`` of one prompt + answer conversation."""
+    ids, labels = conversation_tokens(list(prompt) + list(answer), tokenizer,
+                                      train_on="last_assistant", max_length=max_length)
+    trained = [i for i, label in enumerate(labels) if label != IGNORE]
+    if not trained:
+        raise RecipeRuntimeError(f"{where}: no answer token is left within data.max_length="
+                                 f"{max_length} (or the answer has no assistant turn); raise "
+                                 "data.max_length or shorten the prompt")
+    return ids[:trained[0]], ids[trained[0]:trained[-1] + 1]
+
+
+def _chat_pair(row, index, tokenizer, max_length, split):
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    where = f"data.{split} row {index}"
+    prompt_ids, chosen = _answer_tokens(prompt, row["chosen"], tokenizer, max_length, where)
+    other_prompt, rejected = _answer_tokens(prompt, row["rejected"], tokenizer, max_length,
+                                            where)
+    if other_prompt != prompt_ids:
+        raise RecipeRuntimeError(f"{where}: the prompt renders differently before the chosen "
+                                 "and the rejected answer; give both the same prompt turns")
+    return {"prompt_ids": prompt_ids, "chosen_ids": chosen, "rejected_ids": rejected}

@@ -23,14 +23,14 @@ from trl import DPOConfig, DPOTrainer
 from fturun.api import RecipeRuntimeError
 
 
-def _training_arguments_defaults() -> list:
-    """``(name, type, field)`` for each TrainingArguments field whose default DPOConfig changed,
-    with TrainingArguments' default back."""
+def _training_arguments_defaults(config, keep=()) -> list:
+    """``(name, type, field)`` for each TrainingArguments field whose default ``config``
+    changed (but those in ``keep``), with TrainingArguments' default back."""
     base = {f.name: f for f in dataclasses.fields(TrainingArguments)}
     changed = []
-    for f in dataclasses.fields(DPOConfig):
+    for f in dataclasses.fields(config):
         original = base.get(f.name)
-        if original is None or not f.init:
+        if original is None or not f.init or f.name in keep:
             continue
         if (f.default, f.default_factory) != (original.default, original.default_factory):
             kwargs = {"default": original.default} \
@@ -41,10 +41,16 @@ def _training_arguments_defaults() -> list:
     return changed
 
 
-PreferenceConfig = dataclasses.make_dataclass(
-    "PreferenceConfig", _training_arguments_defaults(), bases=(DPOConfig,),
-    namespace={"__doc__": "DPOConfig with TrainingArguments' defaults (see the module)",
-               "__module__": __name__})
+def with_training_defaults(name: str, config, keep=(), module: str = __name__):
+    """``config`` (a TRL config class) with TrainingArguments' defaults for the fields both
+    have, but ``keep`` (see the module); ``module``: where the class is defined (pickling)."""
+    return dataclasses.make_dataclass(
+        name, _training_arguments_defaults(config, keep), bases=(config,),
+        namespace={"__doc__": f"{config.__name__} with TrainingArguments' defaults",
+                   "__module__": module})
+
+
+PreferenceConfig = with_training_defaults("PreferenceConfig", DPOConfig)
 
 
 def _is_peft(model) -> bool:

@@ -115,6 +115,15 @@ def fturun_register_schedulers(register):
 
 
 @hookimpl
+def fturun_register_rewards(register):
+    """A reward of this plugin (a task that takes rewards, such as fturun-trl's grpo, names
+    it)."""
+    register("shouting", factories.shouting, {"type": "object", "properties": {
+        "scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0}}},
+             "The share of a completion's letters that are upper case, times params.scale")
+
+
+@hookimpl
 def fturun_register_tasks(register):
     """The text-regression task."""
     register(TEXT_REGRESSION)

@@ -141,3 +141,17 @@ def halving(params, context):
         return LambdaLR(optimizer, lambda step: 0.5 ** (step // every))
 
     return {"scheduler": make}
+
+
+def shouting(params, context):
+    """Score each completion by its share of upper-case letters (0 without letters: None)."""
+    def shouting_reward(prompts, completions, **columns):
+        scores = []
+        for completion in completions:
+            text = completion if isinstance(completion, str) else completion[-1]["content"]
+            letters = [ch for ch in text if ch.isalpha()]
+            scores.append(sum(ch.isupper() for ch in letters) / len(letters) * params["scale"]
+                          if letters else None)
+        return scores
+
+    return shouting_reward
