@@ -179,7 +179,10 @@ def load_config(location, params, context):
                 hasattr(config, "rope_parameters"):
             value = {**(config.rope_parameters or {}), **value}
             key = "rope_parameters"
-        setattr(config, key, value)
+        try:
+            setattr(config, key, value)
+        except Exception as exc:  # noqa: BLE001 - the config class's own type check
+            raise RecipeRuntimeError(f"model.params.config_overrides.{key}: {exc}") from None
     if params.get("config_overrides") and hasattr(config, "validate_rope"):
         try:
             config.validate_rope()
@@ -220,6 +223,8 @@ def load_pretrained(params, context):
     try:
         kwargs = pretrained_kwargs(location, params, context)
         model = _auto_class(context).from_pretrained(location, **kwargs)
+    except ValueError as exc:  # an attention implementation this model does not support, ...
+        raise RecipeRuntimeError(f"cannot load model '{params['path']}': {exc}") from None
     except OSError as exc:
         text = str(exc)
         if "safetensors" in text or "model.safetensors" in text:

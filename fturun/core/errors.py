@@ -28,6 +28,17 @@ class Problem:
             return f"{self.file}:{self.line}:{self.col}: {self.message}"
         return f"{self.file}: {self.message}"
 
+    @classmethod
+    def located(cls, locate, path: str, message: str, file: str = "recipe") -> Problem:
+        """A problem at the JSON path ``$.a.b`` where ``locate`` (a recipe's ``locate``: keys ->
+        ``(file, line, col)``) says its value came from: a file's line, or the override that set
+        it; at ``file`` without ``locate``."""
+        if locate is None:
+            return cls(file, path, message)
+        keys = tuple(int(k) if k.isdigit() else k for k in path[2:].split(".") if k)
+        where, line, col = locate(keys)
+        return cls(where, path, message, line, col)
+
 
 class FturunError(Exception):
     """Base class of the errors fturun reports to the user without a traceback."""

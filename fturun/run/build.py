@@ -31,6 +31,7 @@ from ..plugin.tasks import configure_trainer, get_task, loss_from_eval_pred
 from ..recipe.refs import component_ref
 from ..tracking import NullTracker
 from .modelinfo import is_peft_model
+from .preflight import check_generation_length, check_model_settings
 from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
 
@@ -73,15 +74,17 @@ def default_output_dir(recipe) -> str:
 
 
 def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
-              tracker=None) -> Build:
+              tracker=None, checked: bool = False) -> Build:
     """Build datasets, model, adapter, collator, loss, metrics, optimizer, scheduler and
     callbacks, and the TrainingArguments kwargs. ``check_rows`` caps every split (for ``check``);
     the real split sizes are kept in ``Build.real_sizes``. Factories see ``tracker`` as
-    ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None)."""
+    ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None);
+    ``checked``: :func:`check_before_loading` already passed."""
     from transformers import set_seed
 
     data = recipe.data
-    check_before_loading(recipe)
+    if not checked:
+        check_before_loading(recipe)
     seed = data.get("seed", 42)
     set_seed(seed)
     context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),
@@ -103,8 +106,10 @@ def check_before_loading(recipe) -> None:
     data = recipe.data
     check_integrations(recipe)
     check_hardware(data, deepspeed_config=load_deepspeed_config(recipe),
-                   file=recipe.path)
+                   file=recipe.path, locate=recipe.locate)
     check_push_to_hub(dict(data.get("training") or {}))
+    check_model_settings(recipe)  # config_overrides: fields, types, rope scaling
+    check_generation_length(recipe)
     if data.get("deepspeed") is not None:
         single_process_environment(quiet_off_main())  # no-op under a launcher
 

@@ -25,8 +25,16 @@ from ..data import dataset_inputs
 from ..engine.distributed import EngineReport
 from ..tracking import NullTracker, Tracker, flatten, log_run_results
 from .batch_view import show_batch as show_batch_view
-from .build import build_run, default_output_dir, make_trainer
-from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
+from .build import build_run, check_before_loading, default_output_dir, make_trainer
+from .checkpoints import (
+    CompleteMarker,
+    check_run_start,
+    other_run_outputs,
+    remove_untrained_records,
+    run_identity,
+    start_fresh,
+    train_from,
+)
 from .generation_eval import add_generation_eval
 from .lock import FolderLock
 from .modelinfo import count_parameters
@@ -58,7 +66,7 @@ class RunSession:
                  callbacks=(), predict_test: bool = True, log_model: bool = True,
                  extra_params: dict | None = None,
                  after_train: Callable[[RunSession], None] | None = None,
-                 after_evaluate: Callable[[dict], None] | None = None):
+                 after_evaluate: Callable[[dict], None] | None = None, checked: bool = False):
         self.recipe, self.registry = recipe, registry
         self.output_dir = output_dir or default_output_dir(recipe)
         self.tracker = tracker if tracker is not None else NullTracker()
@@ -68,6 +76,7 @@ class RunSession:
         self.predict_test, self.log_model = predict_test, log_model
         self.extra_params = dict(extra_params or {})
         self.after_train, self.after_evaluate = after_train, after_evaluate
+        self.checked = checked  # check_before_loading already passed (by run_recipe)
         self.build = self.trainer = self.clock = None
         self.result = RunResult()
 
@@ -91,7 +100,8 @@ class RunSession:
 
     def make_trainer(self):
         """Build the parts, attach the run's callbacks, make the Trainer."""
-        self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker)
+        self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker,
+                               checked=self.checked)
         add_generation_eval(self.build, self.registry)
         self.clock = FirstStepClock()
         engine_report = EngineReport(self.output_dir, self.tracker)
@@ -197,6 +207,10 @@ class RunSession:
                         step=self.trainer.state.global_step)
         if self.tracker.artifact_failures:
             raise ArtifactsNotUploaded(self.tracker, self.output_dir)
+
+    def trained_a_step(self) -> bool:
+        """Whether a training step of this session ended (its records are then worth keeping)."""
+        return self.clock is not None and self.clock.seconds is not None
 
     # -- fturun check ---------------------------------------------------------------------------
 
@@ -306,15 +320,24 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
         if start.nothing_to_do:
             quiet_off_main()(start.nothing_to_do)
             return 0
+        # a recipe this machine cannot run is refused before anything is cleared or tracked
+        check_before_loading(recipe)
         if checkpoint is None and is_main_process():
             start_fresh(output_dir, recipe.data, start.replacing)
+        kept = set(other_run_outputs(output_dir))
         # the tracking server is checked before anything heavy is loaded
         tracker = Tracker.open(recipe, output_dir, resume=checkpoint is not None,
                                plugins=default_plugins().plugins)
         stop = GracefulStop()
-        with oom_as_advice(), closing(tracker), stop:
-            result = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
-                                resume=checkpoint).run()
+        session = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
+                             resume=checkpoint, checked=True)
+        try:
+            with oom_as_advice(), closing(tracker), stop:
+                result = session.run()
+        except BaseException:
+            if checkpoint is None and is_main_process() and not session.trained_a_step():
+                remove_untrained_records(output_dir, kept)
+            raise
     if not is_main_process():
         return 0
     print_summary(result.metrics, result.saved, output_dir, time.monotonic() - started,
