@@ -9,7 +9,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..engine.hardware import cuda_device_count
-from .common import load_valid_recipe
+from .common import load_valid_recipe, whole_number
 
 
 def add_arguments(parser) -> None:
@@ -17,13 +17,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--nproc", default=None, metavar="N",
                         help="processes on this node (default: the number of CUDA GPUs, "
                              "else 1)")
-    parser.add_argument("--nnodes", type=int, default=1, metavar="N",
+    parser.add_argument("--nnodes", type=whole_number(1), default=1, metavar="N",
                         help="machines taking part (default 1)")
-    parser.add_argument("--node-rank", type=int, default=0, metavar="R",
+    parser.add_argument("--node-rank", type=whole_number(0), default=0, metavar="R",
                         help="this machine's rank, 0..nnodes-1 (multi-node)")
     parser.add_argument("--master-addr", default=None, metavar="HOST",
                         help="address of the node-rank-0 machine (multi-node)")
-    parser.add_argument("--master-port", type=int, default=None, metavar="PORT",
+    parser.add_argument("--master-port", type=whole_number(1, 65535), default=None, metavar="PORT",
                         help="a free port on that machine (default 29500)")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in the output dir, or from "

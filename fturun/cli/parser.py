@@ -7,6 +7,7 @@ import argparse
 import textwrap
 
 from . import promote
+from .common import whole_number
 
 EPILOG = """\
 examples:
@@ -119,6 +120,7 @@ HELP = {
   fturun components                                   every kind
   fturun components adapter                           the adapters and their params
   fturun components loss --json                       machine-readable
+  fturun components task                              the tasks, their model class and metrics
 """),
     "runs": (
         "list fturun's MLflow runs, newest first",
@@ -259,7 +261,8 @@ def _add_inspection_arguments(commands) -> None:
     commands["components"].add_argument(
         "kind", nargs="?", metavar="KIND",
         help="only this kind: dataset, model, adapter, collator, loss, metric, callback, "
-             "optimizer, scheduler (plurals accepted; default: every kind)")
+             "optimizer, scheduler, or task (the tasks a recipe's 'task' names; plurals "
+             "accepted; default: every component kind)")
     commands["components"].add_argument("--json", action="store_true",
                                         help="machine-readable output")
 
@@ -271,7 +274,7 @@ def _add_tracking_arguments(commands) -> None:
     runs.add_argument("experiment", nargs="?", metavar="EXPERIMENT",
                       help="only this experiment (default: every experiment)")
     runs.add_argument("--tracking-uri", metavar="URI", help=uri_help)
-    runs.add_argument("--max", type=int, default=20, metavar="N",
+    runs.add_argument("--max", type=whole_number(1), default=20, metavar="N",
                       help="at most N runs (default 20)")
     runs.add_argument("--json", action="store_true",
                       help="print the runs as JSON (every metric, tag-derived field) for scripts")

@@ -89,6 +89,19 @@ def model_config(params: dict, base_dir: str):
     return None
 
 
+def check_registered_name(recipe) -> None:
+    """``tracking.registered_model_name`` must be a name MLflow takes (not empty, no '/' or
+    ':'): else the model is refused only when it is registered, after training."""
+    from ..tracking.settings import model_name_problem
+
+    section = recipe.data.get("tracking")
+    name = section.get("registered_model_name") if isinstance(section, dict) else None
+    problem = model_name_problem(name) if isinstance(name, str) else None
+    if problem:
+        raise RecipeError([Problem.located(recipe.locate, "$.tracking.registered_model_name",
+                                           problem, recipe.path)])
+
+
 def _read_config(params: dict, base_dir: str):
     """The model's config (no weights), or None when it is not on this machine."""
     from transformers import AutoConfig
@@ -170,5 +183,5 @@ def _warnings_of(call) -> str | None:
 
 def _last_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[-1] if lines else type(exc).__name__
+    text = (lines[-1] if lines else type(exc).__name__).split(". Errors:")[0]
     return text if len(text) <= 200 else text[:200] + " ..."

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..core.errors import UsageError
 from .queries import result_metrics
-from .settings import alias_problem, using_tracking_uri
+from .settings import alias_problem, model_name_problem, using_tracking_uri
 
 #: run tags copied to each model version
 VERSION_TAG_KEYS = ("fturun.version", "fturun.task", "fturun.recipe_sha256", "fturun.git_commit",
@@ -78,6 +78,9 @@ def promote_run(client, run_id: str, alias: str, name: str | None = None) -> Pro
     problem = alias_problem(alias)
     if problem:
         raise UsageError(f"alias {problem}")
+    problem = model_name_problem(name) if name is not None else None
+    if problem:
+        raise UsageError(f"--name {problem}")
     run = _get_run(client, run_id)
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if name:

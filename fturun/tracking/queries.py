@@ -32,9 +32,9 @@ class RunRow:
 
 def open_client(uri: str | None = None):
     """``(MlflowClient, uri)`` for ``uri`` (default: :func:`default_tracking_uri`), after
-    checking that an HTTP server answers."""
+    checking that its store is there (:func:`~fturun.tracking.settings.check_reachable`)."""
     uri = uri or default_tracking_uri()
-    check_reachable(uri)
+    check_reachable(uri, reading=True)  # its runs are there already: nothing to create
     return mlflow_client(uri), uri
 
 
