@@ -57,6 +57,8 @@ class Build:
     #: the speed defaults considered (:mod:`fturun.engine.speed_defaults`): chosen, or kept from
     #: the recipe
     defaults: list = field(default_factory=list)
+    #: ``[(name, metric function)]`` of the run's metrics (checked before training)
+    metric_fns: list = field(default_factory=list)
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -153,6 +155,7 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
                            build_component(registry, "loss", data["loss"], context))
     metric_fns = [(component_ref(ref)[0], build_component(registry, "metric", ref, context))
                   for ref in task.metrics_for(data.get("metrics"))]  # else the task's
+    build.metric_fns = metric_fns
 
     args_kwargs = dict(context.training_args)
     args_kwargs["output_dir"] = context.output_dir

@@ -37,6 +37,7 @@ from .checkpoints import (
 )
 from .generation_eval import add_generation_eval
 from .lock import FolderLock
+from .metric_probe import check_metrics
 from .modelinfo import count_parameters
 from .outcome import closing, faults_as_advice, oom_as_advice
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
@@ -109,6 +110,7 @@ class RunSession:
                                  CompleteMarker(run_identity(self.recipe)), engine_report,
                                  *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
+        check_metrics(self.trainer, self.build, self.recipe)  # before the first step
         engine_report.trainer = self.trainer
         engine_report.defaults = self.build.defaults
         return self.trainer
