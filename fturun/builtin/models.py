@@ -223,11 +223,9 @@ def load_pretrained(params, context):
     try:
         kwargs = pretrained_kwargs(location, params, context)
         model = _auto_class(context).from_pretrained(location, **kwargs)
-    except ValueError as exc:  # an attention implementation this model does not support, ...
-        raise RecipeRuntimeError(f"cannot load model '{params['path']}': {exc}") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an attention it does not support, ...
         text = str(exc)
-        if "safetensors" in text or "model.safetensors" in text:
+        if isinstance(exc, OSError) and "safetensors" in text:
             raise RecipeRuntimeError(
                 f"model '{params['path']}' has no safetensors weights; pickle-based weights "
                 "(.bin) can run code when loaded: set model.params.allow_pickle=true only if "

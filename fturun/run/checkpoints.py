@@ -79,18 +79,32 @@ def latest_complete_checkpoint(output_dir: str, quiet: bool = False) -> str | No
 def CompleteMarker(run: dict | None = None):  # noqa: N802 - used like a class
     """A callback marking each checkpoint complete once the Trainer has written all of it. The
     marker also records ``run`` (:func:`run_identity`: the run's data and tracking settings),
-    which a later ``--resume`` compares with its own recipe."""
+    which a later ``--resume`` compares with its own recipe, and ``loss_sum``, the sum of the
+    training losses of the steps up to the checkpoint (:mod:`fturun.run.resume_loss`) once the
+    callback's ``trainer`` is set."""
     from transformers import TrainerCallback
 
     class CompleteMarker(TrainerCallback):
+        trainer = None
+
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
                 if os.path.isdir(folder):
                     write_json(os.path.join(folder, COMPLETE_MARKER),
-                               {"global_step": state.global_step, "run": run})
+                               {"global_step": state.global_step, "run": run,
+                                "loss_sum": _loss_sum(self.trainer)})
 
     return CompleteMarker()
+
+
+def _loss_sum(trainer) -> float | None:
+    """The sum of the step losses the Trainer has seen so far: logged and not yet logged."""
+    total, pending = (getattr(trainer, name, None) for name in ("_total_loss_scalar",
+                                                                "_tr_loss"))
+    if total is None or pending is None:
+        return None
+    return float(total) + float(pending.item() if hasattr(pending, "item") else pending)
 
 
 def remove_stale_checkpoints(output_dir: str, quiet: bool = False) -> list:

@@ -42,6 +42,7 @@ from .modelinfo import count_parameters
 from .outcome import closing, faults_as_advice, oom_as_advice
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
 from .report import print_check_result, print_plan, print_summary
+from .resume_loss import ResumedTrainLoss
 from .stop import GracefulStop
 from .timing import CheckProbe, FirstStepClock
 
@@ -106,12 +107,13 @@ class RunSession:
         add_generation_eval(self.build, self.registry)
         self.clock = FirstStepClock()
         engine_report = EngineReport(self.output_dir, self.tracker)
-        self.build.add_callbacks(self.tracker.callback(), self.stop.callback(), self.clock,
-                                 CompleteMarker(run_identity(self.recipe)), engine_report,
-                                 *self.callbacks)
+        marker = CompleteMarker(run_identity(self.recipe))
+        resumed_loss = ResumedTrainLoss(self.checkpoint) if self.checkpoint else None
+        self.build.add_callbacks(resumed_loss, self.tracker.callback(), self.stop.callback(),
+                                 self.clock, marker, engine_report, *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
         check_metrics(self.trainer, self.build, self.recipe)  # before the first step
-        engine_report.trainer = self.trainer
+        engine_report.trainer = marker.trainer = self.trainer
         engine_report.defaults = self.build.defaults
         return self.trainer
 
