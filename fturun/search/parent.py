@@ -39,7 +39,7 @@ def open_parent(study, created, recipe, plan, output_dir, plugins):
             tracker = _attach(run_id, uri, output_dir)
     if tracker is None:
         tracker = Tracker.open(recipe, output_dir, resume=False, plugins=plugins,
-                               run_name=settings.run_name or plan.study_name,
+                               run_name=plan.study_name,  # the study names it (README)
                                extra_tags={"fturun.search": "true",
                                            "fturun.study": plan.study_name,
                                            "fturun.study_storage": safe_url(plan.storage)})
