@@ -261,7 +261,7 @@ def test_a_metric_of_another_task_is_refused_before_training(cli, tmp_path):
                             "tracking.enabled=false", f"training.output_dir={out}")
     _no_traceback(stdout, err)
     assert code == 2
-    assert "::$.metrics.1: metric 'seqeval' cannot score the outputs of task " \
+    assert "::$.metrics[1]: metric 'seqeval' cannot score the outputs of task " \
            "'sequence-classification'" in err
     assert "fturun components metric" in err
     assert "train_runtime" not in stdout and not (out / "trainer_state.json").exists()
@@ -414,14 +414,14 @@ def test_runs_max_is_a_positive_number(capsys, value):
     code, err = _argparse_exit(capsys, "runs", "--max", value)
     _no_traceback(err)
     assert code == 2
-    assert f"argument --max: '{value}' is not a whole number 1 or more" in err
+    assert f"argument --max: '{value}' is not a whole number of 1 or more" in err
 
 
 def test_launch_numbers_are_checked(capsys):
     code, err = _argparse_exit(capsys, "launch", "--master-port", "70000", LORA)
     assert code == 2 and "'70000' is not a whole number from 1 to 65535" in err
     code, err = _argparse_exit(capsys, "launch", "--nnodes", "0", LORA)
-    assert code == 2 and "argument --nnodes: '0' is not a whole number 1 or more" in err
+    assert code == 2 and "argument --nnodes: '0' is not a whole number of 1 or more" in err
 
 
 @pytest.mark.parametrize("name,message", [

@@ -50,7 +50,7 @@ def whole_number(least: int, most: int | None = None):
         except ValueError:
             value = None
         if value is None or value < least or (most is not None and value > most):
-            span = f"from {least} to {most}" if most is not None else f"{least} or more"
+            span = f"from {least} to {most}" if most is not None else f"of {least} or more"
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number {span}")
         return value
 

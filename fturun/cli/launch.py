@@ -75,6 +75,7 @@ def check_launch(args, recipe, nproc: int) -> str | None:
     from ..run.build import default_output_dir
     from ..run.checkpoints import check_run_start
     from ..run.lock import FolderLocked, folder_holder
+    from ..run.preflight import check_model_settings
     from ..tracking import TrackingSettings, check_reachable
 
     data = recipe.data
@@ -89,8 +90,9 @@ def check_launch(args, recipe, nproc: int) -> str | None:
         hw.environ = {**hw.environ, "WORLD_SIZE": str(nproc * args.nnodes),
                       "LOCAL_WORLD_SIZE": str(nproc)}
         check_hardware(data, hw, deepspeed_config=load_deepspeed_config(recipe),
-                       file=recipe.path)
+                       file=recipe.path, locate=recipe.locate)
         check_push_to_hub(dict(data.get("training") or {}))
+        check_model_settings(recipe)  # what each process would refuse before loading
         settings = TrackingSettings.from_recipe(recipe)
         if settings.enabled:
             check_reachable(settings.tracking_uri)

@@ -213,17 +213,6 @@ def add_overwrite(p) -> None:
                         "one is saved. The same as output.overwrite=true")
 
 
-def _positive(value: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of 1 or more")
-    return number
-
-
 def _add_run_arguments(commands) -> None:
     from .launch import add_arguments as add_launch_arguments
 
@@ -240,7 +229,7 @@ def _add_run_arguments(commands) -> None:
     add_overwrite(commands["search"])
     add_overrides(commands["check"])
     commands["check"].add_argument(
-        "--show-batch", type=_positive, metavar="N",
+        "--show-batch", type=whole_number(1), metavar="N",
         help="print the first N training examples as the collator makes them, the trained "
              "tokens (those with a label) marked [[...]], and write them to "
              "OUTPUT_DIR/check_batch.jsonl (tokens, trained)")

@@ -31,7 +31,7 @@ from ..plugin.tasks import configure_trainer, get_task, loss_from_eval_pred
 from ..recipe.refs import component_ref
 from ..tracking import NullTracker
 from .modelinfo import is_peft_model
-from .preflight import check_generation_length, check_model_settings, check_registered_name
+from .preflight import check_model_settings
 from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
 
@@ -110,9 +110,7 @@ def check_before_loading(recipe) -> None:
     check_hardware(data, deepspeed_config=load_deepspeed_config(recipe),
                    file=recipe.path, locate=recipe.locate)
     check_push_to_hub(dict(data.get("training") or {}))
-    check_model_settings(recipe)  # config_overrides: fields, types, rope scaling
-    check_generation_length(recipe)
-    check_registered_name(recipe)
+    check_model_settings(recipe)  # config_overrides, generation length, registered name
     if data.get("deepspeed") is not None:
         single_process_environment(quiet_off_main())  # no-op under a launcher
 

@@ -39,7 +39,7 @@ def check_metrics(trainer, build, recipe) -> None:
                     f"(on two eval rows: {why})")
             if where:
                 problems.append(Problem.located(
-                    recipe.locate, f"$.metrics.{where[0]}",
+                    recipe.locate, f"$.metrics[{where[0]}]",
                     text + "; remove it, or use a metric of this task (fturun components "
                     "metric)", recipe.path))
             else:

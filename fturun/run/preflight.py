@@ -1,7 +1,8 @@
 """Pre-load checks of the model settings a library validates only once it loads (layer 4): the
-``config_overrides`` of a model config (its fields, their types, rope scaling), checked against
-the model's own ``config.json`` before any data or weights load, each located at its recipe key
-or the override that set it (exit 2)."""
+``config_overrides`` of a model config (its fields, their types, rope scaling) checked against
+the model's own config, ``generation.max_new_tokens`` against its positions, and
+``tracking.registered_model_name`` as MLflow takes names; before any data or weights load (the
+config alone is read), each located at its recipe key or the override that set it (exit 2)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ ROPE_KEYS = ("rope_scaling", "rope_parameters")
 
 
 def check_model_settings(recipe) -> None:
+    """Every check of this module: ``model.params.config_overrides``, the generation length,
+    the registered model name."""
+    check_config_overrides(recipe)
+    check_generation_length(recipe)
+    check_registered_name(recipe)
+
+
+def check_config_overrides(recipe) -> None:
     """Raise :class:`RecipeError` with every problem of ``model.params.config_overrides``
     (:func:`config_override_problems`); nothing when the model's config cannot be read here (a
     Hub name not in the cache: the model component reports it when it loads)."""
