@@ -302,17 +302,20 @@ def _rows(n=40):
             for i in range(n)]
 
 
-def test_a_broken_json_lines_file_is_located_at_its_line_and_column(cli, tmp_path):
+def test_a_broken_json_lines_file_is_located_at_its_line_and_column(tmp_path):
+    from conftest import run_fturun
+
     lines = [json.dumps(row) for row in _rows()]
     lines[20] = '{"text": "broken row here", "label": oops}'
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    code, stdout, err = cli(LORA, *TINY, f'data.train={{"name": "files", "params": '
-                            f'{{"path": "{path}"}}}}', "tracking.enabled=false",
-                            f"training.output_dir={tmp_path / 'out'}")
-    _no_traceback(stdout, err)
-    assert code == 1
-    assert f"{path}:21:38: Expecting value; fix that line" in err
+    # a real process: datasets logs the failure through its own logger as well
+    result = run_fturun(LORA, *TINY, f'data.train={{"name": "files", "params": '
+                        f'{{"path": "{path}"}}}}', "tracking.enabled=false",
+                        f"training.output_dir={tmp_path / 'out'}", timeout=300)
+    _no_traceback(result.stdout, result.stderr)
+    assert result.returncode == 1
+    assert f"error: {path}:21:38: Expecting value; fix that line" in result.stderr
     from fturun.builtin.json_lines import json_problem
 
     document = tmp_path / "rows.json"
