@@ -10,6 +10,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
+from ..core.dist import is_main_process
 from ..core.errors import FturunError, RecipeRuntimeError, UsageError
 from ..core.io import read_json, write_json
 
@@ -190,7 +191,9 @@ def check_run_start(recipe, output_dir: str, resume: str | None, overwrite: bool
     overwrite = overwrite or bool((recipe.data.get("output") or {}).get("overwrite"))
     if not resume:
         found = other_run_outputs(output_dir)
-        if found and not overwrite:
+        # the main process decides (under a launcher it may already have written this run's
+        # records when another process gets here)
+        if found and not overwrite and is_main_process():
             raise UsageError(refusal_text(output_dir, found))
         return RunStart(output_dir, replacing=found)
     checkpoint = resolve_resume(resume, output_dir)
