@@ -403,6 +403,16 @@ def test_runs_on_a_database_mlflow_cannot_write(cli, tmp_path):
     assert err.count("\n") <= 2  # one paragraph
 
 
+def test_runs_on_a_file_that_is_not_a_database(cli, tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_text("notes, not a database: a wrong --tracking-uri\n" * 4)
+    code, stdout, err = cli("runs", "--tracking-uri", f"sqlite:///{db}")
+    _no_traceback(stdout, err)
+    assert code == 1
+    assert err.startswith(f"error: the MLflow store at sqlite:///{db} failed (DatabaseError: ")
+    assert "file is not a database" in err and err.count("\n") == 1  # one paragraph
+
+
 def _argparse_exit(capsys, *args):
     """``(exit code, stderr)`` of a command line that argparse refuses (it exits itself)."""
     from fturun.cli import main

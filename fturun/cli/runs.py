@@ -17,10 +17,11 @@ def _client(uri):
 def cmd_runs(args) -> int:
     """List runs: newest first, with their final eval metrics (a search: its best value),
     recipe and overrides; ``--json``: every field, for scripts."""
-    from ..tracking.queries import list_runs
+    from ..tracking.queries import list_runs, store_errors
 
     client, uri = _client(args.tracking_uri)
-    rows = list_runs(client, args.experiment, max_results=args.max)
+    with store_errors(uri):
+        rows = list_runs(client, args.experiment, max_results=args.max)
     if args.json:
         import dataclasses
         import json

@@ -23,7 +23,7 @@ from ..core.errors import RecipeRuntimeError
 from ..core.io import read_json
 from ..data import dataset_inputs
 from ..engine.distributed import EngineReport
-from ..tracking import NullTracker, Tracker, flatten, log_run_results
+from ..tracking import NullTracker, Tracker, check_recipe_store, flatten, log_run_results
 from .batch_view import show_batch as show_batch_view
 from .build import build_run, check_before_loading, default_output_dir, make_trainer
 from .checkpoints import (
@@ -324,8 +324,10 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
         if start.nothing_to_do:
             quiet_off_main()(start.nothing_to_do)
             return 0
-        # a recipe this machine cannot run is refused before anything is cleared or tracked
+        # a recipe this machine cannot run, or a store that cannot track it, is refused
+        # before anything is cleared or tracked
         check_before_loading(recipe)
+        check_recipe_store(recipe)
         if checkpoint is None and is_main_process():
             start_fresh(output_dir, recipe.data, start.replacing)
         kept = set(other_run_outputs(output_dir))

@@ -124,6 +124,13 @@ def check_reachable(uri: str, timeout: float = 5.0, reading: bool = False) -> No
         "tracking.enabled=false")
 
 
+def check_recipe_store(recipe) -> None:
+    """:func:`check_reachable` on the recipe's tracking URI when this process tracks it."""
+    settings = TrackingSettings.from_recipe(recipe)
+    if settings.active:
+        check_reachable(settings.tracking_uri)
+
+
 #: the schemes MLflow 3 has tracking stores for (a path without a scheme is a file store)
 STORE_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https",
                  "databricks", "databricks-uc", "uc")
