@@ -183,7 +183,8 @@ def test_refused_at_run_start_before_anything_loads(cli, tmp_path, override, whe
     code, out, err = cli(LORA, override, f"training.output_dir={tmp_path}",
                          "tracking.enabled=false")
     assert code == 2, err
-    assert f"{LORA}::{where}: " in err and fragment in err, err
+    # located at the override that set the value, not at the recipe file
+    assert f"override '{override}'::{where}: " in err and fragment in err, err
     assert "data:" not in out and "Traceback" not in err  # before any data or model
 
 

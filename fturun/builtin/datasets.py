@@ -19,6 +19,8 @@ from fturun.api import (
     human_bytes,
 )
 
+from .json_lines import json_problem
+
 FORMATS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
            "text": "text", "txt": "text"}
 
@@ -111,16 +113,14 @@ def load_files(params, context):
             kwargs["field"] = params["field"]
     try:
         return load_dataset(builder, data_files=paths, split="train", **kwargs)
-    except ValueError as exc:
+    except (ValueError, DatasetGenerationError, StopIteration) as exc:
+        cause = exc.__cause__ or exc
         if NO_ROWS in str(exc):
             raise RecipeRuntimeError(f"{_files_text(paths)} hold no rows (a csv header alone? "
                                      "an empty json list?): add the examples, or set "
                                      "params.path to the files that hold them") from None
-        raise RecipeRuntimeError(f"cannot read {paths[0]} as {fmt}: {exc} (check "
-                                 "params.encoding and params.format)") from None
-    except (DatasetGenerationError, StopIteration) as exc:
-        cause = exc.__cause__ or exc
-        raise RecipeRuntimeError(f"cannot read {_files_text(paths)} as {fmt}: "
+        located = json_problem(paths, kwargs["encoding"]) if builder == "json" else None
+        raise RecipeRuntimeError(located or f"cannot read {_files_text(paths)} as {fmt}: "
                                  f"{type(cause).__name__}: {cause} (check params.format, "
                                  "params.encoding and params.delimiter)") from None
 

@@ -179,7 +179,10 @@ def load_config(location, params, context):
                 hasattr(config, "rope_parameters"):
             value = {**(config.rope_parameters or {}), **value}
             key = "rope_parameters"
-        setattr(config, key, value)
+        try:
+            setattr(config, key, value)
+        except Exception as exc:  # noqa: BLE001 - the config class's own type check
+            raise RecipeRuntimeError(f"model.params.config_overrides.{key}: {exc}") from None
     if params.get("config_overrides") and hasattr(config, "validate_rope"):
         try:
             config.validate_rope()
@@ -219,9 +222,9 @@ def load_pretrained(params, context):
     try:
         kwargs = pretrained_kwargs(location, params, context)
         model = _auto_class(context).from_pretrained(location, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an attention it does not support, ...
         text = str(exc)
-        if "safetensors" in text or "model.safetensors" in text:
+        if isinstance(exc, OSError) and "safetensors" in text:
             raise RecipeRuntimeError(
                 f"model '{params['path']}' has no safetensors weights; pickle-based weights "
                 "(.bin) can run code when loaded: set model.params.allow_pickle=true only if "

@@ -43,6 +43,7 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
     device = next(model.parameters()).device
     special = {i for i in (tokenizer.eos_token_id, tokenizer.sep_token_id) if i is not None}
     stop = {"eos_token_id": list(stop_ids)} if stop_ids else {}
+    room = prompt_room(model, settings)
     was_training = model.training
     model.eval()
     samples = []
@@ -52,6 +53,8 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
                 tokenizer(prompt, return_token_type_ids=False)["input_ids"]
             if continue_text and len(ids) > 1 and ids[-1] in special:
                 ids = ids[:-1]  # continue the text, do not end it
+            if room is not None and decoder_only:
+                ids = ids[-room:]  # the prompt's end, with room for the new tokens
             input_ids = torch.tensor([ids], device=device)
             with torch.no_grad():
                 output = model.generate(input_ids=input_ids,
@@ -67,3 +70,14 @@ def generate(model, tokenizer, context, prompts, decoder_only: bool, continue_te
         model.train(was_training)
     return samples
 
+
+
+def prompt_room(model, settings: dict) -> int | None:
+    """How many prompt tokens fit the model's positions beside the new tokens (at least 1), or
+    None when its config names no limit: a longer prompt is cut from its start."""
+    config = getattr(model, "config", None)
+    for field in ("max_position_embeddings", "n_positions", "n_ctx"):
+        positions = getattr(config, field, None)
+        if isinstance(positions, int) and positions > 0:
+            return max(1, positions - int(settings.get("max_new_tokens") or 0))
+    return None

@@ -67,8 +67,16 @@ def read_template(value: str, recipe_dir: str) -> tuple:
             f"data.chat_template: template file '{value}' not found (looked for {path}; the "
             "path is relative to the recipe); write it there, or name a built-in template ("
             f"{', '.join(BUILTIN_TEMPLATES)})")
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            source = f.read()
+    except UnicodeDecodeError as exc:
+        raise RecipeRuntimeError(
+            f"data.chat_template: template file '{value}' ({path}) is not UTF-8 text "
+            f"({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise RecipeRuntimeError(f"data.chat_template: cannot read template file '{value}' "
+                                 f"({path}): {exc.strerror}") from None
     origin = f"file '{value}'"
     problem = parse_problem(source)
     if problem:

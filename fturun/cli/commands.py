@@ -90,9 +90,12 @@ def cmd_components(args) -> int:
     if args.kind:
         singular = {plural: kind for kind, plural in PLURALS.items()}
         kind = singular.get(args.kind, args.kind)
+        if kind in ("task", "tasks"):
+            return _list_tasks(registry, args.json)
         if kind not in KINDS:
-            raise UsageError(f"unknown kind '{args.kind}'{suggest(args.kind, KINDS)}; kinds: "
-                             f"{', '.join(KINDS)}")
+            known = (*KINDS, "task")
+            raise UsageError(f"unknown kind '{args.kind}'{suggest(args.kind, known)}; kinds: "
+                             f"{', '.join(known)}")
         kinds = (kind,)
     if args.json:
         print(json.dumps({kind: [
@@ -108,6 +111,27 @@ def cmd_components(args) -> int:
             for line in _param_summary(component.params_schema):
                 print(f"      {line}")
         print()
+    return 0
+
+
+def _list_tasks(registry, as_json: bool) -> int:
+    """``fturun components task``: each task a recipe's ``task`` can name, with its plugin,
+    model class and default metrics."""
+    tasks = sorted(registry.tasks.values(), key=lambda t: t.name)
+    if as_json:
+        print(json.dumps({"task": [
+            {"name": t.name, "description": t.description, "plugin": registry.task_plugins.get(
+                t.name), "model_class": t.model_class,
+             "default_metrics": [m if isinstance(m, str) else m.get("name")
+                                 for m in t.default_metrics]} for t in tasks]}, indent=2))
+        return 0
+    print("tasks:")
+    for task in tasks:
+        print(f"  {task.name:<28} {task.description}  [{registry.task_plugins.get(task.name)}]")
+        print(f"      model class {task.model_class}" + (
+            "; default metrics " + ", ".join(m if isinstance(m, str) else m.get("name", "?")
+                                             for m in task.default_metrics)
+            if task.default_metrics else ""))
     return 0
 
 

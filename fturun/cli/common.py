@@ -37,3 +37,22 @@ def load_valid_recipe(path, overrides, loaded=None, check_hub=True):
     if check_hub:
         check_recipe_hub_access(recipe.data, recipe.base_dir)
     return recipe, loaded
+
+
+def whole_number(least: int, most: int | None = None):
+    """An argparse ``type``: a whole number from ``least`` (to ``most``), else a usage error
+    naming the range."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least or (most is not None and value > most):
+            span = f"from {least} to {most}" if most is not None else f"of {least} or more"
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number {span}")
+        return value
+
+    parse.__name__ = "number"
+    return parse

@@ -9,6 +9,8 @@ import re
 import time
 from datetime import datetime, timezone
 
+from .common import whole_number
+
 STATUSES = ("finished", "failed", "running", "killed", "scheduled")
 _AGE = re.compile(r"^(\d+)([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
@@ -45,7 +47,7 @@ def add_runs_arguments(runs, uri_help: str) -> None:
     runs.add_argument("experiment", nargs="?", metavar="EXPERIMENT",
                       help="only this experiment (default: every experiment)")
     runs.add_argument("--tracking-uri", metavar="URI", help=uri_help)
-    runs.add_argument("--max", type=int, default=20, metavar="N",
+    runs.add_argument("--max", type=whole_number(1), default=20, metavar="N",
                       help="at most N runs (default 20)")
     runs.add_argument("--json", action="store_true",
                       help="print the runs as JSON (every metric, tag-derived field, start and "

@@ -9,7 +9,7 @@ import sys
 
 from ..core.errors import UsageError
 from ..engine.hardware import cuda_device_count
-from .common import load_valid_recipe
+from .common import load_valid_recipe, whole_number
 
 
 def add_arguments(parser) -> None:
@@ -17,13 +17,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--nproc", default=None, metavar="N",
                         help="processes on this node (default: the number of CUDA GPUs, "
                              "else 1)")
-    parser.add_argument("--nnodes", type=int, default=1, metavar="N",
+    parser.add_argument("--nnodes", type=whole_number(1), default=1, metavar="N",
                         help="machines taking part (default 1)")
-    parser.add_argument("--node-rank", type=int, default=0, metavar="R",
+    parser.add_argument("--node-rank", type=whole_number(0), default=0, metavar="R",
                         help="this machine's rank, 0..nnodes-1 (multi-node)")
     parser.add_argument("--master-addr", default=None, metavar="HOST",
                         help="address of the node-rank-0 machine (multi-node)")
-    parser.add_argument("--master-port", type=int, default=None, metavar="PORT",
+    parser.add_argument("--master-port", type=whole_number(1, 65535), default=None, metavar="PORT",
                         help="a free port on that machine (default 29500)")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
                         help="resume from the latest checkpoint in the output dir, or from "
@@ -75,6 +75,7 @@ def check_launch(args, recipe, nproc: int) -> str | None:
     from ..run.build import default_output_dir
     from ..run.checkpoints import check_run_start
     from ..run.lock import FolderLocked, folder_holder
+    from ..run.preflight import check_model_settings
     from ..tracking import TrackingSettings, check_reachable
 
     data = recipe.data
@@ -89,8 +90,9 @@ def check_launch(args, recipe, nproc: int) -> str | None:
         hw.environ = {**hw.environ, "WORLD_SIZE": str(nproc * args.nnodes),
                       "LOCAL_WORLD_SIZE": str(nproc)}
         check_hardware(data, hw, deepspeed_config=load_deepspeed_config(recipe),
-                       file=recipe.path)
+                       file=recipe.path, locate=recipe.locate)
         check_push_to_hub(dict(data.get("training") or {}))
+        check_model_settings(recipe)  # what each process would refuse before loading
         settings = TrackingSettings.from_recipe(recipe)
         if settings.enabled:
             check_reachable(settings.tracking_uri)

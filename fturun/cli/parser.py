@@ -7,6 +7,7 @@ import argparse
 import textwrap
 
 from . import after, data, plan, promote
+from .common import whole_number
 from .filters import add_runs_arguments
 
 EPILOG = """\
@@ -127,6 +128,7 @@ HELP = {
   fturun components                                   every kind
   fturun components adapter                           the adapters and their params
   fturun components loss --json                       machine-readable
+  fturun components task                              the tasks, their model class and metrics
 """),
     "runs": (
         "list fturun's MLflow runs, newest first",
@@ -230,17 +232,6 @@ def add_overwrite(p) -> None:
                         "one is saved. The same as output.overwrite=true")
 
 
-def _positive(value: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of 1 or more")
-    return number
-
-
 def _add_run_arguments(commands) -> None:
     from .launch import add_arguments as add_launch_arguments
 
@@ -257,7 +248,7 @@ def _add_run_arguments(commands) -> None:
     add_overwrite(commands["search"])
     add_overrides(commands["check"])
     commands["check"].add_argument(
-        "--show-batch", type=_positive, metavar="N",
+        "--show-batch", type=whole_number(1), metavar="N",
         help="print the first N training examples as the collator makes them, the trained "
              "tokens (those with a label) marked [[...]], and write them to "
              "OUTPUT_DIR/check_batch.jsonl (tokens, trained)")
@@ -265,7 +256,7 @@ def _add_run_arguments(commands) -> None:
     data.add_arguments(commands["data"])
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
-    plan.add_arguments(commands["plan"], add_overrides, _positive)
+    plan.add_arguments(commands["plan"], add_overrides, whole_number(1))
 
 
 def _add_inspection_arguments(commands) -> None:
@@ -281,7 +272,8 @@ def _add_inspection_arguments(commands) -> None:
     commands["components"].add_argument(
         "kind", nargs="?", metavar="KIND",
         help="only this kind: dataset, model, adapter, collator, loss, metric, callback, "
-             "optimizer, scheduler (plurals accepted; default: every kind)")
+             "optimizer, scheduler, or task (the tasks a recipe's 'task' names; plurals "
+             "accepted; default: every component kind)")
     commands["components"].add_argument("--json", action="store_true",
                                         help="machine-readable output")
 

@@ -41,10 +41,11 @@ def add_arguments(p) -> None:
 def cmd_promote(args) -> int:
     """Point the alias at the run's version; print what moved."""
     from ..tracking.model_registry import promote_run
-    from ..tracking.queries import open_client
+    from ..tracking.queries import open_client, store_errors
 
     client, uri = open_client(args.tracking_uri)
-    done = promote_run(client, args.run_id, args.alias, args.name, force=args.force)
+    with store_errors(uri):
+        done = promote_run(client, args.run_id, args.alias, args.name, force=args.force)
     if done.registered:
         print(f"registered the MLflow Model of run {done.run_id} as {done.name} version "
               f"{done.version}")

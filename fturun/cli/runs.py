@@ -24,12 +24,13 @@ CAPS = (8, 11, 10, 9, 16, 30)
 def cmd_runs(args) -> int:
     """List runs: newest first, fitted to 100 columns (``--wide``: every field), filtered by
     ``--mine``, ``--status``, ``--since``; ``--json``: every field, for scripts."""
-    from ..tracking.queries import list_runs
+    from ..tracking.queries import list_runs, store_errors
 
     client, uri = _client(args.tracking_uri)
-    rows = list_runs(client, args.experiment, max_results=args.max,
-                     user=_me() if args.mine else None, status=args.status,
-                     since_ms=args.since)
+    with store_errors(uri):
+        rows = list_runs(client, args.experiment, max_results=args.max,
+                         user=_me() if args.mine else None, status=args.status,
+                         since_ms=args.since)
     if args.json:
         import dataclasses
         import json

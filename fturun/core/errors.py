@@ -4,6 +4,7 @@ a traceback and exits 2 (bad recipe or usage) or 1 (the run failed)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -27,6 +28,18 @@ class Problem:
         if self.line is not None:
             return f"{self.file}:{self.line}:{self.col}: {self.message}"
         return f"{self.file}: {self.message}"
+
+    @classmethod
+    def located(cls, locate, path: str, message: str, file: str = "recipe") -> Problem:
+        """A problem at the JSON path ``$.a.b[0]`` where ``locate`` (a recipe's ``locate``: keys ->
+        ``(file, line, col)``) says its value came from: a file's line, or the override that set
+        it; at ``file`` without ``locate``."""
+        if locate is None:
+            return cls(file, path, message)
+        keys = tuple(int(index) if index else key
+                     for key, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path))
+        where, line, col = locate(keys)
+        return cls(where, path, message, line, col)
 
 
 class FturunError(Exception):

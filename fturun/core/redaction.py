@@ -2,12 +2,16 @@
 the console. A value is secret when its key looks like a credential (token, password, secret,
 api key, ...), when it is the value of such an environment variable (HF_TOKEN,
 MLFLOW_TRACKING_PASSWORD, AWS_SECRET_ACCESS_KEY, ...), or when it looks like a Hugging Face token;
-a recipe's own secret-keyed values are remembered too (:func:`remember_recipe_secrets`)."""
+a recipe's own secret-keyed values are remembered too (:func:`remember_recipe_secrets`). Every
+file uploaded goes through :func:`redacted_for_upload`."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from contextlib import contextmanager
 
 SECRET_KEY = re.compile(r"(^|[_\-.])(token|password|passwd|secret|secret[_-]?key|api[_-]?key|"
                         r"access[_-]?key|credentials?|auth)($|[_\-.])", re.I)
@@ -88,6 +92,52 @@ def remember_recipe_secrets(data) -> None:
         elif SECRET_KEY.search(str(key)) and isinstance(node, str) and \
                 len(node) >= MIN_SECRET_LENGTH:
             _remembered.add(node)
+
+
+#: files read for secrets before they are uploaded (weights and other binary files are not)
+TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".yaml", ".yml", ".csv", ".tsv", ".jinja",
+                 ".cfg", ".ini", ".py", ".log")
+MAX_SCANNED_BYTES = 50 * 1024 * 1024
+
+
+@contextmanager
+def redacted_for_upload(path: str):
+    """``path`` as it may leave the machine: itself when none of its text files (itself, or
+    those in the folder) holds a secret (:func:`redact_text`); else a temporary copy of the
+    same name in which they are redacted, removed after the block."""
+    files = [path] if os.path.isfile(path) else [
+        os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+    dirty = {}
+    for file in files:
+        if not file.lower().endswith(TEXT_SUFFIXES):
+            continue
+        try:
+            if os.path.getsize(file) > MAX_SCANNED_BYTES:
+                continue
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError):
+            continue
+        clean = redact_text(text)
+        if clean != text:
+            dirty[os.path.relpath(file, path) if file != path else ""] = clean
+    if not dirty:
+        yield path
+        return
+    scratch = tempfile.mkdtemp(prefix="fturun-redacted-")
+    try:
+        copy = os.path.join(scratch, os.path.basename(os.path.normpath(path)))
+        if os.path.isfile(path):
+            shutil.copyfile(path, copy)
+        else:
+            shutil.copytree(path, copy)
+        for relative, clean in dirty.items():
+            with open(os.path.join(copy, relative) if relative else copy, "w",
+                      encoding="utf-8") as f:
+                f.write(clean)
+        yield copy
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RedactingStream:

@@ -94,7 +94,15 @@ def wanted_columns(present: list, split: str, columns: dict, task, context) -> d
 
 
 def _text_as_strings(ds, split: str, wanted: dict, task):
-    """Text columns cast to strings; lists are refused (except a task's words)."""
+    """Text columns cast to strings; lists are refused (except a task's words), and so are
+    class labels that are lists or objects in some rows."""
+    if task.labels == "classes" and "labels" in ds.column_names and \
+            not _scalar_feature(ds.features["labels"]):
+        source = next((src for src, dst in wanted.items() if dst == "labels"), "labels")
+        raise RecipeRuntimeError(
+            f"data.{split}: column '{source}' holds lists or objects (in some rows at least), "
+            f"not one label per row; task '{task.name}' reads one class name or id per row "
+            "from data.columns.label (a tag per word is task token-classification)")
     for column in ("text", "text_pair", "target", *task.columns):
         if column not in ds.column_names:
             continue
@@ -103,10 +111,10 @@ def _text_as_strings(ds, split: str, wanted: dict, task):
         if column in task.columns and _is_conversation_column(ds, column):
             continue  # a task's own column in chat form: the task's tokenize renders it
         if column_dtype(ds, column) not in STRING_DTYPES:
-            if is_list_column(ds, column):
+            if is_list_column(ds, column) or not _scalar_feature(ds.features[column]):
                 source = next((src for src, dst in wanted.items() if dst == column), column)
                 raise RecipeRuntimeError(
-                    f"data.{split}: column '{source}' holds lists, not text; task "
+                    f"data.{split}: column '{source}' holds lists or objects, not text; task "
                     f"'{task.name}' reads one text per row from data.columns.{column}")
             ds = as_string_column(ds, column)
     return ds
@@ -119,6 +127,14 @@ def _is_conversation_column(ds, column: str) -> bool:
     if isinstance(feature, list) and feature:
         inner = feature[0]
     return isinstance(inner, dict) and {"role", "content"} <= set(inner)
+
+
+def _scalar_feature(feature) -> bool:
+    """A plain value per row (a ``Value`` or ``ClassLabel``), not a list, an object or mixed
+    JSON (``datasets``' ``Json`` feature of a column whose rows differ in kind)."""
+    from datasets import ClassLabel, Value
+
+    return isinstance(feature, (Value, ClassLabel))
 
 
 def drop_empty_rows(ds, split: str, text_col: str, context, text_columns=("text",)):

@@ -119,7 +119,9 @@ def mix_sources(entries: list, recipe_data: dict, registry, context, select):
     from datasets import interleave_datasets
 
     stopping = recipe_data.get("stopping_strategy", DEFAULT_STOPPING_STRATEGY)
-    total = float(sum(entry["weight"] for entry in entries))
+    # over the largest weight first: the sum of weights near the float maximum stays finite
+    top = max(float(entry["weight"]) for entry in entries)
+    total = sum(float(entry["weight"]) / top for entry in entries)
     mix = Mix(stopping_strategy=stopping, seed=context.seed)
     parts = []
     for index, entry in enumerate(entries):
@@ -128,7 +130,7 @@ def mix_sources(entries: list, recipe_data: dict, registry, context, select):
         if entry.get("max_rows") is not None:
             ds = subsample(ds, int(entry["max_rows"]), context.seed)
         mix.sources.append(MixedSource(index, entry["dataset"], float(entry["weight"]),
-                                       entry["weight"] / total, len(ds)))
+                                       float(entry["weight"]) / top / total, len(ds)))
         parts.append(ds)
     parts = _aligned(parts)
     tagged = [ds.add_column(SOURCE_COLUMN, [i] * len(ds)) for i, ds in enumerate(parts)]

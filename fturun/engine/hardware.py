@@ -266,18 +266,19 @@ def deepspeed_problems(config: dict, training: dict, optimizers=()) -> list:
 
 
 def check_hardware(data: dict, hw: Hardware | None = None,
-                   deepspeed_config: dict | None = None, file: str = "recipe") -> None:
+                   deepspeed_config: dict | None = None, file: str = "recipe",
+                   locate: Callable | None = None) -> None:
     """Raise :class:`RecipeRuntimeError` with every problem of :func:`hardware_problems`; when
     a big-model rule (:mod:`fturun.engine.rules`) fails too, a :class:`RecipeError` (exit 2)
-    with every problem, those located at their key of ``file``. Big-model warnings are
-    printed."""
+    with every problem, each at its key where ``locate`` (``Recipe.locate``) says the value
+    came from (a line of ``file``, an override). Big-model warnings are printed."""
     hw = hw or Hardware.detect()
     problems = hardware_problems(data, hw, deepspeed_config)
     located, warnings = big_model_findings(data, hw)
     for path, message in warnings:
         print(f"warning: {path[2:]}: {message}", file=sys.stderr)
     if located:
-        raise RecipeError([Problem(file, path, message) for path, message in located]
+        raise RecipeError([Problem.located(locate, p, message, file) for p, message in located]
                           + [Problem(file, "", message) for message in problems])
     if len(problems) == 1:
         raise RecipeRuntimeError(problems[0])

@@ -27,6 +27,10 @@ rules (exit 2, every problem at once).
 
 from __future__ import annotations
 
+from functools import cache
+
+from ..core.suggest import suggest
+
 #: FSDP2 (``fsdp_config.version`` 2, the default) shards only these ways
 FSDP2_STRATEGIES = ("full_shard", "shard_grad_op")
 FOUR_BIT_ONLY = ("quant_type", "double_quant", "storage_dtype")
@@ -172,6 +176,8 @@ def _kernel_rules(data: dict, hw, add) -> None:
               "flash_attention_3": ("flash_attn_interface", "flash-attn-3 (built from the "
                                     "flash-attention repo's hopper/ folder)", (9, 0), "Hopper")}
     attn = attention(data)
+    if attn is not None and attention_problem(attn):
+        add(("$.model.params.attn_implementation", attention_problem(attn)))
     if attn not in wanted:
         return
     module, pip_name, capability, family = wanted[attn]
@@ -192,6 +198,15 @@ def _compile_rules(data: dict, hw, add, warn) -> None:
     if not keys:
         return
     where = f"$.training.{keys[0]}"
+    for key, value in (("torch_compile_backend", training.get("torch_compile_backend")),
+                       ("torch_compile_mode", training.get("torch_compile_mode"))):
+        known = compile_choices(key) if isinstance(value, str) else ()
+        if known and value not in known:
+            add((f"$.training.{key}", f"'{value}' is not a torch.compile "
+                                      f"{key.rsplit('_', 1)[1]}{suggest(value, known)}; "
+                                      "known: " + ", ".join(
+                                          k for k in known if "TESTING" not in k
+                                          and "minifier" not in k)))
     backend = training.get("torch_compile_backend") or "inductor"
     if hw.cuda and backend == "inductor":
         if not hw.installed("triton"):
@@ -207,3 +222,35 @@ def _compile_rules(data: dict, hw, add, warn) -> None:
         warn((where, "torch.compile over bitsandbytes layers breaks the graph at every "
                      "quantized matmul; expect little speed-up"))
 
+
+
+def attention_problem(value: str) -> str | None:
+    """Why transformers would refuse ``attn_implementation`` ``value`` (after loading the
+    data), else None: not ``eager``, a registered attention function (``sdpa``,
+    ``flash_attention_2``, ``flex_attention``, ``paged|...``) nor a Hub kernel (``org/repo``)."""
+    from transformers.integrations.hub_kernels import is_kernel
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    bare = value.split("|", 1)[1] if value.startswith("paged|") else value
+    if bare in known or value in known or is_kernel(value):
+        return None
+    return (f"'{value}' is not an attention implementation{suggest(value, known)}; use one of "
+            f"{', '.join(known)} (or a Hub kernel, 'org/repo'), or remove it for the model's "
+            "default")
+
+
+@cache
+def compile_choices(key: str) -> tuple:
+    """The ``torch_compile_backend`` names torch registers, or the ``torch_compile_mode`` names
+    of inductor (() when torch cannot say)."""
+    try:
+        if key == "torch_compile_backend":
+            import torch._dynamo
+
+            return tuple(torch._dynamo.list_backends(exclude_tags=()))
+        import torch._inductor
+
+        return tuple(torch._inductor.list_mode_options())
+    except (ImportError, AttributeError):
+        return ()

@@ -32,6 +32,8 @@ from ..recipe.refs import component_ref
 from ..tracking import NullTracker
 from .data_step import prepare_data, tokenize_data
 from .modelinfo import is_peft_model
+from .preflight import check_model_settings
+from .progress import library_bars_off
 from .rewards import build_rewards
 from .wiring import MeanLoss, checked_settings, install_scheduler, what_ran
 
@@ -61,6 +63,8 @@ class Build:
     #: the data report (:mod:`fturun.data.reporting`; its summary: ``summary_lines``), None
     #: when the model gives no tokenizer alone
     data_report: dict | None = None
+    #: ``[(name, metric function)]`` of the run's metrics (checked before training)
+    metric_fns: list = field(default_factory=list)
 
     def add_callbacks(self, *callbacks) -> None:
         """Append callbacks (None skipped) to the Trainer's."""
@@ -77,25 +81,16 @@ def default_output_dir(recipe) -> str:
     return os.path.join("outputs", stem)
 
 
-def library_bars_off() -> None:
-    """transformers' own progress bars ("Loading weights" at every load, "Writing model
-    shards" at every checkpoint) finish in a blink and say nothing to act on: off unless the
-    console is verbose (``-v`` exports ``FTURUN_VERBOSE=1``). Download bars are the Hub's own
-    and stay."""
-    if os.environ.get("FTURUN_VERBOSE", "") in ("", "0"):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-
-
 def build_run(recipe, registry, output_dir: str, check_rows: int | None = None,
-              tracker=None) -> Build:
+              tracker=None, checked: bool = False) -> Build:
     """Build datasets, model, adapter, collator, loss, metrics, optimizer, scheduler and
     callbacks, and the TrainingArguments kwargs. ``check_rows`` caps every split (for ``check``);
     the real split sizes are kept in ``Build.real_sizes``. Factories see ``tracker`` as
-    ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None)."""
+    ``context.tracker`` (a :class:`~fturun.tracking.NullTracker` when None: never None);
+    ``checked``: :func:`check_before_loading` already passed."""
     data = recipe.data
-    check_before_loading(recipe)
+    if not checked:
+        check_before_loading(recipe)
     context = build_context(recipe, registry, output_dir, tracker)
     build = _build_data_and_model(data, registry, context, check_rows, recipe.path)
     build.registry = registry
@@ -127,8 +122,9 @@ def check_before_loading(recipe) -> None:
     data = recipe.data
     check_integrations(recipe)
     check_hardware(data, deepspeed_config=load_deepspeed_config(recipe),
-                   file=recipe.path)
+                   file=recipe.path, locate=recipe.locate)
     check_push_to_hub(dict(data.get("training") or {}))
+    check_model_settings(recipe)  # config_overrides, generation length, registered name
     if data.get("deepspeed") is not None:
         single_process_environment(quiet_off_main())  # no-op under a launcher
 
@@ -172,6 +168,7 @@ def _build_training_parts(recipe, registry, build: Build) -> tuple:
                            build_component(registry, "loss", data["loss"], context))
     metric_fns = [(component_ref(ref)[0], build_component(registry, "metric", ref, context))
                   for ref in task.metrics_for(data.get("metrics"))]  # else the task's
+    build.metric_fns = metric_fns
 
     args_kwargs = dict(context.training_args)
     trainer_kwargs = {}

@@ -10,6 +10,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
+from ..core.dist import is_main_process
 from ..core.errors import FturunError, RecipeRuntimeError, UsageError
 from ..core.io import read_json, write_json
 
@@ -58,9 +59,9 @@ def checkpoint_is_complete(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, COMPLETE_MARKER))
 
 
-def latest_complete_checkpoint(output_dir: str) -> str | None:
+def latest_complete_checkpoint(output_dir: str, quiet: bool = False) -> str | None:
     """The newest complete ``checkpoint-N`` in ``output_dir``; newer partial or corrupt ones are
-    skipped with a warning (and left in place for inspection)."""
+    skipped with a warning unless ``quiet`` (and left in place for inspection)."""
     if not os.path.isdir(output_dir):
         return None
     found = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
@@ -70,26 +71,41 @@ def latest_complete_checkpoint(output_dir: str) -> str | None:
         folder = os.path.join(output_dir, name)
         if checkpoint_is_complete(folder):
             return folder
-        print(f"warning: skipping {folder}: incomplete or corrupt checkpoint (interrupted "
-              "while saving?)", file=sys.stderr)
+        if not quiet:
+            print(f"warning: skipping {folder}: incomplete or corrupt checkpoint (interrupted "
+                  "while saving?)", file=sys.stderr)
     return None
 
 
 def CompleteMarker(run: dict | None = None):  # noqa: N802 - used like a class
     """A callback marking each checkpoint complete once the Trainer has written all of it. The
     marker also records ``run`` (:func:`run_identity`: the run's data and tracking settings),
-    which a later ``--resume`` compares with its own recipe."""
+    which a later ``--resume`` compares with its own recipe, and ``loss_sum``, the sum of the
+    training losses of the steps up to the checkpoint (:mod:`fturun.run.resume_loss`) once the
+    callback's ``trainer`` is set."""
     from transformers import TrainerCallback
 
     class CompleteMarker(TrainerCallback):
+        trainer = None
+
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
                 if os.path.isdir(folder):
                     write_json(os.path.join(folder, COMPLETE_MARKER),
-                               {"global_step": state.global_step, "run": run})
+                               {"global_step": state.global_step, "run": run,
+                                "loss_sum": _loss_sum(self.trainer)})
 
     return CompleteMarker()
+
+
+def _loss_sum(trainer) -> float | None:
+    """The sum of the step losses the Trainer has seen so far: logged and not yet logged."""
+    total, pending = (getattr(trainer, name, None) for name in ("_total_loss_scalar",
+                                                                "_tr_loss"))
+    if total is None or pending is None:
+        return None
+    return float(total) + float(pending.item() if hasattr(pending, "item") else pending)
 
 
 def remove_stale_checkpoints(output_dir: str, quiet: bool = False) -> list:
@@ -167,14 +183,17 @@ class RunStart:
 def check_run_start(recipe, output_dir: str, resume: str | None, overwrite: bool) -> RunStart:
     """Resolve ``--resume`` and check the folder before anything is loaded: a resume of a
     finished run has nothing to do; a resume whose data or tracking settings differ from the
-    checkpoint's run is refused; a fresh run into a folder holding another run's model or
-    checkpoints is refused unless ``overwrite`` or the recipe's ``output.overwrite``. Raises
+    checkpoint's run is refused; a fresh run into a folder holding anything another run wrote
+    (:func:`other_run_outputs`: a fresh start never deletes or rewrites a file it did not write
+    in this run) is refused unless ``overwrite`` or the recipe's ``output.overwrite``. Raises
     :class:`UsageError` (or, for a missing or corrupt checkpoint, :class:`RecipeRuntimeError`).
     Reads only: every process of a launch may call it."""
     overwrite = overwrite or bool((recipe.data.get("output") or {}).get("overwrite"))
     if not resume:
         found = other_run_outputs(output_dir)
-        if found and not overwrite:
+        # the main process decides (under a launcher it may already have written this run's
+        # records when another process gets here)
+        if found and not overwrite and is_main_process():
             raise UsageError(refusal_text(output_dir, found))
         return RunStart(output_dir, replacing=found)
     checkpoint = resolve_resume(resume, output_dir)
@@ -257,31 +276,56 @@ def nothing_to_train(checkpoint: str, output_dir: str, training: dict,
     return text + advice
 
 
+#: what a run writes at the top of its output folder besides its model folders and checkpoints:
+#: the records of a run that a fresh run must not delete or rewrite unasked
+RUN_RECORDS = ("metrics.jsonl", TRAINER_STATE, "mlflow_run.json", "all_results.json",
+               "train_results.json", "eval_results.json", "test_results.json", "recipe.json",
+               "test_predictions.jsonl", "samples.txt", "engine.json", ".mlflow-staging")
+#: a model folder a crash left half-saved (``model.partial``) or half-deleted (``model.old``)
+LEFTOVER_MODEL = re.compile(r"(model|model-merged)\.(partial|old)")
+
+
 def other_run_outputs(output_dir: str) -> list:
-    """What another run left in ``output_dir`` that a fresh run would destroy: its model
-    folders and its complete checkpoints (names, sorted)."""
+    """What an earlier run left in ``output_dir`` that a fresh run would delete or rewrite: its
+    model folders, its checkpoints (complete or not), its records (:data:`RUN_RECORDS`) and
+    leftovers of a crashed save. Names, in that order; [] for a folder with none of them
+    (other files are never touched, so they do not count)."""
     if not os.path.isdir(output_dir):
         return []
+    names = os.listdir(output_dir)
     found = [name for name in MODEL_FOLDERS if os.path.isdir(os.path.join(output_dir, name))]
-    checkpoints = sorted((int(m.group(1)), name) for name in os.listdir(output_dir)
+    checkpoints = sorted((int(m.group(1)), name) for name in names
                          if (m := CHECKPOINT_NAME.fullmatch(name))
-                         and checkpoint_is_complete(os.path.join(output_dir, name)))
-    return found + [name for _, name in checkpoints]
+                         and os.path.isdir(os.path.join(output_dir, name)))
+    found += [name for _, name in checkpoints]
+    found += sorted(name for name in names if LEFTOVER_MODEL.fullmatch(name))
+    return found + [name for name in RUN_RECORDS if name in names]
 
 
 def refusal_text(output_dir: str, found: list) -> str:
     """Why a fresh run into ``output_dir`` is refused, and the ways on."""
-    shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+    folders = [n for n in found if n in MODEL_FOLDERS or CHECKPOINT_NAME.fullmatch(n)]
+    records = [n for n in found if n not in folders]
+    shown = ", ".join(folders[:6]) + (", ..." if len(folders) > 6 else "")
+    files = ", ".join(records[:6]) + (", ..." if len(records) > 6 else "")
     if "model" in found:
-        what = f"the finished model of an earlier run ({shown}); a fresh run would replace it"
-        resume = "train it further with --resume (raise training.max_steps)"
+        what = f"the finished model of an earlier run ({shown})"
+    elif folders:
+        what = f"checkpoints of an earlier run ({shown})"
     else:
-        what = (f"checkpoints of an unfinished run ({shown}); a fresh run would remove "
-                "them")
-        resume = "continue that run with --resume"
-    return (f"{output_dir} holds {what}. To go on: {resume}, train into another "
-            "training.output_dir, or replace it with --overwrite (or \"output\": "
-            "{\"overwrite\": true}): the old model is replaced only once the new one is saved")
+        what = f"the records of an earlier run ({files})"
+    if folders and records:
+        what += f" and its records ({files})"
+    what += "; a fresh run would delete or rewrite them"
+    ways = []
+    if "model" in found:
+        ways.append("train it further with --resume (raise training.max_steps)")
+    elif latest_complete_checkpoint(output_dir, quiet=True) is not None:
+        ways.append("continue that run with --resume")
+    ways.append("train into another training.output_dir")
+    return (f"{output_dir} holds {what}. To go on: {', '.join(ways)}, or replace it with "
+            "--overwrite (or \"output\": {\"overwrite\": true}): the old model is replaced "
+            "only once the new one is saved")
 
 
 def start_fresh(output_dir: str, data: dict, replacing=()) -> None:
@@ -314,3 +358,22 @@ def start_fresh(output_dir: str, data: dict, replacing=()) -> None:
     elif removed:
         print(f"starting fresh in {output_dir}: removed {len(removed)} incomplete "
               f"checkpoint(s) ({', '.join(os.path.basename(p) for p in removed)})")
+
+
+def remove_untrained_records(output_dir: str, kept) -> list:
+    """After a fresh run failed before its first training step: remove what it wrote in the
+    folder (its MLflow link, a metrics log of its parameter counts), every name of
+    :func:`other_run_outputs` not in ``kept`` (what was there when it started), so that running
+    it again once fixed is not refused for records of a run that trained nothing. Returns the
+    removed names."""
+    removed = [name for name in other_run_outputs(output_dir) if name not in kept]
+    for name in removed:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+    return removed

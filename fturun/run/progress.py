@@ -5,6 +5,7 @@ evaluation; there the evaluation's result line says all it would."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -34,3 +35,14 @@ def fit_progress_to_console(trainer, stream=None) -> bool:
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(NoEvalBar())
     return True
+
+
+def library_bars_off() -> None:
+    """transformers' own progress bars ("Loading weights" at every load, "Writing model
+    shards" at every checkpoint) finish in a blink and say nothing to act on: off unless the
+    console is verbose (``-v`` exports ``FTURUN_VERBOSE=1``). Download bars are the Hub's own
+    and stay."""
+    if os.environ.get("FTURUN_VERBOSE", "") in ("", "0"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()

@@ -26,18 +26,28 @@ from ..engine.distributed import EngineReport
 from ..plan.for_run import plan_metrics, start_plan
 from ..plan.measure import PeakMemory
 from ..plan.text import plan_record
-from ..tracking import NullTracker, Tracker, flatten, log_run_results
+from ..tracking import NullTracker, Tracker, check_recipe_store, flatten, log_run_results
 from ..tracking.links import experiment_link, run_link
 from .batch_view import show_batch as show_batch_view
-from .build import build_run, default_output_dir, make_trainer
-from .checkpoints import CompleteMarker, check_run_start, run_identity, start_fresh, train_from
+from .build import build_run, check_before_loading, default_output_dir, make_trainer
+from .checkpoints import (
+    CompleteMarker,
+    check_run_start,
+    other_run_outputs,
+    remove_untrained_records,
+    run_identity,
+    start_fresh,
+    train_from,
+)
 from .generation_eval import add_generation_eval
 from .lock import FolderLock
+from .metric_probe import check_metrics
 from .modelinfo import count_parameters
 from .outcome import closing, faults_as_advice, oom_as_advice
 from .outputs import PREDICTIONS_FILE, save_outputs, write_results, write_samples
 from .progress import fit_progress_to_console
 from .report import print_check_result, print_plan, print_summary
+from .resume_loss import ResumedTrainLoss
 from .stop import GracefulStop
 from .timing import CheckProbe, FirstStepClock
 
@@ -63,7 +73,7 @@ class RunSession:
                  callbacks=(), predict_test: bool = True, log_model: bool = True,
                  extra_params: dict | None = None,
                  after_train: Callable[[RunSession], None] | None = None,
-                 after_evaluate: Callable[[dict], None] | None = None):
+                 after_evaluate: Callable[[dict], None] | None = None, checked: bool = False):
         self.recipe, self.registry = recipe, registry
         self.output_dir = output_dir or default_output_dir(recipe)
         self.tracker = tracker if tracker is not None else NullTracker()
@@ -73,6 +83,7 @@ class RunSession:
         self.predict_test, self.log_model = predict_test, log_model
         self.extra_params = dict(extra_params or {})
         self.after_train, self.after_evaluate = after_train, after_evaluate
+        self.checked = checked  # check_before_loading already passed (by run_recipe)
         self.build = self.trainer = self.clock = self.plan = self.peak_memory = None
         self.result = RunResult()
 
@@ -96,17 +107,21 @@ class RunSession:
 
     def make_trainer(self):
         """Build the parts, attach the run's callbacks, make the Trainer."""
-        self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker)
+        self.build = build_run(self.recipe, self.registry, self.output_dir, tracker=self.tracker,
+                               checked=self.checked)
         self.plan = start_plan(self.recipe, self.registry, self.build, log=quiet_off_main())
         add_generation_eval(self.build, self.registry)
         self.clock, self.peak_memory = FirstStepClock(), PeakMemory()
         engine_report = EngineReport(self.output_dir, self.tracker)
-        self.build.add_callbacks(self.tracker.callback(), self.stop.callback(), self.clock,
-                                 self.peak_memory, CompleteMarker(run_identity(self.recipe)),
-                                 engine_report, *self.callbacks)
+        marker = CompleteMarker(run_identity(self.recipe))
+        resumed_loss = ResumedTrainLoss(self.checkpoint) if self.checkpoint else None
+        self.build.add_callbacks(resumed_loss, self.tracker.callback(), self.stop.callback(),
+                                 self.clock, self.peak_memory, marker, engine_report,
+                                 *self.callbacks)
         self.trainer = self.result.trainer = make_trainer(self.build)
         fit_progress_to_console(self.trainer)
-        engine_report.trainer = self.trainer
+        check_metrics(self.trainer, self.build, self.recipe)  # before the first step
+        engine_report.trainer = marker.trainer = self.trainer
         engine_report.plan = plan_record(self.plan) if self.plan else None
         engine_report.defaults = self.build.defaults
         return self.trainer
@@ -210,6 +225,10 @@ class RunSession:
                         step=self.trainer.state.global_step)
         if self.tracker.artifact_failures:
             raise ArtifactsNotUploaded(self.tracker, self.output_dir)
+
+    def trained_a_step(self) -> bool:
+        """Whether a training step of this session ended (its records are then worth keeping)."""
+        return self.clock is not None and self.clock.seconds is not None
 
     # -- fturun check ---------------------------------------------------------------------------
 
@@ -320,15 +339,26 @@ def run_recipe(recipe, registry, resume=None, overwrite=False) -> int:
         if start.nothing_to_do:
             quiet_off_main()(start.nothing_to_do)
             return 0
+        # a recipe this machine cannot run, or a store that cannot track it, is refused
+        # before anything is cleared or tracked
+        check_before_loading(recipe)
+        check_recipe_store(recipe)
         if checkpoint is None and is_main_process():
             start_fresh(output_dir, recipe.data, start.replacing)
+        kept = set(other_run_outputs(output_dir))
         # the tracking server is checked before anything heavy is loaded
         tracker = Tracker.open(recipe, output_dir, resume=checkpoint is not None,
                                plugins=default_plugins().plugins)
         stop = GracefulStop()
-        with oom_as_advice(), closing(tracker), stop:
-            result = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
-                                resume=checkpoint).run()
+        session = RunSession(recipe, registry, output_dir, tracker=tracker, stop=stop,
+                             resume=checkpoint, checked=True)
+        try:
+            with oom_as_advice(), closing(tracker), stop:
+                result = session.run()
+        except BaseException:
+            if checkpoint is None and is_main_process() and not session.trained_a_step():
+                remove_untrained_records(output_dir, kept)
+            raise
     if not is_main_process():
         return 0
     print_summary(result.metrics, result.saved, output_dir, time.monotonic() - started,

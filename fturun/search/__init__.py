@@ -31,7 +31,7 @@ import time
 
 from ..core.dist import world_size
 from ..core.errors import RecipeRuntimeError, UsageError
-from ..run.build import default_output_dir
+from ..run.build import check_before_loading, default_output_dir
 from ..run.lock import FolderLock
 from ..run.outcome import close_status
 from ..run.stop import GracefulStop
@@ -100,6 +100,7 @@ def _search(recipe, registry, plan, output_dir: str, started: float) -> int:
     from ..plugin.manager import default_plugins
 
     check_tracking_reachable(recipe)  # before the study exists and before anything heavy
+    check_before_loading(recipe)  # a recipe this machine cannot run: refused, no parent run
     quiet_optuna()
     study, created = open_study(plan, open_storage(plan.storage))
     if created:

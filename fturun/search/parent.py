@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..tracking import NullTracker, Tracker, TrackingSettings, check_reachable, flatten
+from ..tracking import NullTracker, Tracker, TrackingSettings, check_recipe_store, flatten
 from .study import safe_url
 
 #: study user attributes: the MLflow parent run (shared by every process of the study)
@@ -18,9 +18,7 @@ PARENT_WAIT_S = 60  # a joining process waits this long for the creator's parent
 
 def check_tracking_reachable(recipe) -> None:
     """Fail within seconds when the study's tracking server does not answer."""
-    settings = TrackingSettings.from_recipe(recipe)
-    if settings.active:
-        check_reachable(settings.tracking_uri)
+    check_recipe_store(recipe)
 
 
 def open_parent(study, created, recipe, plan, output_dir, plugins):
@@ -39,7 +37,7 @@ def open_parent(study, created, recipe, plan, output_dir, plugins):
             tracker = _attach(run_id, uri, output_dir)
     if tracker is None:
         tracker = Tracker.open(recipe, output_dir, resume=False, plugins=plugins,
-                               run_name=settings.run_name or plan.study_name,
+                               run_name=plan.study_name,  # the study names it (README)
                                extra_tags={"fturun.search": "true",
                                            "fturun.study": plan.study_name,
                                            "fturun.study_storage": safe_url(plan.storage)})

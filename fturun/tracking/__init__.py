@@ -25,6 +25,7 @@ from .settings import (
     HTTP_DEFAULTS,
     TrackingSettings,
     check_reachable,
+    check_recipe_store,
     default_tracking_uri,
     mlflow_client,
     tracking_active,
@@ -33,8 +34,8 @@ from .tracker import METRICS_FILE, RUN_FILE, NullTracker, Tracker
 
 __all__ = [
     "HTTP_DEFAULTS", "METRICS_FILE", "RUN_FILE", "NullTracker", "RunRow", "Tracker",
-    "TrackingSettings", "check_reachable", "default_tracking_uri", "environment",
-    "fetch_run_recipe", "flatten", "git_info", "list_runs", "log_run_results", "mlflow_client",
-    "mlflow_key", "open_client", "param_value", "plot_curves", "prepare_rerun", "run_tags",
-    "tracking_active",
+    "TrackingSettings", "check_reachable", "check_recipe_store", "default_tracking_uri",
+    "environment", "fetch_run_recipe", "flatten", "git_info", "list_runs", "log_run_results",
+    "mlflow_client", "mlflow_key", "open_client", "param_value", "plot_curves", "prepare_rerun",
+    "run_tags", "tracking_active",
 ]

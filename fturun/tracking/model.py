@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..core.io import read_json, write_json
+from ..core.redaction import redact_text, redact_tree
 from ..plugin.tasks import generation_settings
 from ..recipe.refs import component_ref
 from .model_provenance import RUN_DESCRIPTION, link_to_run, logged_model_description
@@ -86,10 +87,11 @@ def log_run_model(tracker, recipe, build, saved: dict, step: int, settings) -> d
         source_run_id=tracker.run_id, params=dict(run.data.params),
         tags={**{k: v for k, v in run.data.tags.items()
                  if k in ("fturun.version", "fturun.task", "fturun.recipe_sha256")},
-              RUN_DESCRIPTION: logged_model_description(recipe.data, run)})
-    kwargs = dict(name=logged.name, input_example=input_examples(build, trained.tokenizer),
+              RUN_DESCRIPTION: redact_text(logged_model_description(recipe.data, run))})
+    kwargs = dict(name=logged.name,
+                  input_example=redact_tree(input_examples(build, trained.tokenizer)),
                   pip_requirements=pip_requirements(trained.adapter_dir is not None),
-                  metadata=model_metadata(task, trained, build.context, flavor),
+                  metadata=redact_tree(model_metadata(task, trained, build.context, flavor)),
                   model_id=logged.model_id)
     # MLflow resolves models:/ URIs (when logging, when registering) on its global URI
     with using_tracking_uri(tracker.tracking_uri):
@@ -302,4 +304,4 @@ def model_card(recipe_data: dict, task, trained: TrainedModel):
     labels = getattr(trained.model.config, "id2label", None) or {}
     if task.labels and labels:
         lines += ["", "Labels: " + ", ".join(str(labels[k]) for k in sorted(labels)) + "."]
-    return ModelCard("\n".join(lines) + "\n")
+    return ModelCard(redact_text("\n".join(lines) + "\n"))  # the description may hold one

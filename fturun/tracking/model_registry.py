@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from ..core.errors import UsageError
+from ..core.redaction import redact_text
 from .promotion import (
     DECISION_TAG,
     Evidence,
@@ -23,7 +24,7 @@ from .promotion import (
     weigh,
 )
 from .queries import result_metrics
-from .settings import alias_problem, using_tracking_uri
+from .settings import alias_problem, model_name_problem, using_tracking_uri
 
 #: run tags copied to each model version
 VERSION_TAG_KEYS = ("fturun.version", "fturun.task", "fturun.recipe_sha256", "fturun.git_commit",
@@ -91,7 +92,7 @@ def registered_model_text(recipe_data: dict, labels) -> tuple:
     if labels:
         tags["fturun.labels"] = ", ".join(map(str, labels))[:MAX_DESCRIPTION]
         text += f" Labels: {tags['fturun.labels']}."
-    return (f"{described}\n\n{text}" if described else text), tags
+    return redact_text(f"{described}\n\n{text}" if described else text), tags
 
 
 def register_version(client, name: str, model_id: str, run, description: str | None = None,
@@ -126,7 +127,8 @@ def register_run_model(client, settings, recipe, run_id: str, model_id: str,
     basis = basis_tags(recipe.data)
     metric, _ = promotion_basis(recipe.data)
     version = register_version(client, name, model_id, run,
-                               version_description(recipe.data.get("description"), run, metric),
+                               redact_text(version_description(recipe.data.get("description"),
+                                                               run, metric)),
                                basis, registered_model_text(recipe.data, labels))
     evidence = None
     if settings.registered_model_alias:
@@ -150,6 +152,9 @@ def promote_run(client, run_id: str, alias: str, name: str | None = None,
     problem = alias_problem(alias)
     if problem:
         raise UsageError(f"alias {problem}")
+    problem = model_name_problem(name) if name is not None else None
+    if problem:
+        raise UsageError(f"--name {problem}")
     run = _get_run(client, run_id)
     versions = client.search_model_versions(f"run_id = '{run_id}'")
     if name:

@@ -4,9 +4,10 @@ print it): the fturun runs of an experiment, and the recipe a run was made with.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ..core.errors import UsageError
+from ..core.errors import RecipeRuntimeError, UsageError
 from ..core.suggest import suggest
 from .settings import check_reachable, default_tracking_uri, mlflow_client
 
@@ -38,10 +39,27 @@ class RunRow:
 
 def open_client(uri: str | None = None):
     """``(MlflowClient, uri)`` for ``uri`` (default: :func:`default_tracking_uri`), after
-    checking that an HTTP server answers."""
+    checking that its store is there (:func:`~fturun.tracking.settings.check_reachable`)."""
     uri = uri or default_tracking_uri()
-    check_reachable(uri)
-    return mlflow_client(uri), uri
+    check_reachable(uri, reading=True)  # its runs are there already: nothing to create
+    with store_errors(uri):
+        return mlflow_client(uri), uri
+
+
+@contextmanager
+def store_errors(uri: str):
+    """The block's MLflow store failures (an MLflow error, a database error) as one paragraph
+    naming the URI, a :class:`RecipeRuntimeError` (exit 1), not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        kind = type(exc).__module__.split(".")[0]
+        if kind not in ("mlflow", "sqlalchemy", "sqlite3"):
+            raise
+        first = " ".join(str(exc).split("\n")[0].split())[:300]
+        raise RecipeRuntimeError(f"the MLflow store at {uri} failed ({type(exc).__name__}: "
+                                 f"{first}); check the tracking URI and that its store is "
+                                 "reachable and writable") from None
 
 
 def list_runs(client, experiment: str | None = None, max_results: int = 20, *,

@@ -81,14 +81,29 @@ def alias_problem(alias: str) -> str | None:
     return None
 
 
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a registered model name (None: nothing): MLflow refuses
+    an empty name and one with '/' or ':' (they separate the parts of a ``models:/`` URI)."""
+    if not name.strip():
+        return "'' is empty: name the registered model, e.g. bbc-lora"
+    if "/" in name or ":" in name:
+        better = re.sub(r"[/:]+", "-", name)
+        return (f"'{name}' cannot name a registered model: MLflow refuses '/' and ':' in "
+                f"names (they separate the parts of models:/NAME@ALIAS); e.g. '{better}'")
+    return None
+
+
 def tracking_active(recipe) -> bool:
     """Whether this process tracks ``recipe`` (:attr:`TrackingSettings.active`)."""
     return TrackingSettings.from_recipe(recipe).active
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Raise :class:`RecipeRuntimeError` within seconds when an HTTP tracking server does not
-    answer, before any model is loaded (a local store always passes)."""
+def check_reachable(uri: str, timeout: float = 5.0, reading: bool = False) -> None:
+    """Raise within seconds, before any model is loaded, when the store at ``uri`` cannot be
+    used: a scheme MLflow has no store for, a SQLite database MLflow could not write (it writes
+    even to list runs), or, when only ``reading`` (``fturun runs``), no database at all
+    (:func:`check_store`); an HTTP tracking server that does not answer."""
+    check_store(uri, reading)
     if not uri.startswith(("http://", "https://")):
         return
     import urllib.error
@@ -107,6 +122,49 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         f"MLflow tracking server {uri} is not reachable ({reason}). Start it, fix "
         "tracking.tracking_uri or MLFLOW_TRACKING_URI, or run without tracking: "
         "tracking.enabled=false")
+
+
+def check_recipe_store(recipe) -> None:
+    """:func:`check_reachable` on the recipe's tracking URI when this process tracks it."""
+    settings = TrackingSettings.from_recipe(recipe)
+    if settings.active:
+        check_reachable(settings.tracking_uri)
+
+
+#: the schemes MLflow 3 has tracking stores for (a path without a scheme is a file store)
+STORE_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https",
+                 "databricks", "databricks-uc", "uc")
+
+
+def check_store(uri: str, reading: bool = False) -> None:
+    """The checks of :func:`check_reachable` that need no network (see there)."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    if len(scheme) == 1:  # a Windows drive letter: a path
+        scheme = ""
+    if scheme not in STORE_SCHEMES:
+        raise UsageError(
+            f"tracking URI '{uri}': MLflow has no store for '{scheme}://' (it knows "
+            "sqlite:///PATH.db, http(s)://HOST:PORT, postgresql://, mysql://, mssql://, "
+            "databricks, file:PATH); fix tracking.tracking_uri, --tracking-uri or "
+            "MLFLOW_TRACKING_URI, or run without tracking: tracking.enabled=false")
+    if scheme != "sqlite" or uri.rstrip("/").endswith(":memory:"):
+        return
+    path = os.path.abspath(os.path.expanduser(uri.split(":///", 1)[-1] if ":///" in uri
+                                              else uri[len("sqlite:"):].lstrip("/")))
+    folder = os.path.dirname(path)
+    if reading and not os.path.isfile(path):
+        raise UsageError(f"tracking URI '{uri}': there is no MLflow database at {path}, so no "
+                         "runs were tracked there; check the path (sqlite:////abs/path.db has "
+                         "four slashes, sqlite:///rel/path.db three)")
+    target = path if os.path.exists(path) else folder
+    if os.path.exists(target) and not os.access(target, os.W_OK) or \
+            os.path.isfile(path) and not os.access(folder, os.W_OK):
+        raise RecipeRuntimeError(
+            f"tracking URI '{uri}': MLflow cannot write the SQLite database {path} (it writes "
+            "to it even to list runs, and its journal beside it); copy it to a writable "
+            "folder and use that URI, or make the folder writable for this user")
 
 
 def mlflow_client(uri: str):

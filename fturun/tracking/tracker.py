@@ -18,6 +18,7 @@ import time
 
 from ..core.errors import RecipeRuntimeError, environment_fault
 from ..core.io import append_line, read_json, writable_folder, write_json, write_text
+from ..core.redaction import redacted_for_upload
 from .null import NullTracker
 from .params import mlflow_key, param_value, run_tags, tag_value
 from .replay import last_steps, logged_steps, trim_metrics_file, unsent
@@ -300,7 +301,9 @@ class Tracker:
             what, fn = "log_artifact", self.client.log_artifact
         else:
             return False
-        if self._safely(what, fn, self.run_id, path, artifact_path) is not FAILED:
+        with redacted_for_upload(path) as upload:  # no secret leaves in a file either
+            sent = self._safely(what, fn, self.run_id, upload, artifact_path)
+        if sent is not FAILED:
             return True
         if self.down_since is None:
             self.artifact_failures.append(path)
