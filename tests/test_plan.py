@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -310,13 +311,23 @@ def test_plan_of_the_packaged_recipe_reads_no_weight_and_takes_under_3s(tmp_path
                f"model.params.path={copy}", "--json"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
-    started = time.monotonic()
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["plan.params_total"] == \
         json.loads(first.stdout)["plan.params_total"] > 22_000_000
-    assert seconds < 3, f"fturun plan took {seconds:.1f}s"
+    code = ("import sys\nfrom fturun.cli import main\nmain(sys.argv[1:])\n"
+            "sys.stderr.write(f'heavy={[m for m in (\"torch\", \"transformers\") "
+            "if m in sys.modules]}')")
+    third = subprocess.run([sys.executable, "-c", code, *command[3:]], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert third.stderr.endswith("heavy=[]"), third.stderr[-2000:]  # from the cache
+    assert cpu < 3, f"fturun plan used {cpu:.1f} s of CPU"
+    if os.getloadavg()[0] < os.cpu_count():  # a quiet machine: the wall time too
+        assert seconds < 3, f"fturun plan took {seconds:.1f}s"
 
 
 def test_count_model_sees_no_data_on_the_meta_device():
