@@ -314,6 +314,12 @@ def test_plan_of_the_packaged_recipe_reads_no_weight(tmp_path):
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["plan.params_total"] == \
         json.loads(first.stdout)["plan.params_total"] > 22_000_000
+    code = ("import sys\nfrom fturun.cli import main\nmain(sys.argv[1:])\n"
+            "sys.stderr.write(f'heavy={[m for m in (\"torch\", \"transformers\") "
+            "if m in sys.modules]}')")
+    third = subprocess.run([sys.executable, "-c", code, *command[3:]], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert third.stderr.endswith("heavy=[]"), third.stderr[-2000:]  # from the cache
 
 
 def test_count_model_sees_no_data_on_the_meta_device():

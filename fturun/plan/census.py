@@ -13,7 +13,7 @@ import os
 from ..recipe.refs import component_ref
 from .model_config import ConfigSource, PlanError
 
-CENSUS_VERSION = 3
+CENSUS_VERSION = 4
 #: adapter name -> peft config class (the built-in adapters, :mod:`fturun.builtin.adapters`)
 PEFT_CONFIGS = {"lora": "LoraConfig", "loha": "LoHaConfig", "lokr": "LoKrConfig",
                 "ia3": "IA3Config", "prefix_tuning": "PrefixTuningConfig",
@@ -174,6 +174,8 @@ def count_model(model, skip_modules=()) -> dict:
         if dropped:
             counts["adapter_dropout"] += module.in_features
     counts["saved_inputs"] = sum(saved.values())
+    config = getattr(model, "config", None)  # from_config sizes the vocabulary to a tokenizer
+    counts["vocab"] = int(getattr(config, "vocab_size", 0) or 0)
     return counts
 
 

@@ -27,6 +27,8 @@ UTILISATION = {"cuda": 0.40, "cpu": 0.55}
 #: memory the framework holds besides the tensors: CUDA context and kernels (counted against
 #: the device's memory, not in max_memory_allocated); on CPU the Trainer's and loader's growth
 FRAMEWORK_BYTES = {"cuda": int(0.9 * GIB), "cpu": int(0.12 * GIB)}
+#: how long a CPU probe is trusted before the next plan probes again (keeping the higher)
+PROBE_SECONDS = 6 * 3600
 
 
 @dataclass
@@ -95,16 +97,32 @@ def local_device(half: bool = True) -> Device:
 
 
 def cpu_peak_flops() -> float:
-    """float32 GEMM FLOP/s of this CPU (a 0.3 s probe with the threads torch uses), cached
-    per host and core count."""
+    """float32 GEMM FLOP/s of this CPU (a 0.3 s probe with the threads torch uses), kept per
+    host and core count; the highest probe is kept (a probe on a busy machine reads low) and
+    probed again after :data:`PROBE_SECONDS`."""
     from .census import cache_dir
 
     file = os.path.join(cache_dir(), f"cpu-{os.uname().nodename}-{os.cpu_count()}.json")
+    kept = 0.0
     try:
         with open(file, encoding="utf-8") as handle:
-            return float(json.load(handle)["flops"])
-    except (OSError, ValueError, KeyError):
+            record = json.load(handle)
+        kept = float(record["flops"])
+        if time.time() - float(record.get("probed", 0)) < PROBE_SECONDS:
+            return kept
+    except (OSError, ValueError, KeyError, TypeError):
         pass
+    flops = max(_gemm_flops(), kept)
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        with open(file, "w", encoding="utf-8") as handle:
+            json.dump({"flops": flops, "probed": time.time()}, handle)
+    except OSError:
+        pass
+    return flops
+
+
+def _gemm_flops() -> float:
     import torch
 
     n = 1024  # smaller GEMMs do not reach the peak on a few cores
@@ -115,11 +133,4 @@ def cpu_peak_flops() -> float:
     while time.perf_counter() - start < 0.3:
         a @ b
         runs += 1
-    flops = 2 * n ** 3 * runs / (time.perf_counter() - start)
-    try:
-        os.makedirs(cache_dir(), exist_ok=True)
-        with open(file, "w", encoding="utf-8") as handle:
-            json.dump({"flops": flops}, handle)
-    except OSError:
-        pass
-    return flops
+    return 2 * n ** 3 * runs / (time.perf_counter() - start)

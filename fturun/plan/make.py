@@ -118,8 +118,9 @@ def _plan(recipe, registry, devices, device, data, price_per_hour) -> Plan:
     census = _marked(take_census(adapter=adapter, **census_args), adapter, task)
     s = read_settings(spec, load_deepspeed_config(recipe), devices, device.kind == "cuda",
                       device.bf16, source.fields)
-    planner = Planner(census, shape_of(source.fields), device, training_section(spec), data,
-                      price_per_hour)
+    shape = shape_of(source.fields)
+    shape.vocab = shape.vocab or census.get("vocab", 0)
+    planner = Planner(census, shape, device, training_section(spec), data, price_per_hour)
     planner.qlora_census = lambda: _marked(take_census(adapter=QLORA_ADAPTER, **census_args),
                                            QLORA_ADAPTER, task)
     training = training_section(spec)
