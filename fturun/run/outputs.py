@@ -84,7 +84,7 @@ def merge_into_reloaded_base(build, data: dict, adapter_dir: str):
     from peft import PeftModel
 
     from .build import build_component
-    from .chat_templates import fit_embeddings
+    from ..chat.templates import fit_embeddings
 
     name, params = component_ref(data["model"])
     params = dict(params)
