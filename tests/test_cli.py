@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
+from helpers import RECIPES, ROOT
 from jsonschema import Draft202012Validator
 
 
@@ -75,7 +75,7 @@ def test_optimizers_and_schedulers_cover_training_arguments(cli):
     assert set(training["properties"]["lr_scheduler_type"]["enum"]) == names
 
 
-def test_help_teaches():
+def test_help_teaches(run_fturun):
     result = run_fturun("--help")
     assert result.returncode == 0
     for text in ("validate", "components", "KEY=VALUE", "fturun recipes/lora_cls.json"):
@@ -208,6 +208,7 @@ def test_each_command_has_a_description_argument_help_and_its_own_examples():
                 name == "validate", name
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_hub_names_fail_before_anything_heavy_is_loaded(tmp_path):
     """An offline Hub name fails right after validation: torch, transformers, datasets and
     mlflow are never imported (they are what took ~9 s before the message)."""

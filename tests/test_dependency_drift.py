@@ -112,6 +112,7 @@ def test_a_newer_transformers_is_validated_against_its_own_arguments(fake_transf
     assert source["generated_from"]["transformers"] == "5.99.0"
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_a_cached_schema_is_read_without_importing_transformers(fake_transformers):
     from fturun.schema import compose
 
@@ -166,6 +167,7 @@ def test_plugins_and_the_environment_name_each_schemas_versions(cli):
     assert environment()["schemas"]["training"] == schemas["training"]
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_the_lock_script_refuses_a_folder_that_is_no_virtualenv(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "dev" / "lock.py"), "--venv",
                              str(tmp_path)], capture_output=True, text=True)

@@ -13,7 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import MODEL, read_json  # noqa: E402
+from helpers import MODEL, read_json  # noqa: E402
 
 from fturun.builtin.metrics import load_module  # noqa: E402
 from fturun.builtin.task_answers import prompt_and_answer_of  # noqa: E402

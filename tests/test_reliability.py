@@ -4,12 +4,10 @@ checkpoints skipped; untrusted inputs; preprocessing cache keys."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
+from helpers import RECIPES
 
 TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
         "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
@@ -22,7 +20,7 @@ OVERRIDE_SECRET = "override-pw-9876"
 
 
 @pytest.mark.slow
-def test_secrets_are_redacted_everywhere(mlflow_server, tmp_path):
+def test_secrets_are_redacted_everywhere(run_fturun, mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     base = json.loads((RECIPES / "lora_cls.json").read_text())
@@ -99,13 +97,6 @@ SLOW = ["data.max_train_samples=96", "data.max_eval_samples=24", "data.max_lengt
         "training.load_best_model_at_end=false"]
 
 
-def _start(args, env=None):
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "fturun", *map(str, args)], cwd=ROOT,
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-
-
 def _wait_for_checkpoint(out, process, timeout=240):
     from fturun.run.checkpoints import checkpoint_is_complete
 
@@ -127,7 +118,8 @@ def _results(out):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(run_fturun, start_fturun, mlflow_server,
+                                                           tmp_path):
     from mlflow.tracking import MlflowClient
 
     recipe = RECIPES / "lora_cls.json"
@@ -139,7 +131,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_pat
 
     out = tmp_path / "killed"
     tracking = [f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=kill-resume"]
-    process = _start([recipe, *SLOW, f"training.output_dir={out}", *tracking])
+    process = start_fturun(recipe, *SLOW, f"training.output_dir={out}", *tracking)
     _wait_for_checkpoint(out, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
@@ -171,18 +163,18 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server, tmp_path,
-                                                                    signum, code):
+def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(start_fturun, mlflow_server,
+                                                                    tmp_path, signum, code):
     from mlflow.tracking import MlflowClient
 
     from fturun.run.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "out"
     experiment_name = f"graceful-{code}"
-    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.save_steps=100",
-                      "training.max_steps=200", f"training.output_dir={out}",
-                      f"tracking.tracking_uri={mlflow_server}",
-                      f"tracking.experiment={experiment_name}"])
+    process = start_fturun(RECIPES / "lora_cls.json", *SLOW, "training.save_steps=100",
+                           "training.max_steps=200", f"training.output_dir={out}",
+                           f"tracking.tracking_uri={mlflow_server}",
+                           f"tracking.experiment={experiment_name}")
     deadline = time.monotonic() + 240
     while not list(out.glob("metrics.jsonl")) or "loss" not in (out / "metrics.jsonl").read_text():
         assert process.poll() is None, process.communicate()[1][-3000:]
@@ -203,10 +195,10 @@ def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server
 
 
 @pytest.mark.slow
-def test_second_interrupt_exits_at_once(tmp_path):
+def test_second_interrupt_exits_at_once(start_fturun, tmp_path):
     out = tmp_path / "out"
-    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
-                      f"training.output_dir={out}", "tracking.enabled=false"])
+    process = start_fturun(RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
+                           f"training.output_dir={out}", "tracking.enabled=false")
     deadline = time.monotonic() + 240
     while "checkpoint" not in " ".join(p.name for p in out.glob("*")) if out.exists() else True:
         assert process.poll() is None

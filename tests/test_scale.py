@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECIPES, ROOT
+from helpers import RECIPES, ROOT
 
 from fturun.engine.hardware import Hardware, check_model, hardware_problems
 
@@ -65,6 +65,7 @@ def _read(path):
 # DDP
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_ddp_two_processes_give_one_mlflow_run_and_one_model(mlflow_server, tmp_path):
     out = tmp_path / "ddp"
@@ -110,6 +111,7 @@ def _assert_zero2(out, processes):
     assert (out / "model" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_deepspeed_zero2_under_torchrun(mlflow_server, tmp_path):
     out = tmp_path / "zero2"
@@ -127,6 +129,7 @@ def test_deepspeed_zero2_under_torchrun(mlflow_server, tmp_path):
     assert 1.3 < loss[0].value < 1.9, loss[0].value
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_deepspeed_in_one_plain_process_sets_up_its_environment_and_resumes(tmp_path):
     out = tmp_path / "zero2-single"
@@ -387,6 +390,7 @@ def test_mean_loss_heads_are_not_rescaled(registry):
     assert fix_loss_scaling(Declared(), tasks["token-classification"].mean_loss) is False
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mlflow_server, tmp_path):
     import signal

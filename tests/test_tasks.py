@@ -13,8 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import call_cli as fturun  # noqa: E402
-from conftest import read_json  # noqa: E402
+from helpers import read_json  # noqa: E402
 
 from fturun.builtin.task_tokens import align_labels  # noqa: E402
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
@@ -59,12 +58,12 @@ EVERY_STEP = ["training.eval_strategy=steps", "training.eval_steps=2", "training
 
 
 @pytest.mark.slow
-def test_masked_lm_recipe(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "mlm_bbc.json"),
-                            "data.max_train_samples=12", "data.split.eval=6",
-                            "data.block_size=32", "training.max_steps=4",
-                            "training.per_device_train_batch_size=8", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_masked_lm_recipe(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "mlm_bbc.json"),
+                         "data.max_train_samples=12", "data.split.eval=6",
+                         "data.block_size=32", "training.max_steps=4",
+                         "training.per_device_train_batch_size=8", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     results = read_json(tmp_path / "eval_results.json")
     assert results["eval_perplexity"] == pytest.approx(math.exp(results["eval_loss"]), rel=1e-4)
@@ -73,15 +72,15 @@ def test_masked_lm_recipe(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
+def test_causal_lm_recipe_packs_and_writes_samples(cli, tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "clm_chat.json"),
-                            "data.max_train_samples=64", "data.split.eval=16",
-                            "training.max_steps=4", "generation.max_new_tokens=4",
-                            *EVERY_STEP, "tracking.enabled=true",
-                            f"tracking.tracking_uri={uri}", f"training.output_dir={tmp_path}")
+    code, out, err = cli(os.path.join(RECIPES, "clm_chat.json"),
+                         "data.max_train_samples=64", "data.split.eval=16",
+                         "training.max_steps=4", "generation.max_new_tokens=4",
+                         *EVERY_STEP, "tracking.enabled=true",
+                         f"tracking.tracking_uri={uri}", f"training.output_dir={tmp_path}")
     assert code == 0, err
     # tracked like a classification run, the sample generations as an artifact
     client = mlflow.MlflowClient(uri)
@@ -100,12 +99,12 @@ def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "seq2seq_chat.json"),
-                            "data.max_train_samples=64", "data.split.eval=8",
-                            "data.split.test=8", "training.max_steps=4",
-                            "generation.max_new_tokens=4", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_seq2seq_recipe_generates_and_scores(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "seq2seq_chat.json"),
+                         "data.max_train_samples=64", "data.split.eval=8",
+                         "data.split.test=8", "training.max_steps=4",
+                         "generation.max_new_tokens=4", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     results = read_json(tmp_path / "eval_results.json")
     for key in ("eval_loss", "eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_bleu",
@@ -118,11 +117,11 @@ def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_token_classification_recipe(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "ner_conll.json"),
-                            "training.max_steps=4", "data.max_length=32",
-                            "training.load_best_model_at_end=false", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_token_classification_recipe(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "ner_conll.json"),
+                         "training.max_steps=4", "data.max_length=32",
+                         "training.load_best_model_at_end=false", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     assert "0=B-LOC, 1=B-MISC, 2=B-ORG, 3=B-PER, 4=I-LOC, 5=I-MISC, 6=I-ORG, 7=I-PER, 8=O" in out
     results = read_json(tmp_path / "eval_results.json")
@@ -398,9 +397,9 @@ def test_empty_text_rows_are_dropped_with_a_warning(registry, tmp_path):
         prepare_datasets(data, registry, make_context(data, "masked-lm"))
 
 
-def test_block_size_beyond_the_model_positions(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "mlm_bbc.json"), "data.block_size=1024",
-                            "tracking.enabled=false", f"training.output_dir={tmp_path}")
+def test_block_size_beyond_the_model_positions(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "mlm_bbc.json"), "data.block_size=1024",
+                         "tracking.enabled=false", f"training.output_dir={tmp_path}")
     assert code == 1
     assert ("data.block_size=1024 is larger than the model's maximum of 512 positions "
             "(BertConfig.max_position_embeddings); set data.block_size to at most 512") in err
@@ -439,25 +438,25 @@ def test_token_labels_not_aligned_to_words(registry, tmp_path):
             "word (data.columns.text 'tokens', data.columns.label 'tags')") in str(info.value)
 
 
-def test_task_settings_on_the_wrong_task_are_schema_errors(capsys):
+def test_task_settings_on_the_wrong_task_are_schema_errors(cli):
     recipe = os.path.join(RECIPES, "lora_cls.json")
-    code, out, err = fturun(capsys, "validate", recipe, "--set", "data.packing=true",
-                            "--set", 'generation={"max_new_tokens": 5}')
+    code, out, err = cli("validate", recipe, "--set", "data.packing=true",
+                         "--set", 'generation={"max_new_tokens": 5}')
     assert code == 2
     assert "$.data.packing" in out + err and "data.packing is for task causal-lm, not " \
         "'sequence-classification'" in out + err
     assert "'generation' is for task causal-lm or seq2seq" in out + err
-    code, out, err = fturun(capsys, "validate", os.path.join(RECIPES, "clm_chat.json"),
-                            "--set", "data.block_size=64", "--set", "collator=language_modeling")
+    code, out, err = cli("validate", os.path.join(RECIPES, "clm_chat.json"),
+                         "--set", "data.block_size=64", "--set", "collator=language_modeling")
     assert code == 2
     text = out + err
     assert "data.packing and data.block_size both shape the rows; keep one" in text
     assert "data.packing needs the 'packing' collator, not 'language_modeling'" in text
 
 
-def test_every_task_recipe_is_valid(capsys):
+def test_every_task_recipe_is_valid(cli):
     for name in ("mlm_bbc", "clm_chat", "seq2seq_chat", "ner_conll"):
-        code, out, err = fturun(capsys, "validate", os.path.join(RECIPES, f"{name}.json"))
+        code, out, err = cli("validate", os.path.join(RECIPES, f"{name}.json"))
         assert code == 0, out + err
 
 
