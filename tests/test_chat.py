@@ -379,3 +379,33 @@ def test_chatterbot_conversations_as_messages(registry):
                                          "think."}]
     assert max(len(m) for m in ds["messages"]) > 4  # whole conversations, not pairs
     assert read_json(RECIPES / "sft_chat.json")["data"]["format"] == "messages"
+
+
+def test_both_conversation_sources_read_the_files_alike(registry, tmp_path):
+    """``conversations`` (pairs) and ``conversation_messages`` share one reader: the same
+    located errors, the same conversations (a bare string skipped; a single turn makes no pair
+    and no conversation)."""
+    from fturun.testing import make_context
+
+    def build(name, path, **params):
+        return build_component(registry, "dataset", {"name": name, "params": {
+            "path": str(path), **params}}, make_context())
+
+    chat = tmp_path / "chat.yml"
+    chat.write_text("dialogs:\n- - hi\n  - hello\n  - how are you?\n- just a string\n- - alone\n")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("conversations: [unclosed\n")
+    for name in ("conversations", "conversation_messages"):
+        with pytest.raises(RecipeRuntimeError, match=r"chat\.yml: no list of conversations under "
+                                                     r"'conversations' \(found: dialogs\); set "
+                                                     r"params\.field"):
+            build(name, chat)
+        with pytest.raises(RecipeRuntimeError, match=r"broken\.yml: not valid YAML: "):
+            build(name, broken)
+    pairs = build("conversations", chat, field="dialogs")
+    assert pairs["prompt"] == ["hi", "hello"] and pairs["response"] == ["hello", "how are you?"]
+    assert set(pairs["source"]) == {"chat"}
+    messages = build("conversation_messages", chat, field="dialogs")
+    assert messages["messages"] == [[{"role": "user", "content": "hi"},
+                                     {"role": "assistant", "content": "hello"},
+                                     {"role": "user", "content": "how are you?"}]]
