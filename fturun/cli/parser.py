@@ -211,6 +211,13 @@ def add_overwrite(p) -> None:
                         "one is saved. The same as output.overwrite=true")
 
 
+def add_resume(p) -> None:
+    """``--resume [CHECKPOINT]``: continue a run from a checkpoint of its folder."""
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="resume from the latest checkpoint in the output dir, or from "
+                        "CHECKPOINT (a checkpoint folder)")
+
+
 def _positive(value: str) -> int:
     """An argparse type: a whole number of 1 or more."""
     try:
@@ -227,9 +234,7 @@ def _add_run_arguments(commands) -> None:
 
     run = commands["run"]
     add_overrides(run)
-    run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                     help="resume from the latest checkpoint in the output dir, or from "
-                          "CHECKPOINT (a checkpoint folder)")
+    add_resume(run)
     run.add_argument("--no-search", action="store_true",
                      help="train once with the recipe's own values even when it has a 'search' "
                           "section (without it, such a recipe runs its study, as 'fturun search')")
@@ -244,6 +249,8 @@ def _add_run_arguments(commands) -> None:
              "OUTPUT_DIR/check_batch.jsonl (tokens, trained)")
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
+    add_resume(commands["launch"])  # passed on to each process's `fturun run`
+    add_overwrite(commands["launch"])
 
 
 def _add_inspection_arguments(commands) -> None:
