@@ -19,7 +19,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from helpers import RECIPES, read_json  # noqa: E402
+from helpers import RECIPES, read_json, write_jsonl  # noqa: E402
 
 from fturun.chat.templates import CHATML, template_sha256  # noqa: E402
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
@@ -56,13 +56,6 @@ FORMATS = {
                            {"prompt": "hello", "completion": "hi there"}],
                           [TWO_TURNS[1:3], ONE_TURN]),
 }
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 def chat_recipe(path, fmt="messages", **data):

@@ -27,7 +27,7 @@ def test_committed_schemas_are_fresh():
     stale (run `python -m fturun.schema.committed` and commit the result). The committed files
     are the locked versions' (constraints.txt): with other versions installed (dev/newest.sh)
     the run validates against its own generated schema, and this check does not apply."""
-    from test_dependency_drift import locked_versions
+    from helpers import locked_versions
 
     from fturun.schema.committed import generated_files
     from fturun.schema.generate import TRAINING_SCHEMA_PACKAGES

@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 import typing
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, locked_versions
 
-ROOT = Path(__file__).resolve().parent.parent
 TRL_SCHEMA = ROOT / "plugins" / "fturun-trl" / "src" / "fturun_trl" / "dpo_settings.schema.json"
-
-
-def locked_versions() -> dict:
-    """``{package: version}`` of constraints.txt."""
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        match = re.match(r"^([a-z0-9\-]+)==(\S+)$", line.strip())
-        if match:
-            pins[match.group(1)] = match.group(2)
-    return pins
 
 
 def test_committed_schemas_were_generated_from_the_locked_versions():

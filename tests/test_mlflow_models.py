@@ -16,12 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import MODEL, RECIPES, ROOT
+from helpers import MODEL, RECIPES, ROOT, TINY
 
-TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
-        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
-        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
-        "training.per_device_train_batch_size=8"]
 NAME = "bbc-topics-lora"  # the registered model of the LoRA run
 LABELS = {"business", "entertainment", "politics", "sports", "tech"}
 TEXTS = ["Shares rose as the bank reported record profits", "The striker scored twice"]

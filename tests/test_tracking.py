@@ -8,14 +8,10 @@ import threading
 import time
 
 import pytest
-from helpers import RECIPES
+from helpers import RECIPES, TINY
 
 LONG = "x" * 7000  # longer than MLflow's 6000-character param limit
 
-TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
-        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
-        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
-        "training.per_device_train_batch_size=8"]
 
 
 def _run(cli, *args):
