@@ -470,3 +470,23 @@ def test_classification_metrics_match_scikit_learn():
     for name in CLASSIFICATION:
         assert load_module(name).compute(predictions=predictions, references=references) == \
             pytest.approx({name: expected[name]})
+
+
+def test_the_tasks_read_the_models_first_output():
+    """The Trainer gives a tuple when the model returns several outputs: the tasks read its
+    first (the logits), as when it returns the logits alone."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from fturun.builtin import task_classification, task_tokens
+
+    tags = np.array([[[0.1, 0.9], [0.8, 0.2], [0.6, 0.4]]])  # 1 sentence, 3 tokens, 2 tags
+    context = BuildContext(recipe={}, label_names=["O", "B-PER"])
+    classes = np.array([[0.2, 0.7, 0.1], [0.9, 0.05, 0.05]])
+    for extra in ((), (np.zeros(3),)):
+        tagged = EvalPrediction((tags, *extra) if extra else tags, np.array([[1, -100, 1]]))
+        assert task_tokens.metric_inputs(tagged, context) == ([["B-PER", "O"]],
+                                                              [["B-PER", "B-PER"]])
+        classified = EvalPrediction((classes, *extra) if extra else classes, np.array([1, 0]))
+        predicted, true = task_classification.metric_inputs(classified, context)
+        assert predicted.tolist() == [1, 0] and true.tolist() == [1, 0]
