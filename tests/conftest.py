@@ -6,6 +6,8 @@ Tiers (markers, set here from the fixtures a test uses, so they cannot drift):
 - ``server``: uses the real `mlflow server` (the ``mlflow_server`` fixture);
 - ``subprocess``: starts processes (``python -m fturun``, pip, torchrun, a probe interpreter)
   through a fixture below, or is marked so by hand where it starts one itself;
+- ``run``: trains a model in this process, a recipe run end to end (from the fixtures in
+  :data:`RUN_FIXTURES`, or marked so by hand);
 - ``slow``: over ~60 s (marked by hand);
 - ``unit``: none of these. ``python -m pytest -m unit`` is the inner loop; a unit test that
   starts a process or connects to a server fails (:func:`_unit_tier_guard`).
@@ -31,7 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SERVER_FIXTURES = {"mlflow_server"}
 SUBPROCESS_FIXTURES = {"run_fturun", "start_fturun", "pip_install_target", "modules_imported_by",
                        "mlflow_server"}
-NOT_UNIT = ("server", "subprocess", "slow")
+# module fixtures that train a model in this process (a recipe run end to end)
+RUN_FIXTURES = {"lora_run", "finished_run"}
+NOT_UNIT = ("server", "subprocess", "run", "slow")
 # the probes that describe the machine and the code (platform.processor() runs `uname -p`,
 # a run is tagged with its recipe's `git rev-parse HEAD`): no run, no server, milliseconds;
 # allowed in the unit tier
@@ -46,6 +50,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.server)
         if used & SUBPROCESS_FIXTURES:
             item.add_marker(pytest.mark.subprocess)
+        if used & RUN_FIXTURES:
+            item.add_marker(pytest.mark.run)
         if not any(item.get_closest_marker(name) for name in NOT_UNIT):
             item.add_marker(pytest.mark.unit)
 
@@ -64,7 +70,7 @@ def _unit_tier_guard(request, monkeypatch):
         caught.append(what)
         # pytest's Failed is no Exception: an `except Exception` of the code under test
         # does not swallow it
-        pytest.fail(f"a unit test (no server, subprocess or slow marker) {what}: use the "
+        pytest.fail(f"a unit test (no server, subprocess, run or slow marker) {what}: use the "
                     "fixture that starts it, or mark the test", pytrace=False)
 
     def no_process(self, args, *rest, **kwargs):
@@ -93,7 +99,7 @@ def _unit_tier_guard(request, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", no_server_ex)
     yield
     if caught and not getattr(request.node, "_failed_in_call", False):  # swallowed there
-        pytest.fail("a unit test (no server, subprocess or slow marker) " + "; ".join(caught)
+        pytest.fail("a unit test (no server, subprocess, run or slow marker) " + "; ".join(caught)
                     + " (and caught the failure)", pytrace=False)
 
 

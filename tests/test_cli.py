@@ -302,6 +302,7 @@ def test_readme_messages_are_what_the_commands_print(cli, tmp_path, monkeypatch)
         assert code != 0 and out + err == expected, command
 
 
+@pytest.mark.run  # trains in this process
 def test_runs_shows_the_experiment_overrides_and_a_searchs_best(cli, tmp_path):
     """A real (one-trial) study tracked in SQLite: its parent run and its trial, listed."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

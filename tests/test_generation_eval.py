@@ -137,6 +137,7 @@ def test_generated_answers_are_scored_at_each_evaluation(cli, mlflow_server, tmp
     assert client.get_metric_history(run_id, "eval_exact_match")[-1].value == 1.0
 
 
+@pytest.mark.run  # trains in this process
 def test_the_evaluation_is_bounded_and_only_for_rows_with_answers(registry, tmp_path):
     recipe = pairs_recipe(tmp_path, generation={"max_new_tokens": 4, "eval_rows": 2})
     result = check(recipe, registry)

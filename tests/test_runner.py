@@ -127,6 +127,7 @@ def test_resume_from_corrupt_checkpoint(cli, lora_run, tmp_path):
     assert "the checkpoint is corrupt (trainer_state.json" in err
 
 
+@pytest.mark.run  # trains in this process
 def test_check_prints_the_plan_and_saves_nothing(cli, tmp_path):
     output_dir = tmp_path / "never"
     code, out, err = cli("check", LORA, "data.max_length=32",

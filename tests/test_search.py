@@ -312,6 +312,7 @@ def test_cli_search_command_and_flags(cli, capsys):
         assert expected in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.run  # trains in this process
 def test_no_search_trains_once(cli, tmp_path):
     code, out, err = cli(RECIPES / "search_cls.json", *TINY, "training.max_steps=2",
                          f"training.output_dir={tmp_path}", "tracking.enabled=false",

@@ -1,5 +1,5 @@
-"""The test tiers of tests/conftest.py: a test is marked server/subprocess from the fixtures it
-uses and unit otherwise, and a unit test that starts a process or connects to a server fails."""
+"""The test tiers of tests/conftest.py: a test is marked server/subprocess/run from the fixtures
+it uses and unit otherwise, and a unit test that starts a process or connects to a server fails."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def test_uses_the_server(mlflow_server):
     pass
 
 
+@pytest.fixture(scope="module")
+def lora_run():
+    return "trained"
+
+
+def test_uses_a_trained_run(lora_run):
+    pass
+
+
 @pytest.mark.slow
 def test_slow():
     pass
@@ -66,13 +75,14 @@ def _sample(pytester):
     pytester.makepyfile(helpers=(TESTS / "helpers.py").read_text())
     pytester.makeconftest((TESTS / "conftest.py").read_text())
     pytester.makepyfile(test_sample=SAMPLE)
-    pytester.makeini("[pytest]\nmarkers =\n    slow\n    server\n    subprocess\n    unit\n")
+    pytester.makeini("[pytest]\nmarkers =\n    slow\n    server\n    subprocess\n    run\n"
+                     "    unit\n")
 
 
 def test_the_tiers_come_from_the_fixtures_a_test_uses(pytester):
     _sample(pytester)
     tiers = {}
-    for tier in ("unit", "subprocess", "server", "slow"):
+    for tier in ("unit", "subprocess", "server", "run", "slow"):
         result = pytester.runpytest_inprocess("--collect-only", "-q", "-m", tier)
         tiers[tier] = sorted(line.split("::")[1] for line in result.outlines if "::" in line)
     assert tiers == {
@@ -80,6 +90,7 @@ def test_the_tiers_come_from_the_fixtures_a_test_uses(pytester):
                  "test_plain", "test_starts_a_process", "test_swallows_the_refusal"],
         "subprocess": ["test_marked_by_hand", "test_uses_run_fturun", "test_uses_the_server"],
         "server": ["test_uses_the_server"],
+        "run": ["test_uses_a_trained_run"],
         "slow": ["test_slow"],
     }
 
@@ -90,12 +101,12 @@ def test_a_unit_test_that_starts_a_process_or_connects_to_a_server_fails(pyteste
     result.assert_outcomes(passed=3, failed=2, errors=1)  # the swallowing one: in teardown
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_swallows_the_refusal*",
-        "a unit test (no server, subprocess or slow marker) started the process [[]'*python*', "
-        "'-V'[]] (and caught the failure)",
+        "a unit test (no server, subprocess, run or slow marker) started the process "
+        "[[]'*python*', '-V'[]] (and caught the failure)",
         "*test_starts_a_process*",
-        "a unit test (no server, subprocess or slow marker) started the process [[]'*python*', "
-        "'-c', 'pass'[]]: use the fixture that starts it, or mark the test",
+        "a unit test (no server, subprocess, run or slow marker) started the process "
+        "[[]'*python*', '-c', 'pass'[]]: use the fixture that starts it, or mark the test",
         "*test_connects_to_a_server*",
-        "a unit test (no server, subprocess or slow marker) connected to a server at "
+        "a unit test (no server, subprocess, run or slow marker) connected to a server at "
         "('127.0.0.1', *): use the fixture that starts it, or mark the test",
     ])

@@ -159,6 +159,7 @@ def test_unreachable_server_fails_fast_before_loading(cli, tmp_path):
     assert not os.path.exists(tmp_path / "model")
 
 
+@pytest.mark.run  # trains in this process
 def test_embedded_default_store(cli, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
