@@ -8,9 +8,7 @@ uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -67,22 +65,32 @@ def test_schema_has_the_task_and_its_settings(run_fturun, trl_site):
     assert {"prompt", "chosen", "rejected"} <= set(columns)
 
 
-@pytest.mark.subprocess  # starts its own process
-def test_dpo_settings_schema_is_fresh():
+def test_dpo_settings_schema_is_fresh(capsys):
     """The committed dpo_settings.schema.json is what the installed TRL's DPOConfig gives (after
     a new lock: python -m fturun_trl.settings); with other versions than the locked ones the
-    plugin generates its own (tests/test_dependency_drift.py), and this check does not apply."""
-    from test_dependency_drift import locked_versions
+    plugin generates its own (tests/test_dependency_drift.py), and this check does not apply.
+    ``python -m fturun_trl.settings --check`` in this process: the module loaded from
+    plugins/fturun-trl/src under a name of its own (so it reads the committed file, whatever
+    ``fturun_trl`` another test imported)."""
+    import importlib.util
+
+    from helpers import locked_versions
 
     from fturun.schema.installed import installed_versions
 
     locked, installed = locked_versions(), installed_versions(("trl", "transformers"))
     if any(locked.get(p) != v for p, v in installed.items()):
         pytest.skip(f"installed {installed} are not the locked versions")
-    result = subprocess.run([sys.executable, "-m", "fturun_trl.settings", "--check"],
-                            capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(PLUGIN_SRC / "src")})
-    assert result.returncode == 0, result.stdout + result.stderr
+    source = PLUGIN_SRC / "src" / "fturun_trl" / "settings.py"
+    spec = importlib.util.spec_from_file_location("fturun_trl_committed_settings", source)
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    assert settings.SCHEMA_FILE == source.with_name("dpo_settings.schema.json")
+    before = settings.SCHEMA_FILE.read_text()
+    code = settings.main(["--check"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert settings.SCHEMA_FILE.read_text() == before  # --check writes nothing
 
 
 def test_preference_config_keeps_training_arguments_defaults():
