@@ -19,4 +19,4 @@ from importlib.metadata import version
 print("newest allowed:", ", ".join(f"{p} {version(p)}" for p in
       ("transformers", "accelerate", "peft", "datasets", "mlflow", "trl", "optuna")))
 PY
-"$VENV/bin/python" -m pytest -q -m "not slow" -p no:cacheprovider
+"$VENV/bin/python" -m pytest -q -m unit -p no:cacheprovider

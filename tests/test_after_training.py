@@ -11,7 +11,7 @@ import json
 import sys
 
 import pytest
-from conftest import RECIPES, call_cli
+from helpers import RECIPES, call_cli
 
 TINY_CLS = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
             "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",

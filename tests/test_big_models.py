@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MODEL, RECIPES
+from helpers import MODEL, RECIPES
 
 from fturun.core.errors import RecipeError, RecipeRuntimeError
 from fturun.engine.hardware import Hardware, check_hardware

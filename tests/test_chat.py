@@ -19,8 +19,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import RECIPES, read_json  # noqa: E402
-from conftest import call_cli as fturun  # noqa: E402
+from helpers import RECIPES, read_json, write_jsonl  # noqa: E402
 
 from fturun.chat.templates import CHATML, template_sha256  # noqa: E402
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
@@ -57,13 +56,6 @@ FORMATS = {
                            {"prompt": "hello", "completion": "hi there"}],
                           [TWO_TURNS[1:3], ONE_TURN]),
 }
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 def chat_recipe(path, fmt="messages", **data):
@@ -164,18 +156,18 @@ def test_packed_batch_and_padded_batch_give_the_same_loss(registry, tmp_path):
 
 
 @pytest.mark.slow
-def test_template_round_trips_through_model_dir_and_is_tagged(tmp_path, capsys):
+def test_template_round_trips_through_model_dir_and_is_tagged(cli, tmp_path):
     import mlflow
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code, out, err = fturun(capsys, RECIPES / "sft_chat.json", "data.max_train_samples=16",
-                            "data.split.eval=4", "training.max_steps=2",
-                            "training.eval_strategy=no", "generation.max_new_tokens=2",
-                            "generation.num_samples=1", "model.params.config.n_layer=1",
-                            "model.params.config.n_embd=32", "tracking.enabled=true",
-                            f"tracking.tracking_uri={uri}", "tracking.log_model=false",
-                            "tracking.system_metrics=false", f"training.output_dir={tmp_path}")
+    code, out, err = cli(RECIPES / "sft_chat.json", "data.max_train_samples=16",
+                         "data.split.eval=4", "training.max_steps=2",
+                         "training.eval_strategy=no", "generation.max_new_tokens=2",
+                         "generation.num_samples=1", "model.params.config.n_layer=1",
+                         "model.params.config.n_embd=32", "tracking.enabled=true",
+                         f"tracking.tracking_uri={uri}", "tracking.log_model=false",
+                         "tracking.system_metrics=false", f"training.output_dir={tmp_path}")
     assert code == 0, err
     saved = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert saved.chat_template == CHATML
@@ -232,12 +224,12 @@ def test_rows_with_every_trained_token_truncated_are_dropped_with_a_count(regist
 
 
 @pytest.mark.slow
-def test_show_batch_marks_the_trained_tokens(tmp_path, capsys, tokenizer):
+def test_show_batch_marks_the_trained_tokens(cli, tmp_path, tokenizer):
     rows = write_jsonl(tmp_path / "rows.jsonl", FORMATS["messages"][0] * 4)
     recipe = chat_recipe(rows, packing=True, split={"eval": 2})
     recipe["training"].update(output_dir=str(tmp_path / "out"))
     (tmp_path / "chat.json").write_text(json.dumps(recipe))
-    code, out, err = fturun(capsys, "check", tmp_path / "chat.json", "--show-batch", "2")
+    code, out, err = cli("check", tmp_path / "chat.json", "--show-batch", "2")
     assert code == 0, err
     examples = [json.loads(line) for line in
                 (tmp_path / "out" / "check_batch.jsonl").read_text().splitlines()]
@@ -253,12 +245,12 @@ def test_show_batch_marks_the_trained_tokens(tmp_path, capsys, tokenizer):
 
 
 @pytest.mark.slow
-def test_show_batch_of_a_classification_recipe_gives_the_label(tmp_path, capsys):
+def test_show_batch_of_a_classification_recipe_gives_the_label(cli, tmp_path):
     from fturun.testing import tiny_recipe
 
     recipe = tiny_recipe(tmp_path)
     (tmp_path / "cls.json").write_text(json.dumps(recipe))
-    code, out, err = fturun(capsys, "check", tmp_path / "cls.json", "--show-batch", "3")
+    code, out, err = cli("check", tmp_path / "cls.json", "--show-batch", "3")
     assert code == 0, err
     examples = [json.loads(line) for line in
                 (tmp_path / "outputs" / "check_batch.jsonl").read_text().splitlines()]
@@ -281,33 +273,33 @@ def recipe_file(tmp_path, recipe, name="recipe.json"):
     return path
 
 
-def test_a_missing_or_unparsable_template_file_is_a_located_error(tmp_path, capsys):
+def test_a_missing_or_unparsable_template_file_is_a_located_error(cli, tmp_path):
     rows = write_jsonl(tmp_path / "rows.jsonl", FORMATS["messages"][0])
     recipe = chat_recipe(rows, chat_template="templates/chat.jinja")
     recipe["model"] = NO_MODEL
     path = recipe_file(tmp_path, recipe)
-    code, out, err = fturun(capsys, "check", path)
+    code, out, err = cli("check", path)
     assert code == 2
     assert "::$.data.chat_template" in err and "template file 'templates/chat.jinja' not " \
         "found" in err and "relative to the recipe" in err
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "chat.jinja").write_text(
         "{% for m in messages %}{{ m['content'] }\n{% endfor %}")
-    code, out, err = fturun(capsys, "validate", path)
+    code, out, err = cli("validate", path)
     assert code == 2
     assert "::$.data.chat_template" in out + err and "does not parse: line 1" in out + err
-    code, out, err = fturun(capsys, "validate", path, "data.chat_template=zephyr")
+    code, out, err = cli("validate", path, "data.chat_template=zephyr")
     assert "'zephyr' is neither a built-in template (chatml) nor a .jinja file" in out + err
 
 
-def test_format_fields_missing_name_split_row_and_field(tmp_path, capsys):
+def test_format_fields_missing_name_split_row_and_field(cli, tmp_path):
     rows = write_jsonl(tmp_path / "rows.jsonl", [
         {"instruction": "name a colour", "input": "", "output": "blue"},
         {"instruction": "add the numbers", "input": "2 and 3"},
         {"instruction": "", "output": "x"}])
     recipe = chat_recipe(rows, "alpaca")
     recipe["model"] = NO_MODEL
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe))
+    code, out, err = cli("check", recipe_file(tmp_path, recipe))
     assert code == 1
     assert "data.train: 2 of 3 rows do not fit data.format 'alpaca'" in err
     assert "row 1: field 'output' is missing (column 'output')" in err
@@ -317,58 +309,58 @@ def test_format_fields_missing_name_split_row_and_field(tmp_path, capsys):
         {"messages": [{"role": "robot", "content": "x"}]}])
     recipe = chat_recipe(rows)
     recipe["model"] = NO_MODEL
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe))
+    code, out, err = cli("check", recipe_file(tmp_path, recipe))
     assert "row 1: field 'messages[0].content' is missing (column 'messages')" in err
     assert "row 2: field 'messages[0].role' is 'robot', not one of system, user" in err
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe),
-                            "data.columns.messages=turns")
+    code, out, err = cli("check", recipe_file(tmp_path, recipe),
+                         "data.columns.messages=turns")
     assert "data.train: format 'messages' reads column 'turns' (data.columns.messages), " \
         "which is not there; the columns are: messages" in err
 
 
-def test_train_on_without_turns_is_a_located_error(tmp_path, capsys):
+def test_train_on_without_turns_is_a_located_error(cli, tmp_path):
     from fturun.testing import tiny_recipe
 
     recipe = tiny_recipe(tmp_path)
     recipe["data"]["train_on"] = "assistant"
-    code, out, err = fturun(capsys, "validate", recipe_file(tmp_path, recipe))
+    code, out, err = cli("validate", recipe_file(tmp_path, recipe))
     assert code == 2
     assert "::$.data.train_on" in out + err and "task 'sequence-classification' has no " \
         "turns: remove data.train_on" in out + err
-    code, out, err = fturun(capsys, "validate", RECIPES / "clm_chat.json",
-                            "data.train_on=last_assistant")
+    code, out, err = cli("validate", RECIPES / "clm_chat.json",
+                         "data.train_on=last_assistant")
     assert code == 2 and "data.train_on needs conversation rows: set data.format" in out + err
-    code, out, err = fturun(capsys, "validate", RECIPES / "sft_chat.json",
-                            "data.block_size=64", "data.packing=false",
-                            "data.columns.text=prompt")
+    code, out, err = cli("validate", RECIPES / "sft_chat.json",
+                         "data.block_size=64", "data.packing=false",
+                         "data.columns.text=prompt")
     assert "$.data.block_size" in out + err and "$.data.columns.text" in out + err
 
 
-def test_a_tokenizer_without_a_template_needs_one_before_the_model_loads(tmp_path, capsys):
+def test_a_tokenizer_without_a_template_needs_one_before_the_model_loads(cli, tmp_path):
     rows = write_jsonl(tmp_path / "rows.jsonl", FORMATS["messages"][0])
     recipe = chat_recipe(rows, chat_template=None)
     recipe["model"] = NO_MODEL
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe))
+    code, out, err = cli("check", recipe_file(tmp_path, recipe))
     assert code == 1
     assert f"data.chat_template: the tokenizer {MODEL} has no chat template" in err
     assert "set data.chat_template to a built-in template (chatml)" in err
     assert "no_such_model" not in err
 
 
-def test_a_template_whose_assistant_text_cannot_be_found_is_refused(tmp_path, capsys):
+def test_a_template_whose_assistant_text_cannot_be_found_is_refused(cli, tmp_path):
     rows = write_jsonl(tmp_path / "rows.jsonl", FORMATS["messages"][0])
     (tmp_path / "upper.jinja").write_text(  # rewrites the content: nothing to find
         "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] | upper }}"
         "<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
     recipe = chat_recipe(rows, chat_template="upper.jinja")
     recipe["training"]["output_dir"] = str(tmp_path / "out")
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe))
+    code, out, err = cli("check", recipe_file(tmp_path, recipe))
     assert code == 1
     assert "the chat template file 'upper.jinja' cannot mark the assistant turns: turn 1 " \
         "(counting messages from 0): its content 'hi how are you' is not in the render" in err
     assert "data.train_on='all'" in err
-    code, out, err = fturun(capsys, "check", recipe_file(tmp_path, recipe),
-                            "data.train_on=all")  # what the refusal suggests works
+    code, out, err = cli("check", recipe_file(tmp_path, recipe),
+                         "data.train_on=all")  # what the refusal suggests works
     assert code == 0, err
 
 
@@ -384,3 +376,33 @@ def test_chatterbot_conversations_as_messages(registry):
                                          "think."}]
     assert max(len(m) for m in ds["messages"]) > 4  # whole conversations, not pairs
     assert read_json(RECIPES / "sft_chat.json")["data"]["format"] == "messages"
+
+
+def test_both_conversation_sources_read_the_files_alike(registry, tmp_path):
+    """``conversations`` (pairs) and ``conversation_messages`` share one reader: the same
+    located errors, the same conversations (a bare string skipped; a single turn makes no pair
+    and no conversation)."""
+    from fturun.testing import make_context
+
+    def build(name, path, **params):
+        return build_component(registry, "dataset", {"name": name, "params": {
+            "path": str(path), **params}}, make_context())
+
+    chat = tmp_path / "chat.yml"
+    chat.write_text("dialogs:\n- - hi\n  - hello\n  - how are you?\n- just a string\n- - alone\n")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("conversations: [unclosed\n")
+    for name in ("conversations", "conversation_messages"):
+        with pytest.raises(RecipeRuntimeError, match=r"chat\.yml: no list of conversations under "
+                                                     r"'conversations' \(found: dialogs\); set "
+                                                     r"params\.field"):
+            build(name, chat)
+        with pytest.raises(RecipeRuntimeError, match=r"broken\.yml: not valid YAML: "):
+            build(name, broken)
+    pairs = build("conversations", chat, field="dialogs")
+    assert pairs["prompt"] == ["hi", "hello"] and pairs["response"] == ["hello", "how are you?"]
+    assert set(pairs["source"]) == {"chat"}
+    messages = build("conversation_messages", chat, field="dialogs")
+    assert messages["messages"] == [[{"role": "user", "content": "hi"},
+                                     {"role": "assistant", "content": "hello"},
+                                     {"role": "user", "content": "how are you?"}]]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from chat_families import family_tokenizer
-from conftest import call_cli as fturun
+from helpers import call_cli as fturun
 from test_chat_masks import EOS_LAST, SYSTEM_REFUSED, THINK_STRIP
 
 ARCHITECTURES = json.loads((Path(__file__).parent / "data" / "chat" / "architectures.json")

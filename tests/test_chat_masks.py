@@ -19,7 +19,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 from chat_families import family_tokenizer  # noqa: E402
-from conftest import call_cli as fturun  # noqa: E402
+from helpers import call_cli as fturun  # noqa: E402
 
 from fturun.chat.conversation import check_template, conversation_tokens, end_of_turn_ids  # noqa: E402
 from fturun.chat.masks import TemplateMaskError  # noqa: E402

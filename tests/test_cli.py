@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
+from helpers import RECIPES, ROOT
 from jsonschema import Draft202012Validator
 
 
@@ -27,7 +27,7 @@ def test_committed_schemas_are_fresh():
     stale (run `python -m fturun.schema.committed` and commit the result). The committed files
     are the locked versions' (constraints.txt): with other versions installed (dev/newest.sh)
     the run validates against its own generated schema, and this check does not apply."""
-    from test_dependency_drift import locked_versions
+    from helpers import locked_versions
 
     from fturun.schema.committed import generated_files
     from fturun.schema.generate import TRAINING_SCHEMA_PACKAGES
@@ -75,7 +75,7 @@ def test_optimizers_and_schedulers_cover_training_arguments(cli):
     assert set(training["properties"]["lr_scheduler_type"]["enum"]) == names
 
 
-def test_help_teaches():
+def test_help_teaches(run_fturun):
     result = run_fturun("--help")
     assert result.returncode == 0
     for text in ("validate", "components", "KEY=VALUE", "fturun recipes/lora_cls.json"):
@@ -208,6 +208,7 @@ def test_each_command_has_a_description_argument_help_and_its_own_examples():
                 name == "validate", name
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_hub_names_fail_before_anything_heavy_is_loaded(tmp_path):
     """An offline Hub name fails right after validation: torch, transformers, datasets and
     mlflow are never imported (they are what took ~9 s before the message)."""
@@ -301,6 +302,7 @@ def test_readme_messages_are_what_the_commands_print(cli, tmp_path, monkeypatch)
         assert code != 0 and out + err == expected, command
 
 
+@pytest.mark.run  # trains in this process
 def test_runs_shows_the_experiment_overrides_and_a_searchs_best(cli, tmp_path):
     """A real (one-trial) study tracked in SQLite: its parent run and its trial, listed."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

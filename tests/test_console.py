@@ -13,7 +13,7 @@ import sys
 import warnings
 
 import pytest
-from conftest import RECIPES
+from helpers import RECIPES
 
 from fturun.cli import console
 
@@ -198,6 +198,7 @@ def test_every_example_recipe_is_covered():
     assert {p.stem for p in RECIPES.glob("*.json")} == set(EXAMPLES) | set(SKIPPED)
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow  # about 2 minutes on two CPU cores
 def test_example_recipes_show_no_library_warning(tmp_path):
     """Each example recipe for two steps on a few rows, tracking off, in one process whose
@@ -276,6 +277,7 @@ def test_a_causal_lm_has_its_loss_type(registry, caught):
     assert not [m for m in modeling.messages if "loss_type" in m]
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow  # two processes: about a minute and a half on two CPU cores
 def test_a_launch_says_each_thing_once(tmp_path):
     """Under torchrun the ranks other than 0 keep the libraries quiet (DDP's C++

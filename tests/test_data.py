@@ -4,12 +4,12 @@ subsampling, tokenization, the fingerprint cache, and the errors a user can run 
 from __future__ import annotations
 
 import collections
-import json
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+from helpers import write_jsonl  # noqa: E402
 
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets, tokenize_datasets  # noqa: E402
@@ -40,13 +40,6 @@ def prepare(registry, data, **kwargs):
 
 def label_counts(ds, names):
     return collections.Counter(names[i] for i in ds["labels"])
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 def files_source(path):

@@ -9,7 +9,7 @@ import json
 import shutil
 
 import pytest
-from conftest import MODEL, RECIPES, read_json
+from helpers import MODEL, RECIPES, read_json
 
 from fturun.recipe.paths import resolve_path
 

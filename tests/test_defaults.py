@@ -194,8 +194,7 @@ def test_check_keeps_the_recipes_sampling_strategy(registry, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_records_the_defaults_in_engine_json_and_mlflow(mlflow_server, tmp_path):
-    from conftest import run_fturun
+def test_run_records_the_defaults_in_engine_json_and_mlflow(run_fturun, mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     recipe = tiny_recipe(tmp_path)

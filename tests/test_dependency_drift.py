@@ -6,26 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 import typing
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, locked_versions
 
-ROOT = Path(__file__).resolve().parent.parent
 TRL_SCHEMA = ROOT / "plugins" / "fturun-trl" / "src" / "fturun_trl" / "dpo_settings.schema.json"
-
-
-def locked_versions() -> dict:
-    """``{package: version}`` of constraints.txt."""
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        match = re.match(r"^([a-z0-9\-]+)==(\S+)$", line.strip())
-        if match:
-            pins[match.group(1)] = match.group(2)
-    return pins
 
 
 def test_committed_schemas_were_generated_from_the_locked_versions():
@@ -112,6 +100,7 @@ def test_a_newer_transformers_is_validated_against_its_own_arguments(fake_transf
     assert source["generated_from"]["transformers"] == "5.99.0"
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_a_cached_schema_is_read_without_importing_transformers(fake_transformers):
     from fturun.schema import compose
 
@@ -166,6 +155,7 @@ def test_plugins_and_the_environment_name_each_schemas_versions(cli):
     assert environment()["schemas"]["training"] == schemas["training"]
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_the_lock_script_refuses_a_folder_that_is_no_virtualenv(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "dev" / "lock.py"), "--venv",
                              str(tmp_path)], capture_output=True, text=True)

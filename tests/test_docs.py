@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 DOCS = ROOT / "docs"
 #: the Python the committed CLI reference was written with: argparse's help layout differs

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _write_csvs(folder):
@@ -23,6 +23,7 @@ def _write_csvs(folder):
     clean.select(range(96, 144)).to_csv(folder / "eval.csv", index=False)
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_fturun_matches_a_hand_written_trainer_script(cli, tmp_path, monkeypatch):
     _write_csvs(tmp_path)

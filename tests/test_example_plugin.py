@@ -7,57 +7,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import RECIPES, ROOT, modules_imported_by, pip_install_target, run_fturun, site_env
+from helpers import RECIPES, site_env
 
 from fturun import testing
 from fturun.core.errors import RecipeRuntimeError
 
-PLUGIN_SRC = ROOT / "plugins" / "fturun-example"
 LABELS = ["business", "sport", "tech"]
 EXPECTED_COMPONENTS = {"dataset": ["sqlite"], "loss": ["poly1"], "metric": ["per_class_f1"],
                        "callback": ["confusion_matrix"], "optimizer": ["lion"]}
 
 
-@pytest.fixture(scope="session")
-def example_site(tmp_path_factory):
-    """A folder with fturun-example pip-installed into it (``--target``), from a clean copy of
-    plugins/fturun-example (no stale build/ or egg-info of an earlier build gets in)."""
-    work = tmp_path_factory.mktemp("example-plugin")
-    return pip_install_target(work / "site", PLUGIN_SRC, clean_copy=work)
-
-
-@pytest.fixture(scope="module")
-def example(example_site):
-    """The installed ``fturun_example`` module, imported in this process. Its folder is taken
-    off ``sys.path`` again afterwards so other test modules do not see its entry point."""
-    import importlib
-
-    from fturun.plugin import manager as plugins
-
-    sys.path.insert(0, str(example_site))
-    try:
-        module = importlib.import_module("fturun_example")
-        assert Path(module.__file__).is_relative_to(example_site)
-        yield module
-    finally:
-        sys.path.remove(str(example_site))
-        plugins._DEFAULT = None
-
-
 def context(**fields):
     """A BuildContext as a factory gets it; ``ctx.messages`` collects what it logs."""
     return testing.make_context(**fields)
-
-
-@pytest.fixture(scope="module")
-def loaded(example):
-    """The built-ins and the example plugin, loaded in-process with fturun.testing."""
-    return testing.load_plugin(example, "example")
 
 
 def build(loaded, kind, name, params=None, ctx=None):
@@ -74,7 +39,7 @@ def lora_recipe():
 # installed: the CLI finds it through the entry point
 
 
-def test_plugins_lists_the_installed_example_plugin(example_site):
+def test_plugins_lists_the_installed_example_plugin(run_fturun, example_site):
     result = run_fturun("plugins", env=site_env(example_site))
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
@@ -85,12 +50,12 @@ def test_plugins_lists_the_installed_example_plugin(example_site):
     assert example["components"] == EXPECTED_COMPONENTS
 
 
-def test_importing_the_plugin_imports_nothing_heavy(example_site):
+def test_importing_the_plugin_imports_nothing_heavy(modules_imported_by, example_site):
     assert modules_imported_by(example_site, "import fturun_example", (
         "torch", "transformers", "datasets", "matplotlib", "sqlite3")) == []
 
 
-def test_schema_and_components_show_the_example_components(example_site):
+def test_schema_and_components_show_the_example_components(run_fturun, example_site):
     env = site_env(example_site)
     schema = run_fturun("schema", env=env)
     assert schema.returncode == 0, schema.stderr
@@ -109,7 +74,7 @@ def test_schema_and_components_show_the_example_components(example_site):
     assert lion["params"]["additionalProperties"] is False  # added by fturun
 
 
-def test_validate_accepts_recipes_using_the_example_components(example_site, tmp_path):
+def test_validate_accepts_recipes_using_the_example_components(run_fturun, example_site, tmp_path):
     env = site_env(example_site)
     lora = RECIPES / "lora_cls.json"
     ok = run_fturun("validate", lora,
@@ -133,7 +98,7 @@ def test_validate_accepts_recipes_using_the_example_components(example_site, tmp
     assert ok.returncode == 0, ok.stderr
 
 
-def test_validate_rejects_bad_example_params_with_path_and_suggestion(example_site):
+def test_validate_rejects_bad_example_params_with_path_and_suggestion(run_fturun, example_site):
     env = site_env(example_site)
     lora = RECIPES / "lora_cls.json"
     bad = run_fturun("validate", lora, "--set",
@@ -180,7 +145,7 @@ def test_load_plugins_in_process_registers_every_component(example):
 # loss: poly1
 
 
-def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(loaded):
+def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(example_loaded):
     import torch
     import torch.nn.functional as F
 
@@ -190,24 +155,24 @@ def test_poly1_is_cross_entropy_at_epsilon_zero_and_larger_above(loaded):
     outputs = {"logits": logits}
     ce = F.cross_entropy(logits, labels, ignore_index=-100)
 
-    plain = build(loaded, "loss", "poly1", {"epsilon": 0.0})(outputs, labels)
+    plain = build(example_loaded, "loss", "poly1", {"epsilon": 0.0})(outputs, labels)
     assert torch.allclose(plain, ce, atol=1e-6)
 
-    poly = build(loaded, "loss", "poly1")(outputs, labels)  # the default: epsilon 1.0
+    poly = build(example_loaded, "loss", "poly1")(outputs, labels)  # the default: epsilon 1.0
     p_true = F.softmax(logits, -1)[torch.arange(6), labels.clamp(min=0)][labels != -100]
     assert torch.allclose(poly, ce + (1 - p_true).mean(), atol=1e-6)
     assert poly > ce
-    assert build(loaded, "loss", "poly1", {"epsilon": 3.0})(outputs, labels) > poly
+    assert build(example_loaded, "loss", "poly1", {"epsilon": 3.0})(outputs, labels) > poly
 
 
-def test_poly1_reduction_gradients_and_token_shapes(loaded):
+def test_poly1_reduction_gradients_and_token_shapes(example_loaded):
     import torch
     import torch.nn.functional as F
 
     from fturun.run.wiring import MeanLoss
 
     torch.manual_seed(1)
-    loss_fn = build(loaded, "loss", "poly1", {"epsilon": 0.0})
+    loss_fn = build(example_loaded, "loss", "poly1", {"epsilon": 0.0})
     logits = torch.randn(2, 5, 3, requires_grad=True)  # token classification
     labels = torch.tensor([[0, 1, -100, 2, 2], [1, -100, -100, 0, 1]])  # 7 labelled items
     summed = F.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), reduction="sum")
@@ -228,28 +193,30 @@ def test_poly1_reduction_gradients_and_token_shapes(loaded):
 # optimizer: lion
 
 
-def test_lion_factory_defaults_to_training_learning_rate(loaded):
+def test_lion_factory_defaults_to_training_learning_rate(example_loaded):
     from fturun_example.lion_optimizer import Lion
 
-    result = build(loaded, "optimizer", "lion", ctx=context(training_args={"learning_rate": 3e-4}))
+    result = build(example_loaded, "optimizer", "lion",
+                   ctx=context(training_args={"learning_rate": 3e-4}))
     cls, kwargs = result["optimizer_cls_and_kwargs"]
     assert cls is Lion and set(result) == {"optimizer_cls_and_kwargs"}
     assert kwargs == {"lr": 3e-4, "betas": (0.9, 0.99)}
     params = {"lr": 1e-5, "betas": [0.95, 0.98], "weight_decay": 0.5}
-    cls, kwargs = build(loaded, "optimizer", "lion", params)["optimizer_cls_and_kwargs"]
+    cls, kwargs = build(example_loaded, "optimizer", "lion", params)["optimizer_cls_and_kwargs"]
     assert kwargs["lr"] == 1e-5 and kwargs["betas"] == (0.95, 0.98)
     assert kwargs["weight_decay"] == 0.5
     import torch
 
     assert issubclass(cls, torch.optim.Optimizer)
     # without training.learning_rate: TrainingArguments' default, as the run would use
-    assert build(loaded, "optimizer", "lion")["optimizer_cls_and_kwargs"][1]["lr"] == 5e-5
+    assert build(example_loaded, "optimizer", "lion")["optimizer_cls_and_kwargs"][1]["lr"] == 5e-5
 
 
-def test_lion_step_changes_params_and_decreases_a_quadratic(loaded):
+def test_lion_step_changes_params_and_decreases_a_quadratic(example_loaded):
     import torch
 
-    cls, kwargs = build(loaded, "optimizer", "lion", {"lr": 0.05})["optimizer_cls_and_kwargs"]
+    cls, kwargs = build(example_loaded, "optimizer", "lion",
+                        {"lr": 0.05})["optimizer_cls_and_kwargs"]
     target = torch.tensor([1.0, -2.0, 0.5, 3.0])
     weight = torch.nn.Parameter(torch.zeros(4))
     optimizer = cls([weight], **kwargs)
@@ -276,14 +243,14 @@ def test_lion_step_changes_params_and_decreases_a_quadratic(loaded):
     assert torch.equal(restored.state[weight]["exp_avg"], optimizer.state[weight]["exp_avg"])
 
 
-def test_lion_weight_decay_of_the_recipe_wins_over_trainer_groups(loaded):
+def test_lion_weight_decay_of_the_recipe_wins_over_trainer_groups(example_loaded):
     import torch
 
     decay, no_decay = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
     # the parameter groups the Trainer builds: weights with training.weight_decay, biases with 0
     groups = [{"params": [decay], "weight_decay": 0.01}, {"params": [no_decay],
                                                            "weight_decay": 0.0}]
-    cls, kwargs = build(loaded, "optimizer", "lion",
+    cls, kwargs = build(example_loaded, "optimizer", "lion",
                         {"lr": 0.1, "weight_decay": 2.0})["optimizer_cls_and_kwargs"]
     optimizer = cls(groups, **kwargs)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [2.0, 0.0]
@@ -426,7 +393,7 @@ class TinyClassifier:
         return Model()
 
 
-def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(loaded, tmp_path):
+def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(example_loaded, tmp_path):
     import torch
     from transformers import TrainerControl, TrainerState
 
@@ -441,7 +408,7 @@ def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(loaded,
     # a tracker that records what is logged (the run's would send it to MLflow)
     ctx.tracker = SimpleNamespace(log_artifact=lambda path, artifact_path=None:
                                   artifacts.append(path))
-    callback = build(loaded, "callback", "confusion_matrix", {"normalize": False}, ctx)
+    callback = build(example_loaded, "callback", "confusion_matrix", {"normalize": False}, ctx)
     from transformers import TrainerCallback
 
     assert isinstance(callback, TrainerCallback)
@@ -456,13 +423,13 @@ def test_confusion_matrix_callback_predicts_the_eval_data_draws_and_logs(loaded,
 
     # tracking off (the tracker does nothing), another file name: still drawn
     ctx = context(label_names=LABELS, output_dir=str(tmp_path))
-    callback = build(loaded, "callback", "confusion_matrix", {"filename": "cm.png"}, ctx)
+    callback = build(example_loaded, "callback", "confusion_matrix", {"filename": "cm.png"}, ctx)
     callback.on_train_end(args, TrainerState(), TrainerControl(), model=model,
                           eval_dataloader=dataloader)
     assert (tmp_path / "run" / "cm.png").read_bytes()[:8] == PNG_MAGIC
 
     # no eval during training: a message, no file, no error
-    callback = build(loaded, "callback", "confusion_matrix", {"filename": "none.png"}, ctx)
+    callback = build(example_loaded, "callback", "confusion_matrix", {"filename": "none.png"}, ctx)
     callback.on_train_end(args, TrainerState(), TrainerControl(), model=model,
                           eval_dataloader=None)
     assert not (tmp_path / "run" / "none.png").exists()
@@ -485,7 +452,7 @@ def test_confusion_matrix_predictions_match_the_model(example):
 # every component together: fturun check in-process (fturun.testing)
 
 
-def test_check_builds_and_trains_with_every_example_component(loaded, tmp_path):
+def test_check_builds_and_trains_with_every_example_component(example_loaded, tmp_path):
     recipe = testing.tiny_recipe(tmp_path, loss={"name": "poly1", "params": {"epsilon": 0.5}},
                                  optimizer="lion", callbacks=["confusion_matrix"],
                                  metrics=["accuracy", "per_class_f1"])
@@ -497,11 +464,11 @@ def test_check_builds_and_trains_with_every_example_component(loaded, tmp_path):
     recipe["data"]["train"] = {"name": "sqlite", "params": {
         "path": str(db), "query": "SELECT body AS text, topic AS label FROM news"}}
     recipe["training"].update(eval_strategy="steps", eval_steps=2)
-    assert testing.validate(recipe, loaded) == []
+    assert testing.validate(recipe, example_loaded) == []
     typo = dict(recipe, optimizer={"name": "lion", "params": {"beta": [0.9, 0.99]}})
-    assert "did you mean 'betas'" in str(testing.validate(typo, loaded)[0])
+    assert "did you mean 'betas'" in str(testing.validate(typo, example_loaded)[0])
 
-    result = testing.check(recipe, loaded)
+    result = testing.check(recipe, example_loaded)
     assert "check passed" in result.output and len(result.losses) == 2
     from fturun_example.lion_optimizer import Lion
 
@@ -518,7 +485,7 @@ def test_check_builds_and_trains_with_every_example_component(loaded, tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_run_with_the_example_components(example_site, tmp_path):
+def test_short_training_run_with_the_example_components(run_fturun, example_site, tmp_path):
     output_dir = tmp_path / "run"
     recipe = lora_recipe()
     assert recipe["training"]["load_best_model_at_end"] is True  # kept: eval/save both on steps

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import RECIPES, read_json
+from helpers import RECIPES, read_json
 
 from fturun import hookimpl
 
@@ -164,6 +164,7 @@ def one_paragraph(err: str, *expected: str) -> str:
 # the output folder
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_read_only_output_folder_fails_before_any_mlflow_run(cli, mlflow_server, mount):
     """A real read-only file system (a tmpfs mounted ro): one paragraph naming the folder, and
     no MLflow run is left behind, because the folder is checked before the run is created."""
@@ -255,6 +256,7 @@ def test_a_training_step_that_raises(cli, mlflow_server, tmp_path, with_faults):
     assert latest_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_disk_full_during_training(cli, mlflow_server, mount, with_faults):
     """A real full disk: the disk is filled at step 3, so step 4's checkpoint meets ENOSPC
     (torch and safetensors report it in their own words). One paragraph, exit 1, the run

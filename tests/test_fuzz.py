@@ -6,7 +6,7 @@ import io
 import json
 import time
 
-from conftest import RECIPES
+from helpers import RECIPES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -13,7 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import MODEL, read_json  # noqa: E402
+from helpers import MODEL, read_json  # noqa: E402
 
 from fturun.builtin.metrics import load_module  # noqa: E402
 from fturun.builtin.task_answers import prompt_and_answer_of  # noqa: E402
@@ -137,6 +137,7 @@ def test_generated_answers_are_scored_at_each_evaluation(cli, mlflow_server, tmp
     assert client.get_metric_history(run_id, "eval_exact_match")[-1].value == 1.0
 
 
+@pytest.mark.run  # trains in this process
 def test_the_evaluation_is_bounded_and_only_for_rows_with_answers(registry, tmp_path):
     recipe = pairs_recipe(tmp_path, generation={"max_new_tokens": 4, "eval_rows": 2})
     result = check(recipe, registry)

@@ -12,7 +12,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import MODEL  # noqa: E402
+from helpers import MODEL  # noqa: E402
 
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
 from fturun.data import prepare_datasets  # noqa: E402

@@ -17,12 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, RECIPES, ROOT
+from helpers import MODEL, RECIPES, ROOT, TINY
 
-TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
-        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
-        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
-        "training.per_device_train_batch_size=8"]
 NAME = "bbc-topics-lora"  # the registered model of the LoRA run
 LABELS = {"business", "entertainment", "politics", "sports", "tech"}
 TEXTS = ["Shares rose as the bank reported record profits", "The striker scored twice"]
@@ -206,6 +202,7 @@ FRESH_PROCESS = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.usefixtures("model_server")  # starting meanwhile, for the serving test below
 def test_registry_model_loads_and_predicts_in_a_fresh_process_elsewhere(
         lora_run, seq2seq_run, mlflow_server, tmp_path):
@@ -310,6 +307,7 @@ def _stop(server):
         server.wait(timeout=30)
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_serving_the_registered_model_over_http(model_server):
     url, server, log = model_server
     try:
@@ -356,6 +354,7 @@ def test_system_metrics_and_the_experiment_kind(lora_run):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_runs_a_team_can_read_who_ran_what_from_where(lora_run):
     """MLflow's own user and source tags (the UI's User and Source columns), and each split a
     dataset input built with MLflow's dataset API: the recipe's source, a schema, the rows."""

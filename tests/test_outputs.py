@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
+from helpers import RECIPES, ROOT
 
 from fturun.run.checkpoints import COMPLETE_MARKER, nothing_to_train, resume_changes
 from fturun.run.lock import EXIT_LOCKED, LOCK_FILE, FolderLock, FolderLocked, folder_holder
@@ -26,12 +26,6 @@ NO_EVAL = ["training.eval_strategy=no", "training.load_best_model_at_end=false"]
 
 def _env(**extra):
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
-
-
-def _start(*args, **env):
-    return subprocess.Popen([sys.executable, "-m", "fturun", *map(str, args)], cwd=ROOT,
-                            env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
 
 
 def _wait_for(path, process, timeout=120):
@@ -47,10 +41,10 @@ def _wait_for(path, process, timeout=120):
 
 
 def test_a_second_run_into_a_busy_folder_is_refused_and_a_dead_holders_lock_taken_over(
-        tmp_path):
+        run_fturun, start_fturun, tmp_path):
     out = tmp_path / "out"
-    first = _start(LORA, *TINY, *NO_EVAL, "training.max_steps=500", "training.save_strategy=no",
-                   f"training.output_dir={out}")
+    first = start_fturun(LORA, *TINY, *NO_EVAL, "training.max_steps=500",
+                         "training.save_strategy=no", f"training.output_dir={out}")
     try:
         _wait_for(out / LOCK_FILE, first)
         started = time.monotonic()
@@ -310,6 +304,7 @@ except Interrupted as exc:
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("rank,phase,expected_code,expected_out,expected_err", [
     ("0", "loading", 0, "raised: stopped by SIGTERM: training had not started, nothing was "
                         "saved; run the command again 143", ""),

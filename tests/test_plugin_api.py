@@ -16,51 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, call_cli, run_fturun
+from helpers import ROOT
 
 from fturun import hookimpl, hookspecs, testing
 from fturun.api import API_VERSION, RecipeRuntimeError
 from fturun.plugin.manager import load_plugins
 from fturun.plugin.registry import KINDS, PLURALS
 
-AUTHOR_SRC = Path(__file__).parent / "plugin_packages" / "author_plugin"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("fturun_register_"))
-
-
-def _install(source: Path, work: Path) -> Path:
-    """pip-install a clean copy of ``source`` into ``work/site`` (``--target``)."""
-    copy = work / source.name
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", "__pycache__"))
-    target = work / "site"
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                             "--no-build-isolation", "--target", str(target), str(copy)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return target
-
-
-@pytest.fixture(scope="session")
-def author_site(tmp_path_factory):
-    """tests/plugin_packages/author_plugin pip-installed into a folder of its own."""
-    return _install(AUTHOR_SRC, tmp_path_factory.mktemp("author-plugin"))
-
-
-@pytest.fixture(scope="module")
-def author(author_site):
-    """The installed ``fturun_author_plugin`` module, imported in this process."""
-    import importlib
-
-    from fturun.plugin import manager as plugins
-
-    sys.path.insert(0, str(author_site))
-    try:
-        module = importlib.import_module("fturun_author_plugin")
-        assert Path(module.__file__).is_relative_to(author_site)
-        yield module
-    finally:
-        sys.path.remove(str(author_site))
-        plugins._DEFAULT = None
 
 
 def regression_recipe(**changes) -> dict:
@@ -103,10 +66,10 @@ def write_recipe(folder: Path, recipe: dict, name: str = "recipe.json") -> Path:
 # the API version, and the range a plugin declares
 
 
-def test_plugins_output_shows_the_api_version_and_each_declared_range(capsys, author_site,
+def test_plugins_output_shows_the_api_version_and_each_declared_range(cli, author_site,
                                                                       monkeypatch):
     monkeypatch.syspath_prepend(str(author_site))
-    code, out, _ = call_cli(capsys, "plugins")
+    code, out, _ = cli("plugins")
     assert code == 0
     report = json.loads(out)
     assert report["api_version"] == API_VERSION == "1.3"
@@ -442,8 +405,8 @@ def test_a_component_of_a_disabled_or_failed_plugin_names_the_plugin(author, tmp
     assert "'mse2' is not a registered loss; registered:" in unknown[0].message
 
 
-def test_components_headings_are_the_kinds_plurals(capsys):
-    code, out, _ = call_cli(capsys, "components")
+def test_components_headings_are_the_kinds_plurals(cli):
+    code, out, _ = cli("components")
     assert code == 0
     headings = [line for line in out.splitlines() if line and not line.startswith(" ")]
     assert headings == [f"{PLURALS[kind]}:" for kind in KINDS]
@@ -536,8 +499,9 @@ def _pip_install_env(site: Path) -> dict:
     return env
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
-def test_readme_plugin_section_examples_run(tmp_path):
+def test_readme_plugin_section_examples_run(run_fturun, tmp_path):
     """The plugin module, pyproject and tests of the Plugins page (docs/plugins.md), as files:
     the distribution pip-installs and `fturun plugins` finds it; its tests pass under pytest."""
     project = tmp_path / "project"
@@ -608,26 +572,7 @@ def test_example_readme_fragments_agree_with_the_example(example_loaded, tmp_pat
     assert sorted(kinds) == sorted(["bash", "json", "toml", "text", "python", "", "python"])
 
 
-@pytest.fixture(scope="module")
-def example_site(tmp_path_factory):
-    return _install(ROOT / "plugins" / "fturun-example",
-                    tmp_path_factory.mktemp("example-for-docs"))
-
-
-@pytest.fixture(scope="module")
-def example_loaded(example_site):
-    import importlib
-
-    from fturun.plugin import manager as plugins
-
-    sys.path.insert(0, str(example_site))
-    try:
-        yield testing.load_plugin(importlib.import_module("fturun_example"), "example")
-    finally:
-        sys.path.remove(str(example_site))
-        plugins._DEFAULT = None
-
-
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_example_readme_shell_and_test_blocks_run(tmp_path):
     blocks = _blocks(EXAMPLE_README.read_text())
@@ -684,7 +629,8 @@ def test_testing_helpers_fail_with_the_plugin_and_recipe_errors(tmp_path):
 # the author plugin, installed: fturun check, fturun RECIPE tracked, accumulation, 2 processes
 
 
-def test_check_with_the_author_plugin_and_a_callback_logging_through_the_tracker(author_site,
+def test_check_with_the_author_plugin_and_a_callback_logging_through_the_tracker(run_fturun,
+                                                                                 author_site,
                                                                                  tmp_path):
     path = write_recipe(tmp_path, regression_recipe(
         callbacks=[{"name": "step_logger", "params": {"every": 1}}]))
@@ -695,12 +641,17 @@ def test_check_with_the_author_plugin_and_a_callback_logging_through_the_tracker
     assert "eval_mae" in result.stdout  # the task's metric on the check's eval batch
 
 
-def _train(recipe: dict, folder: Path, site: Path, *launch, env=None):
-    path = write_recipe(folder, recipe)
-    command = [*launch, path] if launch else [path]
-    result = run_fturun(*command, env={"PYTHONPATH": str(site), **(env or {})}, timeout=900)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
-    return result
+@pytest.fixture
+def train(run_fturun):
+    """``train(recipe, folder, site, *launch, env=None)``: the recipe written into ``folder``
+    and run (``launch ...`` first if given) with the plugins of ``site``; must succeed."""
+    def run(recipe: dict, folder: Path, site: Path, *launch, env=None):
+        path = write_recipe(folder, recipe)
+        command = [*launch, path] if launch else [path]
+        result = run_fturun(*command, env={"PYTHONPATH": str(site), **(env or {})}, timeout=900)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-5000:]
+        return result
+    return run
 
 
 def _saved_weights(folder: Path) -> dict:
@@ -711,7 +662,7 @@ def _saved_weights(folder: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_plain_mean_loss_trains_alike_under_accumulation_and_two_processes(
-        author_site, mlflow_server, tmp_path):
+        train, author_site, mlflow_server, tmp_path):
     """Batch 8 (tracked), 4 x accumulation 2, and 2 processes x 4 (`fturun launch`, gloo):
     every step covers the 8 rows, so the weights after the run must agree."""
     import torch
@@ -721,15 +672,15 @@ def test_a_plain_mean_loss_trains_alike_under_accumulation_and_two_processes(
     whole = json.loads(json.dumps(base))
     whole["training"]["output_dir"] = str(tmp_path / "b8" / "out")
     whole["tracking"] = {"tracking_uri": mlflow_server, "experiment": "plugin-api"}
-    _train(whole, tmp_path / "b8", author_site)
+    train(whole, tmp_path / "b8", author_site)
     accumulated = json.loads(json.dumps(base))
     accumulated["training"].update(per_device_train_batch_size=4, gradient_accumulation_steps=2,
                                    output_dir=str(tmp_path / "b4x2" / "out"))
-    _train(accumulated, tmp_path / "b4x2", author_site)
+    train(accumulated, tmp_path / "b4x2", author_site)
     two = json.loads(json.dumps(base))
     two["training"].update(per_device_train_batch_size=4,
                            output_dir=str(tmp_path / "ddp" / "out"))
-    launched = _train(two, tmp_path / "ddp", author_site, "launch", "--nproc", "2")
+    launched = train(two, tmp_path / "ddp", author_site, "launch", "--nproc", "2")
     assert "engine: 2 processes" in launched.stdout
 
     outs = [tmp_path / name / "out" for name in ("b8", "b4x2", "ddp")]

@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import RECIPES, run_fturun, site_env
+from helpers import RECIPES, site_env
 
 from fturun import hookimpl, hookspecs
 from fturun.plugin.manager import BUILTIN_PLUGINS, load_plugins
@@ -127,7 +127,7 @@ def test_every_builtin_component_has_description_and_schema():
                 assert component.factory.__doc__, f"{kind} {component.name} factory undocumented"
 
 
-def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_site):
+def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(run_fturun, plugin_site):
     env = site_env(plugin_site)
     result = run_fturun("plugins", env=env)
     assert result.returncode == 0, result.stderr
@@ -157,7 +157,7 @@ def test_installed_entry_point_plugins_work_and_a_broken_one_is_isolated(plugin_
     assert "Traceback" not in bad.stderr
 
 
-def test_disable_plugins_by_name(plugin_site):
+def test_disable_plugins_by_name(run_fturun, plugin_site):
     env = {**site_env(plugin_site), "FTURUN_DISABLE_PLUGINS": "broken, good,dup"}
     result = run_fturun("plugins", env=env)
     plugins = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}

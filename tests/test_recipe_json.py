@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import RECIPES
+from helpers import RECIPES
 
 LORA = RECIPES / "lora_cls.json"
 

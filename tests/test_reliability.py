@@ -4,17 +4,10 @@ checkpoints skipped; untrusted inputs; preprocessing cache keys."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import RECIPES, ROOT, run_fturun
-
-TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
-        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
-        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
-        "training.per_device_train_batch_size=8"]
+from helpers import RECIPES, TINY
 
 HF_TOKEN = "hf_" + "Zq7" * 12  # looks like a Hugging Face token
 RECIPE_SECRET = "s3cr3t-recipe-value-42"
@@ -22,7 +15,7 @@ OVERRIDE_SECRET = "override-pw-9876"
 
 
 @pytest.mark.slow
-def test_secrets_are_redacted_everywhere(mlflow_server, tmp_path):
+def test_secrets_are_redacted_everywhere(run_fturun, mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     base = json.loads((RECIPES / "lora_cls.json").read_text())
@@ -97,13 +90,14 @@ SLOW = ["data.max_train_samples=96", "data.max_eval_samples=24", "data.max_lengt
         "training.eval_strategy=steps", "training.eval_steps=6", "training.save_strategy=steps",
         "training.save_steps=2", "training.logging_steps=1", "training.save_total_limit=10",
         "training.load_best_model_at_end=false"]
-
-
-def _start(args, env=None):
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "fturun", *map(str, args)], cwd=ROOT,
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+# SLOW with a sixteenth of its tokens a step (batch 4 x 32 instead of 16 x 128) and as many
+# steps: 24 rows / 4 = 6 steps an epoch, so 12 steps still cross an epoch boundary, a checkpoint
+# every 2 steps, evaluations at 6 and 12. No MLflow Model: no test here looks at one.
+QUICK = ["data.max_train_samples=24", "data.max_eval_samples=24", "data.max_length=32",
+         "training.per_device_train_batch_size=4", "training.max_steps=12",
+         "training.eval_strategy=steps", "training.eval_steps=6", "training.save_strategy=steps",
+         "training.save_steps=2", "training.logging_steps=1", "training.save_total_limit=10",
+         "training.load_best_model_at_end=false", "tracking.log_model=false"]
 
 
 def _wait_for_checkpoint(out, process, timeout=240):
@@ -120,6 +114,16 @@ def _wait_for_checkpoint(out, process, timeout=240):
     raise AssertionError("no checkpoint appeared")
 
 
+def _wait_for_a_step(out, process):
+    """Until the run (tracked: metrics.jsonl is the tracker's) has logged the loss of its first
+    step: it is training."""
+    deadline = time.monotonic() + 240
+    while not list(out.glob("metrics.jsonl")) or "loss" not in (out / "metrics.jsonl").read_text():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def _results(out):
     results = json.loads((out / "eval_results.json").read_text())
     state = json.loads((out / "trainer_state.json").read_text())
@@ -127,29 +131,32 @@ def _results(out):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(run_fturun, start_fturun, cli,
+                                                           mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     recipe = RECIPES / "lora_cls.json"
-    straight = tmp_path / "straight"
-    result = run_fturun(recipe, *SLOW, f"training.output_dir={straight}",
-                        "tracking.enabled=false", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected, expected_steps = _results(straight)
-
     out = tmp_path / "killed"
     tracking = [f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=kill-resume"]
-    process = _start([recipe, *SLOW, f"training.output_dir={out}", *tracking])
+    process = start_fturun(recipe, *QUICK, f"training.output_dir={out}", *tracking)
     _wait_for_checkpoint(out, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     assert not (out / "eval_results.json").exists()  # it really died mid-training
 
-    resumed = run_fturun(recipe, *SLOW, f"training.output_dir={out}", *tracking, "--resume",
+    resumed = run_fturun(recipe, *QUICK, f"training.output_dir={out}", *tracking, "--resume",
                          timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
+    # the uninterrupted reference run: in this process (what is compared is its numbers, not
+    # anything of its process), after the two real processes so that they start from this
+    # process's environment as it was
+    straight = tmp_path / "straight"
+    code, _, err = cli(recipe, *QUICK, f"training.output_dir={straight}",
+                       "tracking.enabled=false")
+    assert code == 0, err[-3000:]
+    expected, expected_steps = _results(straight)
     got, steps = _results(out)
     assert steps == expected_steps == 12
     assert got["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
@@ -171,23 +178,19 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(mlflow_server, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server, tmp_path,
-                                                                    signum, code):
+def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(start_fturun, mlflow_server,
+                                                                    tmp_path, signum, code):
     from mlflow.tracking import MlflowClient
 
     from fturun.run.checkpoints import checkpoint_is_complete
 
     out = tmp_path / "out"
     experiment_name = f"graceful-{code}"
-    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.save_steps=100",
-                      "training.max_steps=200", f"training.output_dir={out}",
-                      f"tracking.tracking_uri={mlflow_server}",
-                      f"tracking.experiment={experiment_name}"])
-    deadline = time.monotonic() + 240
-    while not list(out.glob("metrics.jsonl")) or "loss" not in (out / "metrics.jsonl").read_text():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    process = start_fturun(RECIPES / "lora_cls.json", *QUICK, "training.save_steps=100",
+                           "training.max_steps=200", f"training.output_dir={out}",
+                           f"tracking.tracking_uri={mlflow_server}",
+                           f"tracking.experiment={experiment_name}")
+    _wait_for_a_step(out, process)
     sent = time.monotonic()
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
@@ -203,10 +206,12 @@ def test_graceful_stop_saves_a_checkpoint_and_marks_the_run_killed(mlflow_server
 
 
 @pytest.mark.slow
-def test_second_interrupt_exits_at_once(tmp_path):
+def test_second_interrupt_exits_at_once(start_fturun, tmp_path):
     out = tmp_path / "out"
-    process = _start([RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
-                      f"training.output_dir={out}", "tracking.enabled=false"])
+    # SLOW's steps (batch 16 x 128), not QUICK's: the second SIGINT has to come while the step
+    # the first one lets finish still runs, before the graceful stop could end the run itself
+    process = start_fturun(RECIPES / "lora_cls.json", *SLOW, "training.max_steps=200",
+                           f"training.output_dir={out}", "tracking.enabled=false")
     deadline = time.monotonic() + 240
     while "checkpoint" not in " ".join(p.name for p in out.glob("*")) if out.exists() else True:
         assert process.poll() is None

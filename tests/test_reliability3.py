@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, RECIPES
+from helpers import MODEL, RECIPES
 
 LORA = RECIPES / "lora_cls.json"
 SFT = RECIPES / "sft_chat.json"
@@ -302,9 +302,7 @@ def _rows(n=40):
             for i in range(n)]
 
 
-def test_a_broken_json_lines_file_is_located_at_its_line_and_column(tmp_path):
-    from conftest import run_fturun
-
+def test_a_broken_json_lines_file_is_located_at_its_line_and_column(run_fturun, tmp_path):
     lines = [json.dumps(row) for row in _rows()]
     lines[20] = '{"text": "broken row here", "label": oops}'
     path = tmp_path / "train.jsonl"

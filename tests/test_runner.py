@@ -11,8 +11,7 @@ import shutil
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import call_cli as fturun  # noqa: E402
-from conftest import read_json  # noqa: E402
+from helpers import read_json  # noqa: E402
 
 from fturun.cli import main  # noqa: E402
 from fturun.run.build import report_to_without_mlflow  # noqa: E402
@@ -73,13 +72,13 @@ def test_merged_model_loads_and_predicts(lora_run):
     assert logits.logits.shape == (1, 5)
 
 
-def test_resume_from_latest_checkpoint(lora_run, tmp_path, capsys):
+def test_resume_from_latest_checkpoint(cli, lora_run, tmp_path):
     code, output_dir = lora_run
     assert code == 0
     copy = tmp_path / "run"
     shutil.copytree(output_dir, copy)
-    code, out, err = fturun(capsys, LORA, "training.max_steps=6", *TINY,
-                            f"training.output_dir={copy}", "--resume")
+    code, out, err = cli(LORA, "training.max_steps=6", *TINY,
+                         f"training.output_dir={copy}", "--resume")
     assert code == 0, err
     assert f"resuming from {copy / 'checkpoint-4'}" in out
     state = read_json(copy / "trainer_state.json")
@@ -88,17 +87,17 @@ def test_resume_from_latest_checkpoint(lora_run, tmp_path, capsys):
     assert {entry["step"] for entry in state["log_history"]} >= {1, 4, 5, 6}
 
 
-def test_resume_without_checkpoints(tmp_path, capsys):
-    code, out, err = fturun(capsys, LORA, *TINY, f"training.output_dir={tmp_path}",
-                            "--resume")
+def test_resume_without_checkpoints(cli, tmp_path):
+    code, out, err = cli(LORA, *TINY, f"training.output_dir={tmp_path}",
+                         "--resume")
     assert code == 1
     assert "no checkpoint-N folder in" in err and "run without --resume" in err
 
 
-def test_resume_from_missing_folder(tmp_path, capsys):
+def test_resume_from_missing_folder(cli, tmp_path):
     missing = tmp_path / "checkpoint-99"
-    code, out, err = fturun(capsys, LORA, *TINY, f"training.output_dir={tmp_path}",
-                            "--resume", missing)
+    code, out, err = cli(LORA, *TINY, f"training.output_dir={tmp_path}",
+                         "--resume", missing)
     assert code == 1
     assert f"--resume {missing}: no such checkpoint folder" in err
 
@@ -111,27 +110,28 @@ def test_resume_value_that_looks_like_an_override(tmp_path):
         resolve_resume("training.max_steps=6", str(tmp_path))
 
 
-def test_resume_from_corrupt_checkpoint(lora_run, tmp_path, capsys):
+def test_resume_from_corrupt_checkpoint(cli, lora_run, tmp_path):
     code, output_dir = lora_run
     assert code == 0
     checkpoint = tmp_path / "checkpoint-4"
     shutil.copytree(os.path.join(output_dir, "checkpoint-4"), checkpoint)
     (checkpoint / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 10)
-    code, out, err = fturun(capsys, LORA, "training.max_steps=6", *TINY,
-                            f"training.output_dir={tmp_path / 'out'}", "--resume", checkpoint)
+    code, out, err = cli(LORA, "training.max_steps=6", *TINY,
+                         f"training.output_dir={tmp_path / 'out'}", "--resume", checkpoint)
     assert code == 1
     assert "cannot load the checkpoint" in err and "corrupt" in err
     (checkpoint / "trainer_state.json").write_text("{not json")
-    code, out, err = fturun(capsys, LORA, *TINY, f"training.output_dir={tmp_path / 'out'}",
-                            "--resume", checkpoint)
+    code, out, err = cli(LORA, *TINY, f"training.output_dir={tmp_path / 'out'}",
+                         "--resume", checkpoint)
     assert code == 1
     assert "the checkpoint is corrupt (trainer_state.json" in err
 
 
-def test_check_prints_the_plan_and_saves_nothing(tmp_path, capsys):
+@pytest.mark.run  # trains in this process
+def test_check_prints_the_plan_and_saves_nothing(cli, tmp_path):
     output_dir = tmp_path / "never"
-    code, out, err = fturun(capsys, "check", LORA, "data.max_length=32",
-                            f"training.output_dir={output_dir}")
+    code, out, err = cli("check", LORA, "data.max_length=32",
+                         f"training.output_dir={output_dir}")
     assert code == 0, err
     assert "train 400 rows, eval 200 rows (checked on 16 train, 16 eval)" in out
     assert "0=business, 1=entertainment, 2=politics, 3=sports, 4=tech" in out
@@ -145,13 +145,13 @@ def test_check_prints_the_plan_and_saves_nothing(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_full_fine_tune_with_weighted_loss_and_test_split(tmp_path, capsys):
-    code, out, err = fturun(capsys, FULL, "training.max_steps=4", "data.max_train_samples=48",
-                            "data.max_eval_samples=16", "data.max_test_samples=16",
-                            "data.max_length=32", "training.eval_steps=2",
-                            "training.save_steps=2", "training.logging_steps=1",
-                            "training.per_device_train_batch_size=12", "tracking.enabled=false",
-                            f"training.output_dir={tmp_path}")
+def test_full_fine_tune_with_weighted_loss_and_test_split(cli, tmp_path):
+    code, out, err = cli(FULL, "training.max_steps=4", "data.max_train_samples=48",
+                         "data.max_eval_samples=16", "data.max_test_samples=16",
+                         "data.max_length=32", "training.eval_steps=2",
+                         "training.save_steps=2", "training.logging_steps=1",
+                         "training.per_device_train_batch_size=12", "tracking.enabled=false",
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     assert "class weights: negative=" in out
     results = read_json(tmp_path / "eval_results.json")
@@ -167,20 +167,20 @@ def test_full_fine_tune_with_weighted_loss_and_test_split(tmp_path, capsys):
     assert config["label2id"] == {"negative": 0, "neutral": 1, "positive": 2}
 
 
-def test_fp16_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+def test_fp16_without_a_gpu_is_a_clear_error(cli, tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
-    code, out, err = fturun(capsys, LORA, "training.fp16=true", *TINY,
-                            f"training.output_dir={tmp_path}")
+    code, out, err = cli(LORA, "training.fp16=true", *TINY,
+                         f"training.output_dir={tmp_path}")
     assert code == 1
     assert "fp16 needs a CUDA GPU; remove training.fp16 or run on a GPU" in err
 
 
-def test_push_to_hub_offline_fails_before_training(tmp_path, capsys):
-    code, out, err = fturun(capsys, LORA, "training.push_to_hub=true", *TINY,
-                            f"training.output_dir={tmp_path}")
+def test_push_to_hub_offline_fails_before_training(cli, tmp_path):
+    code, out, err = cli(LORA, "training.push_to_hub=true", *TINY,
+                         f"training.output_dir={tmp_path}")
     assert code == 1
     assert "training.push_to_hub: HF_HUB_OFFLINE is set" in err
     assert "Remove training.push_to_hub" in err
@@ -188,18 +188,18 @@ def test_push_to_hub_offline_fails_before_training(tmp_path, capsys):
     assert "data:" not in out  # refused before any data was read
 
 
-def test_hub_names_offline_fail_fast_with_what_to_do(tmp_path, capsys):
+def test_hub_names_offline_fail_fast_with_what_to_do(cli, tmp_path):
     import time
 
     yelp = os.path.join(ROOT, "recipes", "yelp_hub.json")
     started = time.monotonic()
-    code, _, err = fturun(capsys, yelp, f"training.output_dir={tmp_path}",
-                          "tracking.enabled=false")
+    code, _, err = cli(yelp, f"training.output_dir={tmp_path}",
+                       "tracking.enabled=false")
     assert code == 1 and time.monotonic() - started < 15
     assert "dataset 'yelp_review_full' is a Hub name, and HF_HUB_OFFLINE is set" in err
     assert "Use a local path" in err and "Traceback" not in err
-    code, _, err = fturun(capsys, LORA, "model.params.path=google-bert/bert-base-uncased",
-                          *TINY, f"training.output_dir={tmp_path}")
+    code, _, err = cli(LORA, "model.params.path=google-bert/bert-base-uncased",
+                       *TINY, f"training.output_dir={tmp_path}")
     assert code == 1
     assert "model 'google-bert/bert-base-uncased' is a Hub name, and HF_HUB_OFFLINE is set" \
         in err
@@ -240,18 +240,18 @@ def test_a_fresh_start_clears_what_a_new_run_must_not_inherit(tmp_path, capsys):
     assert remove_stale_checkpoints(str(tmp_path / "missing")) == []
 
 
-def test_adapter_target_modules_that_match_nothing(tmp_path, capsys):
-    code, out, err = fturun(capsys, LORA, *TINY, 'adapter.params.target_modules=["qkv"]',
-                            f"training.output_dir={tmp_path}")
+def test_adapter_target_modules_that_match_nothing(cli, tmp_path):
+    code, out, err = cli(LORA, *TINY, 'adapter.params.target_modules=["qkv"]',
+                         f"training.output_dir={tmp_path}")
     assert code == 1
     assert "adapter.params.target_modules ['qkv'] match no module of the model" in err
     assert "key, query, value" in err
 
 
-def test_merging_a_soft_prompt_is_refused_before_training(tmp_path, capsys):
-    code, out, err = fturun(capsys, LORA, *TINY, "adapter.name=prompt_tuning",
-                            "adapter.params={}", "output.merge_adapter=true",
-                            f"training.output_dir={tmp_path}")
+def test_merging_a_soft_prompt_is_refused_before_training(cli, tmp_path):
+    code, out, err = cli(LORA, *TINY, "adapter.name=prompt_tuning",
+                         "adapter.params={}", "output.merge_adapter=true",
+                         f"training.output_dir={tmp_path}")
     assert code == 1
     assert "PROMPT_TUNING adapter adds virtual tokens and cannot be merged" in err
     assert not os.path.exists(tmp_path / "checkpoint-2")

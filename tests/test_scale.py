@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RECIPES, ROOT
+from helpers import RECIPES, ROOT
 
 from fturun.engine.hardware import Hardware, check_model, hardware_problems
 
@@ -23,6 +23,9 @@ ZERO2 = RECIPES / "ds_zero2_cls.json"
 TINY = ["data.max_train_samples=32", "data.max_eval_samples=16", "data.max_length=32",
         "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
         "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1"]
+# one evaluation and one checkpoint, at the last of TINY's 4 steps: the runs that check neither a
+# step-2 checkpoint nor a step-2 evaluation
+AT_THE_END = ["training.eval_steps=4", "training.save_steps=4"]
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                     "MASTER_PORT", "GROUP_RANK", "ACCELERATE_USE_CPU", "ACCELERATE_USE_DEEPSPEED")
 
@@ -65,10 +68,11 @@ def _read(path):
 # DDP
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_ddp_two_processes_give_one_mlflow_run_and_one_model(mlflow_server, tmp_path):
     out = tmp_path / "ddp"
-    result = _torchrun(2, LORA, *TINY, f"training.output_dir={out}",
+    result = _torchrun(2, LORA, *TINY, *AT_THE_END, f"training.output_dir={out}",
                        f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=ddp")
     # really distributed: DDP over gloo, 2 processes (without use_cpu accelerate would have
     # run 2 independent single-process trainings)
@@ -110,13 +114,15 @@ def _assert_zero2(out, processes):
     assert (out / "model" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_deepspeed_zero2_under_torchrun(mlflow_server, tmp_path):
     out = tmp_path / "zero2"
-    # `fturun launch` validates, then execs torchrun
+    # `fturun launch` validates, then execs torchrun; no MLflow Model (nothing here looks at one)
     result = _run([sys.executable, "-m", "fturun", "launch", "--nproc", "2", ZERO2, *TINY,
-                   f"training.output_dir={out}", f"tracking.tracking_uri={mlflow_server}",
-                   "tracking.experiment=zero2"], timeout=900)
+                   *AT_THE_END, f"training.output_dir={out}",
+                   f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=zero2",
+                   "tracking.log_model=false"], timeout=900)
     assert "launching: " in result.stdout and "torch.distributed.run" in result.stdout
     assert "DeepSpeed DeepSpeedEngine ZeRO stage 2" in result.stdout
     _assert_zero2(out, 2)
@@ -127,17 +133,18 @@ def test_deepspeed_zero2_under_torchrun(mlflow_server, tmp_path):
     assert 1.3 < loss[0].value < 1.9, loss[0].value
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_deepspeed_in_one_plain_process_sets_up_its_environment_and_resumes(tmp_path):
     out = tmp_path / "zero2-single"
-    result = _run([sys.executable, "-m", "fturun", ZERO2, *TINY, f"training.output_dir={out}",
-                   "tracking.enabled=false"], timeout=900)
+    result = _run([sys.executable, "-m", "fturun", ZERO2, *TINY, *AT_THE_END,
+                   f"training.output_dir={out}", "tracking.enabled=false"], timeout=900)
     assert "deepspeed: one process (RANK=0, WORLD_SIZE=1" in result.stdout
     assert "mpi4py" not in result.stderr
     _assert_zero2(out, 1)
-    resumed = _run([sys.executable, "-m", "fturun", ZERO2, *TINY, "training.max_steps=6",
-                    f"training.output_dir={out}", "tracking.enabled=false", "--resume"],
-                   timeout=900)
+    resumed = _run([sys.executable, "-m", "fturun", ZERO2, *TINY, *AT_THE_END,
+                    "training.max_steps=6", f"training.output_dir={out}",
+                    "tracking.enabled=false", "--resume"], timeout=900)
     assert "resuming from" in resumed.stdout
     assert _read(out / "trainer_state.json")["global_step"] == 6
 
@@ -387,6 +394,7 @@ def test_mean_loss_heads_are_not_rescaled(registry):
     assert fix_loss_scaling(Declared(), tasks["token-classification"].mean_loss) is False
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
 def test_a_signal_to_one_process_stops_every_process_at_the_same_step(mlflow_server, tmp_path):
     import signal

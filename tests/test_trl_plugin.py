@@ -8,14 +8,12 @@ uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, modules_imported_by, pip_install_target, run_fturun, site_env
+from helpers import ROOT, site_env
 
 PLUGIN_SRC = ROOT / "plugins" / "fturun-trl"
 RECIPES = PLUGIN_SRC / "recipes"
@@ -30,14 +28,14 @@ DPO_TINY = ["training.max_steps=6", "data.max_train_samples=24", "data.split.eva
 
 
 @pytest.fixture(scope="session")
-def trl_site(tmp_path_factory):
+def trl_site(pip_install_target, tmp_path_factory):
     """A folder with fturun-trl pip-installed into it (``--target``, its dependencies being the
     venv's), from a clean copy of plugins/fturun-trl."""
     work = tmp_path_factory.mktemp("trl-plugin")
     return pip_install_target(work / "site", PLUGIN_SRC, clean_copy=work)
 
 
-def test_plugins_lists_the_installed_trl_plugin(trl_site):
+def test_plugins_lists_the_installed_trl_plugin(run_fturun, trl_site):
     result = run_fturun("plugins", env=site_env(trl_site))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -51,14 +49,14 @@ def test_plugins_lists_the_installed_trl_plugin(trl_site):
         "task": ["preference", "grpo", "reward_model", "kto"]}
 
 
-def test_importing_the_plugin_imports_nothing_heavy(trl_site):
+def test_importing_the_plugin_imports_nothing_heavy(modules_imported_by, trl_site):
     code = ("import fturun_trl; fturun_trl.preference_task(); fturun_trl.grpo_task(); "
             "fturun_trl.reward_model_task(); fturun_trl.kto_task()")
     assert modules_imported_by(trl_site, code, ("torch", "transformers", "trl", "datasets")) \
         == []
 
 
-def test_schema_has_the_task_and_its_settings(trl_site):
+def test_schema_has_the_task_and_its_settings(run_fturun, trl_site):
     result = run_fturun("schema", env=site_env(trl_site))
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
@@ -79,21 +77,32 @@ def test_schema_has_the_task_and_its_settings(trl_site):
     assert {"prompt", "chosen", "rejected"} <= set(columns)
 
 
-def test_dpo_settings_schema_is_fresh():
+def test_dpo_settings_schema_is_fresh(capsys):
     """The committed dpo_settings.schema.json is what the installed TRL's DPOConfig gives (after
     a new lock: python -m fturun_trl.settings); with other versions than the locked ones the
-    plugin generates its own (tests/test_dependency_drift.py), and this check does not apply."""
-    from test_dependency_drift import locked_versions
+    plugin generates its own (tests/test_dependency_drift.py), and this check does not apply.
+    ``python -m fturun_trl.settings --check`` in this process: the module loaded from
+    plugins/fturun-trl/src under a name of its own (so it reads the committed file, whatever
+    ``fturun_trl`` another test imported)."""
+    import importlib.util
+
+    from helpers import locked_versions
 
     from fturun.schema.installed import installed_versions
 
     locked, installed = locked_versions(), installed_versions(("trl", "transformers"))
     if any(locked.get(p) != v for p, v in installed.items()):
         pytest.skip(f"installed {installed} are not the locked versions")
-    result = subprocess.run([sys.executable, "-m", "fturun_trl.settings", "--check"],
-                            capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(PLUGIN_SRC / "src")})
-    assert result.returncode == 0, result.stdout + result.stderr
+    source = PLUGIN_SRC / "src" / "fturun_trl" / "settings.py"
+    spec = importlib.util.spec_from_file_location("fturun_trl_committed_settings", source)
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    assert settings.SCHEMA_FILE == source.with_name("dpo_settings.schema.json")
+    before = settings.SCHEMA_FILE.read_text()
+    code = settings.main(["--check"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert settings.SCHEMA_FILE.read_text() == before  # --check writes nothing
 
 
 def test_preference_config_keeps_training_arguments_defaults():
@@ -110,7 +119,7 @@ def test_preference_config_keeps_training_arguments_defaults():
     assert config.beta == 0.1 and config.loss_type == ["sigmoid"]
 
 
-def test_bad_dpo_settings_are_located(trl_site):
+def test_bad_dpo_settings_are_located(run_fturun, trl_site):
     result = run_fturun("validate", RECIPES / "dpo.json", "training.beta=0",
                         "training.loss_type=sigmod", "training.bet=1",
                         "data.columns.text=question", env=site_env(trl_site))
@@ -124,7 +133,7 @@ def test_bad_dpo_settings_are_located(trl_site):
             "rejected, not text") in err
 
 
-def test_dpo_settings_of_another_task_are_refused(trl_site):
+def test_dpo_settings_of_another_task_are_refused(run_fturun, trl_site):
     result = run_fturun("validate", RECIPES / "sft.json", "training.beta=0.2",
                         env=site_env(trl_site))
     assert result.returncode == 2
@@ -132,7 +141,7 @@ def test_dpo_settings_of_another_task_are_refused(trl_site):
             "'causal-lm'; remove it or set 'task'") in result.stdout + result.stderr
 
 
-def test_without_the_plugin_the_task_is_refused_naming_the_distribution(tmp_path):
+def test_without_the_plugin_the_task_is_refused_naming_the_distribution(run_fturun, tmp_path):
     validate = run_fturun("validate", RECIPES / "dpo.json")
     assert validate.returncode == 2
     assert ("$.task (line 3, col 11): 'preference' is not a registered task: it comes with "
@@ -169,7 +178,7 @@ def test_pairs_are_seeded_and_reject_another_answer(trl_site):
 
 
 @pytest.fixture(scope="module")
-def sft_model(trl_site, tmp_path_factory):
+def sft_model(run_fturun, trl_site, tmp_path_factory):
     """The plugin's SFT recipe, tiny: the model folder DPO starts from."""
     out = tmp_path_factory.mktemp("trl-sft") / "sft"
     result = run_fturun(RECIPES / "sft.json", *SFT_TINY, f"training.output_dir={out}",
@@ -178,11 +187,16 @@ def sft_model(trl_site, tmp_path_factory):
     return out / "model"
 
 
-def dpo(site, model, out, *extra):
-    result = run_fturun(RECIPES / "dpo.json", *DPO_TINY, f"model.params.path={model}",
-                        f"training.output_dir={out}", *extra, env=site_env(site), timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+@pytest.fixture
+def dpo(run_fturun):
+    """``dpo(site, model, out, *extra)``: the plugin's DPO recipe, tiny, from ``model``."""
+    def run(site, model, out, *extra):
+        result = run_fturun(RECIPES / "dpo.json", *DPO_TINY, f"model.params.path={model}",
+                            f"training.output_dir={out}", *extra, env=site_env(site),
+                            timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+    return run
 
 
 def eval_history(out) -> dict:
@@ -192,7 +206,7 @@ def eval_history(out) -> dict:
 
 
 @pytest.mark.slow
-def test_sft_then_dpo_margins_rise_and_reach_mlflow(trl_site, sft_model, mlflow_server,
+def test_sft_then_dpo_margins_rise_and_reach_mlflow(dpo, trl_site, sft_model, mlflow_server,
                                                    tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -227,7 +241,8 @@ def test_sft_then_dpo_margins_rise_and_reach_mlflow(trl_site, sft_model, mlflow_
 
 
 @pytest.mark.slow
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(trl_site, sft_model, tmp_path):
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(dpo, trl_site, sft_model,
+                                                              tmp_path):
     straight = tmp_path / "straight"
     no_start_eval = ["tracking.enabled=false", "training.eval_on_start=false"]
     dpo(trl_site, sft_model, straight, *no_start_eval)

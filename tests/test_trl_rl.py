@@ -12,7 +12,7 @@ import shutil
 import sys
 
 import pytest
-from conftest import ROOT, pip_install_target, run_fturun, site_env
+from helpers import ROOT, site_env
 
 from fturun.core.errors import RecipeRuntimeError
 from fturun.run.rewards import CheckedReward
@@ -27,7 +27,7 @@ GRPO_TINY = ["training.per_device_train_batch_size=8", "training.num_generations
 
 
 @pytest.fixture(scope="module")
-def rl_site(tmp_path_factory):
+def rl_site(tmp_path_factory, pip_install_target):
     """fturun-trl, the test reward package and the author plugin (its ``shouting`` reward)
     pip-installed into one folder."""
     work = tmp_path_factory.mktemp("trl-rl")
@@ -35,7 +35,7 @@ def rl_site(tmp_path_factory):
                               PACKAGES / "author_plugin", clean_copy=work)
 
 
-def grpo(site, out, *extra, recipe="grpo_rules.json", timeout=1500):
+def grpo(run_fturun, site, out, *extra, recipe="grpo_rules.json", timeout=1500):
     """Run a GRPO recipe of the plugin into ``out``; the CompletedProcess."""
     return run_fturun(RECIPES / recipe, f"training.output_dir={out}", *extra,
                       env=site_env(site), timeout=timeout)
@@ -125,7 +125,7 @@ def test_rule_rewards_score_format_length_and_references():
 # the CLI: listing, validation, rules
 
 
-def test_plugins_lists_the_grpo_task_and_the_rewards(rl_site):
+def test_plugins_lists_the_grpo_task_and_the_rewards(run_fturun, rl_site):
     result = run_fturun("plugins", env=site_env(rl_site))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -139,7 +139,7 @@ def test_plugins_lists_the_grpo_task_and_the_rewards(rl_site):
     assert plugins["author"]["components"]["reward"] == ["shouting"]
 
 
-def test_rewards_are_validated_and_located(rl_site):
+def test_rewards_are_validated_and_located(run_fturun, rl_site):
     result = run_fturun(
         "validate", RECIPES / "grpo_rules.json",
         'rewards=[{"name": "regex_mach", "params": {"pattern": "x"}}, '
@@ -156,7 +156,7 @@ def test_rewards_are_validated_and_located(rl_site):
     assert "Traceback" not in err
 
 
-def test_rewards_belong_to_a_task_that_takes_them(rl_site):
+def test_rewards_belong_to_a_task_that_takes_them(run_fturun, rl_site):
     env = site_env(rl_site)
     other = run_fturun("validate", RECIPES / "dpo.json", 'rewards=["exact_match"]', env=env)
     assert other.returncode == 2
@@ -168,7 +168,7 @@ def test_rewards_belong_to_a_task_that_takes_them(rl_site):
         none.stdout + none.stderr
 
 
-def test_a_setting_two_tasks_define_differently_is_checked_per_task(rl_site):
+def test_a_setting_two_tasks_define_differently_is_checked_per_task(run_fturun, rl_site):
     """beta is > 0 for DPO but may be 0 for GRPO (no reference model)."""
     env = site_env(rl_site)
     assert run_fturun("validate", RECIPES / "grpo_rules.json", "training.beta=0",
@@ -178,8 +178,8 @@ def test_a_setting_two_tasks_define_differently_is_checked_per_task(rl_site):
         dpo.stderr
 
 
-def test_vllm_is_refused_without_vllm_and_cuda(rl_site, tmp_path):
-    result = grpo(rl_site, tmp_path / "out", "training.use_vllm=true",
+def test_vllm_is_refused_without_vllm_and_cuda(run_fturun, rl_site, tmp_path):
+    result = grpo(run_fturun, rl_site, tmp_path / "out", "training.use_vllm=true",
                   "tracking.enabled=false", timeout=600)
     assert result.returncode == 1
     assert "training.use_vllm: vLLM is not installed (pip install vllm, on a machine with " \
@@ -193,9 +193,9 @@ def test_vllm_is_refused_without_vllm_and_cuda(rl_site, tmp_path):
 
 
 @pytest.mark.slow
-def test_grpo_rule_rewards_rise_and_reach_mlflow(rl_site, mlflow_server, tmp_path):
+def test_grpo_rule_rewards_rise_and_reach_mlflow(run_fturun, rl_site, mlflow_server, tmp_path):
     out = tmp_path / "grpo"
-    result = grpo(rl_site, out, "training.max_steps=24", "training.save_strategy=no",
+    result = grpo(run_fturun, rl_site, out, "training.max_steps=24", "training.save_strategy=no",
                   f"tracking.tracking_uri={mlflow_server}", "tracking.experiment=trl-grpo")
     assert result.returncode == 0, result.stderr[-3000:]
     digits = per_step(out, "rewards/regex_match/mean")
@@ -220,16 +220,16 @@ def test_grpo_rule_rewards_rise_and_reach_mlflow(rl_site, mlflow_server, tmp_pat
 
 
 @pytest.mark.slow
-def test_grpo_resume_from_a_checkpoint_equals_an_uninterrupted_run(rl_site, tmp_path):
+def test_grpo_resume_from_a_checkpoint_equals_an_uninterrupted_run(run_fturun, rl_site, tmp_path):
     common = [*GRPO_TINY, "training.max_steps=4", "training.save_steps=2",
               "tracking.enabled=false"]
     straight = tmp_path / "straight"
-    result = grpo(rl_site, straight, *common)
+    result = grpo(run_fturun, rl_site, straight, *common)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
-    result = grpo(rl_site, resumed, *common, "--resume")
+    result = grpo(run_fturun, rl_site, resumed, *common, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from" in result.stdout
     for key in ("reward", "rewards/regex_match/mean", "completions/mean_length", "loss"):
@@ -250,14 +250,14 @@ INLINE_PROMPTS = json.dumps({"name": "inline_rows", "params": {"rows": [
     ("length", "reward 'broken' returned 7 scores for 8 completions (the batch from row {row} "
                "(prompt 'question {row}', completion '"),
 ])
-def test_a_broken_reward_stops_the_run_located_and_failed(rl_site, mlflow_server, tmp_path,
-                                                          fault, message):
+def test_a_broken_reward_stops_the_run_located_and_failed(run_fturun, rl_site, mlflow_server,
+                                                          tmp_path, fault, message):
     import re
 
     from mlflow.tracking import MlflowClient
 
     experiment = f"trl-broken-{fault}"
-    result = grpo(rl_site, tmp_path / "out", *GRPO_TINY, "training.max_steps=2",
+    result = grpo(run_fturun, rl_site, tmp_path / "out", *GRPO_TINY, "training.max_steps=2",
                   f"data.train={INLINE_PROMPTS}",
                   f'rewards=["exact_match", {{"name": "broken", "params": '
                   f'{{"fault": "{fault}"}}}}]',
@@ -276,14 +276,16 @@ def test_a_broken_reward_stops_the_run_located_and_failed(rl_site, mlflow_server
 
 
 @pytest.mark.slow
-def test_a_third_party_reward_is_usable_by_name_on_conversation_prompts(rl_site, tmp_path):
+def test_a_third_party_reward_is_usable_by_name_on_conversation_prompts(run_fturun, rl_site,
+                                                                        tmp_path):
     """The author plugin's ``shouting`` reward, named in a GRPO recipe whose prompts are the
     packaged conversations in messages form (the ChatML template renders them; each
     conversation's last answer becomes the ``answer`` column exact_match compares with)."""
     out = tmp_path / "chat"
     train = {"name": "conversation_messages",
              "params": {"path": "package:chatterbot_corpus/data/english/*.yml"}}
-    result = grpo(rl_site, out, *GRPO_TINY, "training.max_steps=2", "tracking.enabled=false",
+    result = grpo(run_fturun, rl_site, out, *GRPO_TINY, "training.max_steps=2",
+                  "tracking.enabled=false",
                   f"data.train={json.dumps(train)}", "data.format=messages",
                   "data.chat_template=chatml",
                   'rewards=[{"name": "shouting", "weight": 2, "params": {"scale": 1}}, '
@@ -299,7 +301,7 @@ def test_a_third_party_reward_is_usable_by_name_on_conversation_prompts(rl_site,
 
 
 @pytest.fixture(scope="module")
-def sft_model(rl_site, tmp_path_factory):
+def sft_model(run_fturun, rl_site, tmp_path_factory):
     """The plugin's SFT recipe, short: the model the reward model, GRPO and KTO start from."""
     out = tmp_path_factory.mktemp("trl-sft") / "sft"
     result = run_fturun(RECIPES / "sft.json", "training.max_steps=30", "data.split.eval=8",
@@ -326,7 +328,7 @@ def test_the_reward_model_reward_says_what_to_fix_for_a_bad_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_sft_then_reward_model_then_grpo(rl_site, sft_model, tmp_path):
+def test_sft_then_reward_model_then_grpo(run_fturun, rl_site, sft_model, tmp_path):
     """The reward model ranks held-out pairs better than chance; GRPO then trains on its
     scores (the reward_model reward naming the folder it saved) and a length target."""
     rm = tmp_path / "rm"
@@ -339,7 +341,8 @@ def test_sft_then_reward_model_then_grpo(rl_site, sft_model, tmp_path):
     assert held_out["eval_accuracy"] > 0.5, held_out  # 100 held-out pairs
 
     out = tmp_path / "grpo"
-    result = grpo(rl_site, out, *GRPO_TINY, "training.max_steps=2", "tracking.enabled=false",
+    result = grpo(run_fturun, rl_site, out, *GRPO_TINY, "training.max_steps=2",
+                  "tracking.enabled=false",
                   f"model.params.path={sft_model}",
                   f'rewards=[{{"name": "reward_model", "params": {{"path": "{rm / "model"}"}}}},'
                   ' {"name": "length_target", "weight": 0.5, "params": {"target": 8}}]',
@@ -350,7 +353,7 @@ def test_sft_then_reward_model_then_grpo(rl_site, sft_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_kto_loss_falls(rl_site, sft_model, tmp_path):
+def test_kto_loss_falls(run_fturun, rl_site, sft_model, tmp_path):
     out = tmp_path / "kto"
     result = run_fturun(RECIPES / "kto.json", "training.max_steps=12", "training.logging_steps=1",
                         "training.eval_strategy=no", "training.eval_on_start=false",
@@ -373,7 +376,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{%
                  "{% if add_generation_prompt %}assistant:{% endif %}")
 
 
-def test_dpo_on_messages_pairs_masks_the_prompt(rl_site, tmp_path):
+def test_dpo_on_messages_pairs_masks_the_prompt(run_fturun, rl_site, tmp_path):
     """Pairs in TRL's conversational form (prompt turns, chosen and rejected answer turns) are
     rendered with the tokenizer's chat template; only the answers are trained (in [[...]])."""
     from transformers import AutoTokenizer

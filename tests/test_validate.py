@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from conftest import CASES, RECIPES, run_fturun
+from helpers import CASES, RECIPES
 
 VALID = sorted(RECIPES.glob("*.json")) + sorted((CASES / "valid").glob("*.json"))
 EXPECTED = json.loads((CASES / "invalid" / "expected.json").read_text())
@@ -161,7 +161,7 @@ def test_override_expands_a_bare_component_name():
     assert recipe.data["metrics"][0] == {"name": "accuracy", "params": {"x": 1}}
 
 
-def test_no_traceback_and_exit_2_as_a_real_process(tmp_path):
+def test_no_traceback_and_exit_2_as_a_real_process(run_fturun, tmp_path):
     path = _write(tmp_path, "bad.json", '{"model": 1,}')
     result = run_fturun("validate", path)
     assert result.returncode == 2
@@ -172,6 +172,7 @@ def test_no_traceback_and_exit_2_as_a_real_process(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+@pytest.mark.subprocess  # starts its own process
 def test_validate_imports_no_heavy_library():
     code = ("import sys; from fturun.cli import main; rc = main(['validate', "
             f"{str(RECIPES / 'lora_cls.json')!r}]); "

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import os
+from fturun.api import hookimpl
 
-from fturun.api import RecipeRuntimeError, hookimpl
-
+from .conversation_files import conversations_in
 from .datasets import CONVERSATIONS_SCHEMA, _file_stats, _from_generator, _paths
 
 CONVERSATION_MESSAGES_SCHEMA = {
@@ -41,26 +40,10 @@ def load_conversation_messages(params, context):
 
 
 def _message_rows(files, encoding, field, roles):
-    import yaml
-
-    for shard in files:  # gen_kwargs lists are sharded by datasets: one list, wrapped
-        for path, _size, _mtime in shard:
-            with open(path, encoding=encoding, errors="strict") as f:
-                try:
-                    document = yaml.safe_load(f)
-                except yaml.YAMLError as exc:
-                    raise RecipeRuntimeError(f"{path}: not valid YAML: {exc}") from None
-            conversations = document.get(field) if isinstance(document, dict) else None
-            if not isinstance(conversations, list):
-                raise RecipeRuntimeError(f"{path}: no list of conversations under '{field}'; "
-                                         "set params.field")
-            source = os.path.splitext(os.path.basename(path))[0]
-            for conversation in conversations:
-                if not isinstance(conversation, list) or len(conversation) < 2:
-                    continue
-                turns = ["" if t is None else str(t) for t in conversation]
-                yield {"messages": [{"role": roles[i % 2], "content": turn}
-                                    for i, turn in enumerate(turns)], "source": source}
+    for source, turns in conversations_in(files, encoding, field):
+        if len(turns) >= 2:
+            yield {"messages": [{"role": roles[i % 2], "content": turn}
+                                for i, turn in enumerate(turns)], "source": source}
 
 
 @hookimpl

@@ -19,6 +19,7 @@ from fturun.api import (
     human_bytes,
 )
 
+from .conversation_files import conversations_in
 from .json_lines import json_problem
 
 FORMATS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet",
@@ -308,29 +309,10 @@ def load_conversations(params, context):
 
 
 def _conversation_rows(files, encoding, field, pairs):
-    import yaml
-
-    for shard in files:
-        for path, _size, _mtime in shard:
-            with open(path, encoding=encoding, errors="strict") as f:
-                try:
-                    document = yaml.safe_load(f)
-                except yaml.YAMLError as exc:
-                    raise RecipeRuntimeError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(document, dict) or not isinstance(document.get(field), list):
-                keys = ", ".join(map(str, document)) if isinstance(document, dict) else \
-                    type(document).__name__
-                raise RecipeRuntimeError(
-                    f"{path}: no list of conversations under '{field}' (found: {keys}); set "
-                    "params.field")
-            source = os.path.splitext(os.path.basename(path))[0]
-            for conversation in document[field]:
-                if isinstance(conversation, str) or not isinstance(conversation, list):
-                    continue
-                turns = ["" if t is None else str(t) for t in conversation]
-                last = 1 if pairs == "first" else len(turns) - 1
-                for i in range(min(last, len(turns) - 1)):
-                    yield {"prompt": turns[i], "response": turns[i + 1], "source": source}
+    for source, turns in conversations_in(files, encoding, field):
+        last = 1 if pairs == "first" else len(turns) - 1
+        for i in range(min(last, len(turns) - 1)):
+            yield {"prompt": turns[i], "response": turns[i + 1], "source": source}
 
 
 def load_conll(params, context):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from fturun.api import RecipeRuntimeError, as_string_column, is_integer_feature, write_lines
 
+from .predictions import first_output
+
 
 def prepare(sources: dict, recipe_data: dict, context) -> dict:
     """Decide the label names, turn labels into ids (a ``ClassLabel`` column) and set
@@ -128,10 +130,7 @@ def metric_inputs(eval_pred, context):
     """Arg-maxed class ids and the true ids."""
     import numpy as np
 
-    predictions = eval_pred.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    return np.argmax(predictions, axis=-1), eval_pred.label_ids
+    return np.argmax(first_output(eval_pred.predictions), axis=-1), eval_pred.label_ids
 
 
 def write_predictions(prediction, context, path: str) -> bool:

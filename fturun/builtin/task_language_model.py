@@ -10,6 +10,7 @@ from __future__ import annotations
 from fturun.api import RecipeRuntimeError
 
 from . import task_chat
+from .predictions import first_output
 from .task_generation import generate, sample_prompts
 
 
@@ -88,10 +89,8 @@ def metric_inputs(eval_pred, context, causal=False):
     at position i predict the token at i + 1)."""
     import numpy as np
 
-    predictions = eval_pred.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    predictions, references = np.asarray(predictions), np.asarray(eval_pred.label_ids)
+    predictions = np.asarray(first_output(eval_pred.predictions))
+    references = np.asarray(eval_pred.label_ids)
     if causal:
         predictions, references = predictions[:, :-1], references[:, 1:]
     keep = references != -100

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fturun.api import write_lines
 
+from .predictions import first_output
 from .task_generation import generate, sample_prompts
 
 
@@ -49,20 +50,16 @@ def decode(ids, tokenizer) -> list:
     return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
-def _generated(predictions):
-    return predictions[0] if isinstance(predictions, (tuple, list)) else predictions
-
-
 def metric_inputs(eval_pred, context):
     """The generated and the target texts, decoded."""
-    predictions = _generated(eval_pred.predictions)
+    predictions = first_output(eval_pred.predictions)
     return (decode(predictions, context.tokenizer),
             decode(eval_pred.label_ids, context.tokenizer))
 
 
 def write_predictions(prediction, context, path: str) -> bool:
     """One JSON line per test row: the generated text (and the target when known)."""
-    texts = decode(_generated(prediction.predictions), context.tokenizer)
+    texts = decode(first_output(prediction.predictions), context.tokenizer)
     labels = prediction.label_ids
     truth = decode(labels, context.tokenizer) if labels is not None else [None] * len(texts)
     write_lines(path, [{"prediction": p, **({"label": t} if t is not None else {})}

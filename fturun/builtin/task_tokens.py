@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from fturun.api import RecipeRuntimeError, is_integer_feature, is_list_column, write_lines
 
+from .predictions import first_output
+
 
 def prepare(sources: dict, recipe_data: dict, context) -> dict:
     """Words as lists (a text column is split on whitespace), labels checked to be lists with
@@ -174,20 +176,20 @@ def _tag_rows(predictions, labels, names) -> list:
     return rows
 
 
+def _predicted_and_true(output, context) -> list:
+    """``[(predicted tags, true tags)]`` a sentence, of an EvalPrediction or PredictionOutput."""
+    return _tag_rows(first_output(output.predictions), output.label_ids,
+                     list(context.label_names or []))
+
+
 def metric_inputs(eval_pred, context):
     """Tag names per sentence: ``(predicted, true)``, lists of lists."""
-    predictions = eval_pred.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    rows = _tag_rows(predictions, eval_pred.label_ids, list(context.label_names or []))
+    rows = _predicted_and_true(eval_pred, context)
     return [p for p, _ in rows], [t for _, t in rows]
 
 
 def write_predictions(prediction, context, path: str) -> bool:
     """One JSON line per test sentence: the predicted and the true tags."""
-    predictions = prediction.predictions
-    if isinstance(predictions, (tuple, list)):
-        predictions = predictions[0]
-    rows = _tag_rows(predictions, prediction.label_ids, list(context.label_names or []))
+    rows = _predicted_and_true(prediction, context)
     write_lines(path, [{"prediction": p, "label": t} for p, t in rows])
     return True

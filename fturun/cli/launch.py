@@ -13,7 +13,8 @@ from .common import load_valid_recipe, whole_number
 
 
 def add_arguments(parser) -> None:
-    """The ``fturun launch`` options (the recipe and overrides are already there)."""
+    """The ``fturun launch`` options of its own (the recipe, overrides, ``--resume`` and
+    ``--overwrite``, which each process's ``fturun run`` gets, are added as for ``run``)."""
     parser.add_argument("--nproc", default=None, metavar="N",
                         help="processes on this node (default: the number of CUDA GPUs, "
                              "else 1)")
@@ -25,12 +26,6 @@ def add_arguments(parser) -> None:
                         help="address of the node-rank-0 machine (multi-node)")
     parser.add_argument("--master-port", type=whole_number(1, 65535), default=None, metavar="PORT",
                         help="a free port on that machine (default 29500)")
-    parser.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                        help="resume from the latest checkpoint in the output dir, or from "
-                             "CHECKPOINT")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace another run's model and checkpoints in the output dir "
-                             "(output.overwrite=true)")
     parser.add_argument("--no-search", action="store_true",
                         help="train a recipe with a 'search' section once, with its own values")
     parser.add_argument("--print", dest="print_only", action="store_true",

@@ -232,14 +232,19 @@ def add_overwrite(p) -> None:
                         "one is saved. The same as output.overwrite=true")
 
 
+def add_resume(p) -> None:
+    """``--resume [CHECKPOINT]``: continue a run from a checkpoint of its folder."""
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
+                   help="resume from the latest checkpoint in the output dir, or from "
+                        "CHECKPOINT (a checkpoint folder)")
+
+
 def _add_run_arguments(commands) -> None:
     from .launch import add_arguments as add_launch_arguments
 
     run = commands["run"]
     add_overrides(run)
-    run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT",
-                     help="resume from the latest checkpoint in the output dir, or from "
-                          "CHECKPOINT (a checkpoint folder)")
+    add_resume(run)
     run.add_argument("--no-search", action="store_true",
                      help="train once with the recipe's own values even when it has a 'search' "
                           "section (without it, such a recipe runs its study, as 'fturun search')")
@@ -257,6 +262,8 @@ def _add_run_arguments(commands) -> None:
     add_overrides(commands["launch"])
     add_launch_arguments(commands["launch"])
     plan.add_arguments(commands["plan"], add_overrides, whole_number(1))
+    add_resume(commands["launch"])  # passed on to each process's `fturun run`
+    add_overwrite(commands["launch"])
 
 
 def _add_inspection_arguments(commands) -> None:

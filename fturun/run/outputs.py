@@ -83,8 +83,8 @@ def merge_into_reloaded_base(build, data: dict, adapter_dir: str):
     ``model.params.dtype``); the reason is printed."""
     from peft import PeftModel
 
-    from .build import build_component
     from ..chat.templates import fit_embeddings
+    from .build import build_component
 
     name, params = component_ref(data["model"])
     params = dict(params)
