@@ -294,6 +294,7 @@ def test_a_model_config_that_cannot_be_read_is_located(cli, tmp_path):
 # -- fast, and no weight read ------------------------------------------------------------------
 
 
+@pytest.mark.subprocess  # the plan in fresh processes
 def test_plan_of_the_packaged_recipe_reads_no_weight(tmp_path):
     """The model folder copied without its weights file: the plan is the same, also from its
     cache (census and CPU probe). How long it takes (target: under 3 s) is measured by

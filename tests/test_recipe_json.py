@@ -159,7 +159,7 @@ def test_an_error_deep_in_a_long_chain_is_located_in_its_file(cli, tmp_path):
 # -- integer fields (item 10) -----------------------------------------------------------------
 
 INTEGRAL_FLOATS = [  # one integer field of each kind of schema
-    ("training.per_device_train_batch_size", "16.0", "16"),  # TrainingArguments
+    ("training.per_device_eval_batch_size", "16.0", "16"),  # TrainingArguments
     ("training.max_steps", "1e3", "1000"),
     ("training.seed", "7.0", "7"),
     ("seed", "42.0", "42"),  # the fixed sections
@@ -184,8 +184,8 @@ def test_integer_fields_refuse_integral_floats(cli, key, value, fix):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("training.per_device_train_batch_size=16.5",
-     "$.training.per_device_train_batch_size: expected integer, got number 16.5\n"),
+    ("training.per_device_eval_batch_size=16.5",
+     "$.training.per_device_eval_batch_size: expected integer, got number 16.5\n"),
     ("adapter.params.r=2.5", "$.adapter.params.r: expected integer, got number 2.5\n"),
     ('deepspeed={"gradient_accumulation_steps": 2.5}',
      "$.deepspeed.gradient_accumulation_steps: expected integer, got number 2.5\n"),

@@ -379,6 +379,7 @@ def test_runs_on_a_missing_database_creates_nothing(cli, tmp_path):
     assert not (tmp_path / "nonexistent").exists()
 
 
+@pytest.mark.subprocess  # chattr makes the database read-only even for root
 def test_runs_on_a_database_mlflow_cannot_write(cli, tmp_path):
     import sqlite3
 

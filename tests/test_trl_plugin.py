@@ -96,7 +96,11 @@ def test_dpo_settings_schema_is_fresh(capsys):
     source = PLUGIN_SRC / "src" / "fturun_trl" / "settings.py"
     spec = importlib.util.spec_from_file_location("fturun_trl_committed_settings", source)
     settings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(settings)
+    sys.modules[spec.name] = settings  # a dataclass in it looks its module up there
+    try:
+        spec.loader.exec_module(settings)
+    finally:
+        sys.modules.pop(spec.name, None)
     assert settings.SCHEMA_FILE == source.with_name("dpo_settings.schema.json")
     before = settings.SCHEMA_FILE.read_text()
     code = settings.main(["--check"])

@@ -140,8 +140,12 @@ def test_overrides(cli):
     assert code == 2
     assert ("override 'training.learnin_rate=3'::$.training.learnin_rate: unknown key "
             "'learnin_rate' (did you mean 'learning_rate'?)") in err
-    code, _, err = cli("validate", recipe, "--set", "training.per_device_train_batch_size=abc")
+    code, _, err = cli("validate", recipe, "--set", "training.per_device_eval_batch_size=abc")
     assert code == 2 and "expected integer, got string \"abc\"" in err
+    # the train batch size also takes "auto": another word is refused, saying what it takes
+    code, _, err = cli("validate", recipe, "--set", "training.per_device_train_batch_size=abc")
+    assert code == 2 and ('$.training.per_device_train_batch_size: "abc" is not valid; write a '
+                          "whole number of 1 or more, or \"auto\"") in err
     for bad, message in [("novalue", "an override is KEY=VALUE"),
                          ("a..b=1", "empty segment"),
                          ("metrics.7=1", "index 7 is out of range"),

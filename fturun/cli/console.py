@@ -83,7 +83,7 @@ QUIET = (
           "alias decision"),
     Quiet("mlflow.tracking._model_registry.fluent", r"Registered model .* already exists|"
           r"Successfully registered model|Created version",
-          "the same notes from MLflow's fluent API"),
+          "the same notes from MLflow's fluent API, which fturun's 'MLflow Model' line says"),
     Quiet("FutureWarning", r"`is_gradient_checkpointing` is deprecated",
           "peft asks the model for a property transformers v5 renamed; nothing in a recipe "
           "causes it or can avoid it"),

@@ -90,7 +90,8 @@ def _padded(kept: list, split: str, recipe_data: dict, training: dict, seed: int
     if recipe_data.get("padding") == "max_length":
         return share(sum(kept), len(kept) * recipe_data.get("max_length", 128))
     key = "per_device_train_batch_size" if split == "train" else "per_device_eval_batch_size"
-    batch = int(training.get(key) or DEFAULT_BATCH)
+    batch = training.get(key)
+    batch = batch if isinstance(batch, int) and batch > 0 else DEFAULT_BATCH  # "auto": the plan's
     order = list(kept)
     if split == "train":
         random.Random(seed).shuffle(order)

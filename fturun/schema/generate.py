@@ -36,6 +36,8 @@ FTURUN_TRAINING = {
 CONSTRAINTS = {
     "per_device_train_batch_size": {
         "type": ["integer", "string"], "minimum": 1, "pattern": "^auto$",
+        "x-fturun-hint": "write a whole number of 1 or more, or \"auto\" (the largest batch the "
+                         "plan fits)",
         "description": "The batch size per device for training; \"auto\": the largest the plan "
                        "says fits the device (10% of its memory left free), "
                        "gradient_accumulation_steps raised to keep the effective batch size "
