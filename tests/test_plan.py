@@ -337,8 +337,9 @@ def test_a_batch_size_other_than_a_number_or_auto_is_located(cli):
                          "training.per_device_train_batch_size=big",
                          "training.effective_batch_size=0")
     assert code == 2
-    assert "override 'training.per_device_train_batch_size=big'::$.training." \
-        "per_device_train_batch_size: 'big' does not match '^auto$'" in err
+    assert ("override 'training.per_device_train_batch_size=big'::$.training."
+            "per_device_train_batch_size: \"big\" is not valid; write a whole number of 1 or "
+            "more, or \"auto\"") in err
     assert "$.training.effective_batch_size: must be >= 1, got 0" in err
 
 

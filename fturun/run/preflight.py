@@ -180,6 +180,8 @@ def _warnings_of(call) -> str | None:
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
     logger = logging.getLogger("transformers")
+    level = logger.level  # a quiet console (or another command of this process) may have
+    logger.setLevel(logging.WARNING)  # raised it: the check needs the warnings all the same
     logger.addHandler(handler)
     try:
         call()
@@ -187,6 +189,7 @@ def _warnings_of(call) -> str | None:
         return str(exc)
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     return "; ".join(r.getMessage() for r in records) or None
 
 
