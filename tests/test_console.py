@@ -315,8 +315,12 @@ RUN_STDOUT = (
     r"  its registry page: http://127\.0\.0\.1:\d+/#/models/[\w%-]+/versions/\d+"
     r"\?workflowType=machine_learning",
     r"",
-    r"done in [\d.]+ (s|min)",
-    r"  (train|eval|test): (\w+=[\d.e+-]+(, )?)+",
+    r"data report: (train|eval|test): \d+ rows; .+",  # the data report's summary (fturun data)
+    r"plan: .+",  # the plan (fturun plan): its heading, parts and verdict
+    r"  (params|batch|memory|time|verdict): +.+",
+    r"    (weights|gradients|optimizer states|master weights|activations|framework) +.+",
+    r"done in [\d.]+ ?(s|min)",
+    r"  (train|eval|test): ([\w/.]+=[\d.e+-]+(, )?)+",
     r"  best checkpoint: \S+ \(\w+=[\d.]+\)",
     r"  (adapter|model): \S+",
     r"  metrics: \S+; recipe: \S+",
