@@ -143,6 +143,9 @@ class Tracker:
                    for k, v, s in unsent(rows, self.sent_until, mlflow_key)]
         if missing:
             self._enqueue(missing)
+        for metric in missing:  # queued now: the resumed run's own value of a step is not sent
+            # again (a kill before the first batch left trainable_params at step 0 unsent)
+            self.sent_until[metric.key] = max(metric.step, self.sent_until.get(metric.key, -1))
 
     # ----------------------------------------------------------------------------------------
     # every call through here: a failure never reaches training
