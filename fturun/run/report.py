@@ -9,6 +9,7 @@ import os
 from ..core.dist import world_size
 from ..data.report_text import summary_lines
 from ..engine.hardware import cuda_device_count
+from ..plan.speed import evaluations as count_evaluations
 from .modelinfo import count_parameters, model_description
 
 
@@ -83,23 +84,14 @@ def print_check_result(build, real, args_kwargs, train_result, timer, eval_metri
         estimate = per_step * steps
         text = f"~{duration(estimate)} of training ({steps:,} steps x ~{per_step:.2f}s)"
         if eval_seconds is not None and eval_metrics is not None and "eval" in real:
-            evaluations = _evaluations(args_kwargs, steps)
+            # the planner counts the evaluations the strategy makes; without one, the run's
+            # final evaluation is the one
+            evaluations = count_evaluations(args_kwargs, steps) or 1
             eval_estimate = eval_seconds / eval_rows * real["eval"] * evaluations
             text += f" + ~{duration(eval_estimate)} for {evaluations} evaluation(s)"
         print(f"estimate: {text}")
     print("check passed: the recipe builds and trains; nothing was saved or tracked")
 
-
-def _evaluations(args_kwargs, steps) -> int:
-    strategy = args_kwargs.get("eval_strategy", "no")
-    if strategy == "steps":
-        every = args_kwargs.get("eval_steps") or args_kwargs.get("logging_steps", 500)
-        if every < 1:
-            every = max(int(every * steps), 1)
-        return max(steps // int(every), 1)
-    if strategy == "epoch":
-        return max(int(math.ceil(args_kwargs.get("num_train_epochs", 3.0))), 1)
-    return 1
 
 
 def duration(seconds: float) -> str:

@@ -6,13 +6,11 @@ task; TRL only adds each batch's mismatched KL completions."""
 
 from __future__ import annotations
 
-import copy
-
 from trl import KTOConfig, KTOTrainer
 
 from fturun.api import RecipeRuntimeError
 
-from .trainer import _is_peft, with_training_defaults
+from .trainer import frozen_reference, with_training_defaults
 
 # KTO reads its batches in order (each batch's KL completions are that batch's, rotated)
 UnpairedConfig = with_training_defaults("UnpairedConfig", KTOConfig,
@@ -27,11 +25,8 @@ class UnpairedTrainer(KTOTrainer):
         if compute_loss_func is not None:
             raise RecipeRuntimeError("task 'kto' trains on KTO's loss: remove 'loss' and "
                                      "choose it with training.loss_type")
-        ref_model = None
-        if not _is_peft(model) and not args.precompute_ref_log_probs:
-            ref_model = copy.deepcopy(model).eval()  # the model as training starts
-            ref_model.requires_grad_(False)
-        super().__init__(model=model, ref_model=ref_model, args=args, **kwargs)
+        super().__init__(model=model, ref_model=frozen_reference(model, args), args=args,
+                         **kwargs)
         if optimizer_cls_and_kwargs is not None:
             self.optimizer_cls_and_kwargs = optimizer_cls_and_kwargs
 

@@ -57,6 +57,17 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
 
 
+def frozen_reference(model, args):
+    """The reference model a preference loss compares with: a frozen copy of ``model`` as
+    training starts, or None when TRL needs none (a peft model: the model without its adapter;
+    precomputed reference log-probs)."""
+    if _is_peft(model) or args.precompute_ref_log_probs:
+        return None
+    ref_model = copy.deepcopy(model).eval()  # the model as training starts
+    ref_model.requires_grad_(False)
+    return ref_model
+
+
 class PreferenceTrainer(DPOTrainer):
     """``DPOTrainer`` as fturun calls a Trainer (see the module)."""
 
@@ -65,11 +76,8 @@ class PreferenceTrainer(DPOTrainer):
         if compute_loss_func is not None:
             raise RecipeRuntimeError("task 'preference' trains on DPO's loss: remove 'loss' "
                                      "and choose it with training.loss_type")
-        ref_model = None
-        if not _is_peft(model) and not args.precompute_ref_log_probs:
-            ref_model = copy.deepcopy(model).eval()  # the model as training starts
-            ref_model.requires_grad_(False)
-        super().__init__(model=model, ref_model=ref_model, args=args, **kwargs)
+        super().__init__(model=model, ref_model=frozen_reference(model, args), args=args,
+                         **kwargs)
         if _is_peft(self.model) and "ref" in self.model.peft_config:
             # TRL copies the adapter as a "ref" adapter; the reference is the model without
             # the adapter instead (the same model for a fresh LoRA, and no copy kept)
