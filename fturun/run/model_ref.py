@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import UsageError
 from ..core.io import read_json
+from ..tracking.artifacts import MODEL_REFERENCE  # a full fine-tune's model/ artifact
 from ..tracking.queries import RESOLVED_ARTIFACT, open_client, result_metrics
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -100,10 +101,6 @@ def _from_logged_model(client, ref: str):
                          "run that trained it")
     return ModelSource(ref, "logged model", None, run_id=logged.source_run_id,
                        model_id=logged.model_id)
-
-
-#: what a full fine-tune's ``model/`` artifact holds: its weights are in the run's MLflow Model
-MODEL_REFERENCE = "logged_model.json"
 
 
 def _weights_of_logged_model(client, folder: str, target: str) -> str:
