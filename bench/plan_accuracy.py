@@ -7,7 +7,13 @@ and step time next to the measured ones (CPU: the peak resident memory grown ove
 model; CUDA: max_memory_allocated; step time: the median between steps) with the error, and
 the command that reproduces the row.
 
+A 2-core machine's speed varies from one process to the next (the same row's step time spread
+over ±25% across runs here), so ``--repeat R`` runs each configuration R times, interleaved
+(the grid once, then again): the plan is compared with the median of the R measurements, and
+the row shows their spread (min-max).
+
     python bench/plan_accuracy.py                  # the whole grid, 8 steps each
+    python bench/plan_accuracy.py --repeat 3       # each configuration 3 times: the medians
     python bench/plan_accuracy.py --steps 6 --only 1,4 --json out.json
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,10 +57,13 @@ GRID = [
 
 
 def recipe_for(model, adapter, task, batch, seq, checkpointing, optim, steps) -> dict:
-    """A recipe of one configuration: real BBC articles, every row full (classification
-    truncated to ``seq``; the decoder's text in blocks of ``seq``)."""
+    """A recipe of one configuration: real BBC articles, every row ``seq`` tokens
+    (classification cut to ``seq`` and padded to it: many articles are shorter than 512
+    tokens, and batches of mixed lengths make the steps' times vary with the rows drawn; the
+    decoder's text in blocks of ``seq``)."""
     data = {"train": BBC, "max_train_samples": max(batch * steps * 2, 64)}
-    data.update({"block_size": seq} if task == "causal-lm" else {"max_length": seq})
+    data.update({"block_size": seq} if task == "causal-lm" else
+                {"max_length": seq, "padding": "max_length"})
     recipe = {"task": task, "seed": 0, "data": data, "model": model,
               "training": {"max_steps": steps, "per_device_train_batch_size": batch,
                            "learning_rate": 1e-4, "optim": optim, "save_strategy": "no",
@@ -85,6 +95,23 @@ def run_one(index: int, config: tuple, steps: int, folder: str) -> dict:
             "optim": optim, "command": " ".join(command[1:]), **metrics}
 
 
+def median_row(runs: list) -> dict:
+    """One row of R runs of a configuration: the median measurements, compared with the plan
+    (the first run's: every run plans the same), and their spread."""
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        return runs[0]
+    row = dict(done[0])
+    for part in ("peak_memory_bytes", "step_seconds"):
+        values = [r[f"measured/{part}"] for r in done]
+        row[f"measured/{part}"] = statistics.median(values)
+        row[f"measured/{part}_spread"] = (min(values), max(values))
+        error = part.replace("_bytes", "")
+        row[f"plan/{error}_error"] = round(row[f"plan/{part}"] / row[f"measured/{part}"] - 1, 4)
+    row["repeats"] = len(done)
+    return row
+
+
 def replan(index: int, row: dict, folder: str) -> dict:
     """``row`` with the plan's figures made again by the current code (the measured ones
     kept): for calibrating the model without running the grid again."""
@@ -111,17 +138,24 @@ def row_text(index: int, row: dict) -> str:
     if "error" in row:
         return f"{index:>2} {row['label']:<13} failed: {row['error']}"
     mib = 1024 ** 2
-    return (f"{index:>2} {row['label']:<13} {row['batch']:>3} x {row['seq']:<4} "
+    text = (f"{index:>2} {row['label']:<13} {row['batch']:>3} x {row['seq']:<4} "
             f"{'on ' if row['checkpointing'] else 'off'} {row['optim']:<11} "
             f"{row['plan/peak_memory_bytes'] / mib:>8.0f} "
             f"{row['measured/peak_memory_bytes'] / mib:>8.0f} "
             f"{row['plan/peak_memory_error']:>+7.0%}  {row['plan/step_seconds']:>6.2f} "
             f"{row['measured/step_seconds']:>6.2f} {row['plan/step_seconds_error']:>+7.0%}")
+    if "measured/step_seconds_spread" in row:
+        low, high = row["measured/peak_memory_bytes_spread"]
+        fast, slow = row["measured/step_seconds_spread"]
+        text += f"   {low / mib:.0f}-{high / mib:.0f} MiB, {fast:.2f}-{slow:.2f} s"
+    return text
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each configuration, interleaved; the median is compared")
     parser.add_argument("--only", help="comma-separated row numbers (1-based)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--replan", metavar="JSON",
@@ -137,13 +171,22 @@ def main(argv=None) -> int:
     chosen = [int(i) for i in args.only.split(",")] if args.only else \
         list(range(1, len(GRID) + 1))
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs")
-    print(" # config        batch x seq ckpt optim     plan MiB meas MiB   error  plan s "
-          "meas s   error")
-    rows = []
+    header = (" # config        batch x seq ckpt optim     plan MiB meas MiB   error  plan s "
+              "meas s   error")
+    print(header + ("   measured min-max" if args.repeat > 1 else ""))
+    runs = {index: [] for index in chosen}
     with tempfile.TemporaryDirectory(prefix="plan-accuracy-") as folder:
-        for index in chosen:
-            row = run_one(index, GRID[index - 1], args.steps, folder)
-            rows.append(row)
+        for repeat in range(args.repeat):
+            for index in chosen:
+                runs[index].append(run_one(index, GRID[index - 1], args.steps, folder))
+                if args.repeat > 1:
+                    print(f"   run {repeat + 1}/{args.repeat} of row {index}: "
+                          f"{row_text(index, runs[index][-1]).split(maxsplit=1)[1]}",
+                          flush=True)
+        rows = [median_row(runs[index]) for index in chosen]
+        if args.repeat > 1:
+            print(header + "   measured min-max")
+        for index, row in zip(chosen, rows):
             print(row_text(index, row), flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
     print("reproduce a row: python -m fturun <its recipe> (the JSON rows hold each command; "

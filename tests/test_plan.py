@@ -372,3 +372,62 @@ def test_zero_shards_over_the_devices_and_the_run_has_a_cost(cli):
             one[f"plan.memory.{part}_bytes"] / 4, abs=1)
     assert four["plan.memory.weights_bytes"] == one["plan.memory.weights_bytes"]
     assert four["plan.cost"] == pytest.approx(four["plan.run_seconds"] / 3600 * 2 * 4, rel=1e-3)
+
+
+def test_a_cpu_probe_on_a_busy_machine_is_not_kept(tmp_path, monkeypatch):
+    """A GEMM probe taken under load reads low; kept, it would make every later plan read slow.
+    Only a quiet probe is kept; a busy one serves its own plan and says so."""
+    from fturun.plan import devices
+
+    monkeypatch.setenv("FTURUN_PLAN_CACHE", str(tmp_path))
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(devices, "_gemm_flops", lambda: 1e10)
+    flops, note = devices.cpu_peak_flops(load=cores * 4.0)
+    assert flops == 1e10 and "not kept" in note and f"load {cores * 4.0:.1f}" in note
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(devices, "_gemm_flops", lambda: 1e11)
+    assert devices.cpu_peak_flops(load=0.0) == (1e11, "")
+    [kept] = tmp_path.iterdir()
+    assert json.loads(kept.read_text())["flops"] == 1e11
+    monkeypatch.setattr(devices, "_gemm_flops", lambda: 1e10)  # trusted: no new probe
+    assert devices.cpu_peak_flops(load=cores * 4.0) == (1e11, "")
+    record = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**record, "probed": 0}))  # stale, and the machine busy
+    assert devices.cpu_peak_flops(load=cores * 4.0) == (1e11, "")
+    assert json.loads(kept.read_text())["probed"] == 0  # the busy probe did not replace it
+
+
+def test_step_time_by_hand_linear_attention_head_and_logits():
+    """Linear GEMMs at the device's utilisation, attention's at its own; checkpointing runs
+    the layers' forward again but not the output head's; a causal LM's loss over the
+    vocabulary is memory traffic."""
+    from fturun.plan import speed
+
+    device = Device("cpu", "cpu", 8 * GIB, 1e11, False, "test", utilisation=0.5,
+                    attention_utilisation=0.1)
+    census = dict(CENSUS, trainable_matmul=0, head_matmul=300_000)  # LoRA-like: T = 0
+    attention = 4 * SHAPE.layers * SHAPE.heads * SHAPE.head_dim * 128  # per token, forward
+    tokens = 4 * 128
+    plain = speed.step_seconds(census, SHAPE, settings(), device, 128)
+    assert plain["compute"] == pytest.approx(
+        tokens * (4 * 800_000 / 0.5 + 3 * attention / 0.1) / 1e11)
+    assert plain["logits"] == 0
+    again = speed.step_seconds(census, SHAPE, settings(checkpointing=True), device, 128)
+    assert again["compute"] - plain["compute"] == pytest.approx(
+        tokens * (2 * (800_000 - 300_000) / 0.5 + attention / 0.1) / 1e11)
+    lm = speed.step_seconds(dict(census, lm_head=True), SHAPE, settings(), device, 128)
+    assert lm["logits"] == pytest.approx(tokens * 1000 * speed.LOGIT_TRAFFIC / 6e9)
+    assert lm["total"] == pytest.approx(plain["total"] + lm["logits"])
+
+
+def test_under_checkpointing_the_gradients_add_to_the_activations():
+    """Without checkpointing the gradients replace the freed activations; with it the few
+    kept activations and the recomputed layer live beside the gradients made so far."""
+    off = memory_parts(CENSUS, SHAPE, settings(), 128, "cpu")
+    on = memory_parts(CENSUS, SHAPE, settings(checkpointing=True), 128, "cpu")
+    assert off["peak"] == pytest.approx(
+        off["weights"] + off["optimizer"] + max(off["activations"], off["gradients"]) +
+        off["framework"])
+    assert on["peak"] == pytest.approx(
+        on["weights"] + on["optimizer"] + on["activations"] + on["gradients"] +
+        on["framework"])

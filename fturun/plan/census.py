@@ -13,7 +13,7 @@ import os
 from ..recipe.refs import component_ref
 from .model_config import ConfigSource, PlanError
 
-CENSUS_VERSION = 4
+CENSUS_VERSION = 5
 #: adapter name -> peft config class (the built-in adapters, :mod:`fturun.builtin.adapters`)
 PEFT_CONFIGS = {"lora": "LoraConfig", "loha": "LoHaConfig", "lokr": "LoKrConfig",
                 "ia3": "IA3Config", "prefix_tuning": "PrefixTuningConfig",
@@ -144,7 +144,8 @@ def count_model(model, skip_modules=()) -> dict:
     import torch
 
     counts = dict.fromkeys(("total", "trainable", "embedding", "matmul", "trainable_matmul",
-                            "quantizable", "adafactor", "saved_inputs", "adapter_dropout"), 0)
+                            "head_matmul", "quantizable", "adafactor", "saved_inputs",
+                            "adapter_dropout"), 0)
     seen = set()
     for param in model.parameters():
         if id(param) in seen:
@@ -164,6 +165,8 @@ def count_model(model, skip_modules=()) -> dict:
         if not isinstance(module, torch.nn.Linear) or weight is None:
             continue
         counts["matmul"] += weight.numel()
+        if module is head:  # outside the layers: not recomputed under gradient checkpointing
+            counts["head_matmul"] += weight.numel()
         dropped = name.endswith("lora_A.default") and _adapter_dropout(model, name)
         if weight.requires_grad:
             counts["trainable_matmul"] += weight.numel()

@@ -23,12 +23,20 @@ GPUS = {
 }
 #: a training step's expected share of the matmul peak (model FLOPs utilisation), by device
 #: kind: calibrated with bench/plan_accuracy.py (CPU) and the published MFU of HF Trainer runs
-UTILISATION = {"cuda": 0.40, "cpu": 0.55}
+UTILISATION = {"cuda": 0.40, "cpu": 0.75}
+#: the share attention's per-head products and softmax reach (small GEMMs, memory-bound
+#: softmax, masking and dropout over batch x heads x S x S): on CPU a fraction of the linear
+#: layers' (calibrated with bench/plan_accuracy.py); on CUDA taken as the linear layers' (fused
+#: SDPA kernels; not calibrated here)
+ATTENTION_UTILISATION = {"cuda": 0.40, "cpu": 0.10}
 #: memory the framework holds besides the tensors: CUDA context and kernels (counted against
 #: the device's memory, not in max_memory_allocated); on CPU the Trainer's and loader's growth
 FRAMEWORK_BYTES = {"cuda": int(0.9 * GIB), "cpu": int(0.12 * GIB)}
 #: how long a CPU probe is trusted before the next plan probes again (keeping the higher)
 PROBE_SECONDS = 6 * 3600
+#: a CPU probe is kept only when the machine was quiet: its 1-minute load at most this share
+#: of the cores (a probe on a busy machine reads low, and every plan after it reads slow)
+QUIET_LOAD = 0.75
 
 
 @dataclass
@@ -43,9 +51,12 @@ class Device:
     bf16: bool
     source: str
     utilisation: float = 0.0
+    attention_utilisation: float = 0.0
 
     def __post_init__(self):
         self.utilisation = self.utilisation or UTILISATION[self.kind]
+        self.attention_utilisation = self.attention_utilisation or \
+            ATTENTION_UTILISATION[self.kind]
 
 
 def target_device(gpu: str | None = None, memory_gb: float | None = None,
@@ -92,14 +103,20 @@ def local_device(half: bool = True) -> Device:
             return Device("cuda", hw.gpu_name, memory, (known[1] if half else known[2]) * 1e12,
                           hw.bf16, "this machine's GPU")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return Device("cpu", f"CPU ({os.cpu_count()} cores)", memory, cpu_peak_flops(), False,
-                  "this machine's CPU")
+    flops, note = cpu_peak_flops()
+    return Device("cpu", f"CPU ({os.cpu_count()} cores)", memory, flops, False,
+                  "this machine's CPU" + note)
 
 
-def cpu_peak_flops() -> float:
-    """float32 GEMM FLOP/s of this CPU (a 0.3 s probe with the threads torch uses), kept per
-    host and core count; the highest probe is kept (a probe on a busy machine reads low) and
-    probed again after :data:`PROBE_SECONDS`."""
+def cpu_peak_flops(load: float | None = None) -> tuple[float, str]:
+    """float32 GEMM FLOP/s of this CPU (a 0.3 s probe with the threads torch uses), and a note
+    for the plan's device line when the figure may read low.
+
+    A probe is kept per host and core count only when the machine was quiet (1-minute load
+    at most :data:`QUIET_LOAD` of the cores; ``load`` replaces :func:`os.getloadavg` in tests),
+    and trusted for :data:`PROBE_SECONDS`, then probed again, keeping the higher. On a busy
+    machine the kept quiet probe is used; with none kept, this busy probe serves this plan
+    only, and the note says so."""
     from .census import cache_dir
 
     file = os.path.join(cache_dir(), f"cpu-{os.uname().nodename}-{os.cpu_count()}.json")
@@ -109,17 +126,24 @@ def cpu_peak_flops() -> float:
             record = json.load(handle)
         kept = float(record["flops"])
         if time.time() - float(record.get("probed", 0)) < PROBE_SECONDS:
-            return kept
+            return kept, ""
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    load = os.getloadavg()[0] if load is None else load
+    cores = os.cpu_count() or 1
+    if load > QUIET_LOAD * cores:
+        if kept:
+            return kept, ""
+        return _gemm_flops(), (f" (its speed probed at load {load:.1f} on {cores} cores, "
+                               "not kept: times may read high; plan again on a quiet machine)")
     flops = max(_gemm_flops(), kept)
     try:
         os.makedirs(cache_dir(), exist_ok=True)
         with open(file, "w", encoding="utf-8") as handle:
-            json.dump({"flops": flops, "probed": time.time()}, handle)
+            json.dump({"flops": flops, "probed": time.time(), "load": load}, handle)
     except OSError:
         pass
-    return flops
+    return flops, ""
 
 
 def _gemm_flops() -> float:

@@ -80,7 +80,7 @@ def make_plan(planner: Planner, s) -> Plan:
     tokens = min(planner.data.padded or s.seq_len, s.seq_len)
     steps = run_steps(planner.data.train_rows, planner.training, s.effective_batch)
     run = run_time(figures["step"], steps, planner.data.eval_rows, planner.training, s,
-                   planner.device, tokens, planner.price_per_hour)
+                   tokens, planner.price_per_hour)
     ok = fits(figures, planner.device.memory)
     return Plan(planner, s, figures, ok, run, [] if ok else suggestions(planner, s))
 

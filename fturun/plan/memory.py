@@ -148,7 +148,9 @@ def memory_parts(census: dict, shape, s, seq: int, device_kind: str) -> dict:
     forward/backward's tensors and what the optimizer step holds, then the framework's. With
     one micro-batch a step (no DeepSpeed buffers), the gradients are made as the backward frees
     the activations (the Trainer sets them to None after each step), so they count with the
-    step, not on top of the activations."""
+    step, not on top of the activations; but under gradient checkpointing the activations are
+    the few layer inputs and the one layer recomputed at a time, beside which the gradients
+    of the layers already done accumulate: there they add up."""
     parts = static_parts(census, s)
     parts.update(activation_parts(census, shape, s, seq, device_kind == "cpu"))
     step_temporaries = parts["optimizer"] / 2 if device_kind == "cuda" else 0
@@ -157,6 +159,9 @@ def memory_parts(census: dict, shape, s, seq: int, device_kind: str) -> dict:
     state = parts["weights"] + parts["optimizer"] + parts["master_weights"] + \
         (0 if overlap else parts["gradients"])
     step = step_temporaries + (parts["gradients"] if overlap else 0)
-    transient = max(parts["activations"] + parts["logits"] + parts["autocast_copies"], step)
+    transient = parts["activations"] + parts["logits"] + parts["autocast_copies"]
+    if s.checkpointing and overlap:  # the layers' gradients grow while each is recomputed
+        transient += parts["gradients"]
+    transient = max(transient, step)
     parts["peak"] = state + transient + parts["framework"]
     return parts

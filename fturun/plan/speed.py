@@ -1,11 +1,14 @@
 """Time: model FLOPs per token (forward and backward; a frozen weight needs no weight gradient,
-so LoRA's backward is smaller; gradient checkpointing runs the forward twice), tokens per step
-from the data, divided by the device's peak and the expected utilisation; the optimizer's pass
-over the trainable parameters; steps, evaluations, wall time and cost of the run.
+so LoRA's backward is smaller; gradient checkpointing runs the layers' forward twice, not the
+output head's), tokens per step from the data, divided by the device's peak and the expected
+utilisation (the linear layers' GEMMs at one, attention's per-head products and softmax at its
+own: on a CPU they reach a fraction of the peak); a causal LM's loss over the vocabulary at
+every token (memory-bound); the optimizer's pass over the trainable parameters; steps,
+evaluations, wall time and cost of the run.
 
 FLOPs per token, N the linear weights' parameters, T the trainable ones among them, L layers,
-d the attention width, S the sequence (bench/utilisation.py's counting):
-forward 2·N + 4·L·d·S; backward 2·N + 2·T + 8·L·d·S."""
+d the attention width, S the sequence (bench/utilisation.py's counting): linear forward 2·N,
+backward 2·N + 2·T; attention forward 4·L·d·S, backward 8·L·d·S."""
 
 from __future__ import annotations
 
@@ -17,31 +20,47 @@ STEP_TRAFFIC = 32
 BANDWIDTH = {"cuda": 1.5e12, "cpu": 6e9}
 #: seconds each micro-batch costs besides its FLOPs (loader, Python, kernel launches)
 MICRO_BATCH_OVERHEAD = {"cuda": 0.012, "cpu": 0.004}
+#: bytes a token's loss over the vocabulary moves per vocabulary entry (float32 logits,
+#: log-softmax and their gradients, read and written), at the device's bandwidth
+LOGIT_TRAFFIC = 80
 
 
 def flops_per_token(census: dict, shape, seq: int, checkpointing: bool) -> dict:
     """``forward`` and ``train`` (forward + backward, + the recomputed forward under gradient
-    checkpointing) FLOPs of one token."""
+    checkpointing) FLOPs of one token, and ``attention_train``: the part of ``train`` in
+    attention's per-head products."""
     attention = 4 * shape.layers * shape.heads * shape.head_dim * seq
-    forward = 2 * census["matmul"] + attention
-    backward = 2 * census["matmul"] + 2 * census["trainable_matmul"] + 2 * attention
-    train = forward + backward + (forward if checkpointing else 0)
-    return {"forward": forward, "train": train}
+    linear = 2 * census["matmul"]
+    backward = 2 * census["matmul"] + 2 * census["trainable_matmul"]
+    # checkpointing runs the layers' forward again, not the output head's
+    again = linear - 2 * census.get("head_matmul", 0) if checkpointing else 0
+    return {"forward": linear + attention, "attention_forward": attention,
+            "train": linear + again + backward + attention * (4 if checkpointing else 3),
+            "attention_train": attention * (4 if checkpointing else 3)}
 
 
 def step_seconds(census: dict, shape, s, device, tokens_per_row: float) -> dict:
-    """Seconds of one optimizer step per device: ``compute`` (FLOPs / (peak x utilisation)),
+    """Seconds of one optimizer step per device: ``compute`` (FLOPs / (peak x utilisation),
+    attention's at its own utilisation), ``logits`` (a causal LM's loss over the vocabulary),
     ``optimizer`` (its pass over the trainable parameters, sharded by ZeRO), ``overhead``."""
     flops = flops_per_token(census, shape, int(math.ceil(tokens_per_row)), s.checkpointing)
     tokens = s.batch * s.accumulation * tokens_per_row
-    compute = tokens * flops["train"] / (device.peak_flops * device.utilisation)
+    linear = flops["train"] - flops["attention_train"]
+    compute = tokens * (linear / device.utilisation +
+                        flops["attention_train"] / device.attention_utilisation) / \
+        device.peak_flops
+    logits = tokens * shape.vocab * LOGIT_TRAFFIC / BANDWIDTH[device.kind] \
+        if census.get("lm_head") else 0.0
+    forward = ((flops["forward"] - flops["attention_forward"]) / device.utilisation +
+               flops["attention_forward"] / device.attention_utilisation) / device.peak_flops
     shard = s.devices if s.zero_stage >= 1 else 1
     kind = "cpu" if s.offload_optimizer else device.kind
     optimizer = census["trainable"] / shard * STEP_TRAFFIC / BANDWIDTH[kind]
     overhead = s.accumulation * MICRO_BATCH_OVERHEAD[device.kind]
-    return {"compute": compute, "optimizer": optimizer, "overhead": overhead,
-            "total": compute + optimizer + overhead, "tokens": tokens * s.devices,
-            "flops_per_token": flops["train"], "forward_flops_per_token": flops["forward"]}
+    return {"compute": compute, "logits": logits, "optimizer": optimizer, "overhead": overhead,
+            "total": compute + logits + optimizer + overhead, "tokens": tokens * s.devices,
+            "flops_per_token": flops["train"], "forward_flops_per_token": flops["forward"],
+            "forward_seconds_per_token": forward}
 
 
 def run_steps(rows: int | None, training: dict, effective_batch: int) -> int | None:
@@ -69,14 +88,13 @@ def evaluations(training: dict, steps: int) -> int:
 
 
 def run_time(step: dict, steps: int | None, eval_rows: int | None, training: dict, s,
-             device, tokens_per_row: float, price_per_hour: float | None) -> dict:
+             tokens_per_row: float, price_per_hour: float | None) -> dict:
     """Training and evaluation seconds of the run, and its cost for ``s.devices`` devices."""
     if steps is None:
         return {}
     train = steps * step["total"]
     n_evals = evaluations(training, steps) if eval_rows else 0
-    per_eval = (eval_rows or 0) * tokens_per_row * step["forward_flops_per_token"] / \
-        (device.peak_flops * device.utilisation) / s.devices
+    per_eval = (eval_rows or 0) * tokens_per_row * step["forward_seconds_per_token"] / s.devices
     result = {"steps": steps, "train_seconds": train, "evaluations": n_evals,
               "eval_seconds": n_evals * per_eval, "seconds": train + n_evals * per_eval}
     if price_per_hour:

@@ -70,7 +70,8 @@ def plan_lines(plan, title: str = "plan") -> list:
     lines.append(f"  time:     ~{seconds_text(step['total'])} a step ({step['tokens']:,.0f} "
                  f"tokens x {step['flops_per_token'] / 1e6:,.1f} MFLOP at "
                  f"{device.peak_flops / 1e9:,.0f} GFLOP/s x {device.utilisation:.0%} expected "
-                 "utilisation)" + _run_text(plan.run))
+                 f"utilisation, attention's part x {device.attention_utilisation:.0%})" +
+                 _run_text(plan.run))
     lines.append(verdict_line(plan))
     for found in plan.suggestions:
         lines.append(f"    - {found['change']}: {size(found['figures']['memory']['peak'])}, "
