@@ -72,7 +72,7 @@ def test_plugins_output_shows_the_api_version_and_each_declared_range(cli, autho
     code, out, _ = cli("plugins")
     assert code == 0
     report = json.loads(out)
-    assert report["api_version"] == API_VERSION == "1.3"
+    assert report["api_version"] == API_VERSION == "1.4"
     from fturun import __version__
 
     assert report["fturun"] == __version__

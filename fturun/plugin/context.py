@@ -30,7 +30,9 @@ class BuildContext:
       callbacks;
     - ``tracker``: the run's tracker (:class:`fturun.plugin.contracts.RunTracker`); it does nothing
       under ``fturun check``, with tracking off and on ranks other than 0, and is never None;
-    - ``log``: ``log(message)`` prints on the main process only.
+    - ``log``: ``log(message)`` prints on the main process only;
+    - :meth:`resolve_path` and :meth:`resolve_model`: the file, or the trained model (a
+      folder, a run, ``models:/NAME@ALIAS``), that a component's params name.
     """
 
     recipe: dict
@@ -62,6 +64,10 @@ class BuildContext:
     #: the data report's rows read / dropped with the reason and the first row numbers)
     data_log: Any = None
     log: Any = print
+    #: ``model_resolver(ref) -> folder``: how :meth:`resolve_model` finds a trained model that
+    #: is not a folder (a run id, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``m-...``
+    #: on the run's tracking server); a run sets it, None outside a run (folders only)
+    model_resolver: Any = None
     _task_record: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -99,3 +105,25 @@ class BuildContext:
         """:func:`resolve_path` relative to the recipe's folder (``package:NAME/sub/path``: a
         file inside an installed package)."""
         return resolve_path(path, self.recipe_dir)
+
+    def resolve_model(self, ref: str) -> str:
+        """The folder on this machine of the trained model ``ref`` names: a folder (resolved
+        as :meth:`resolve_path`), else, in a run, a run id, ``models:/NAME@ALIAS``,
+        ``models:/NAME/VERSION`` or a logged model id (``m-...``) on the recipe's tracking
+        server, downloaded (an adapter folder when it was trained with one: it holds
+        ``adapter_config.json``). :class:`fturun.core.errors.RecipeRuntimeError` saying what a
+        reference can be when ``ref`` names nothing."""
+        import os
+
+        from ..core.errors import RecipeRuntimeError, UsageError
+
+        path = self.resolve_path(ref)
+        if os.path.isdir(path):
+            return path
+        if self.model_resolver is None:
+            raise RecipeRuntimeError(f"model '{ref}': no such folder here or in the recipe's "
+                                     f"folder ({self.recipe_dir})")
+        try:
+            return self.model_resolver(ref)
+        except UsageError as exc:
+            raise RecipeRuntimeError(str(exc)) from None

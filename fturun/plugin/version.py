@@ -14,7 +14,7 @@ added); fturun refuses a plugin whose range excludes :data:`API_VERSION`, naming
 from __future__ import annotations
 
 #: the version of the plugin API (:mod:`fturun.api`, :mod:`fturun.hookspecs`, the contracts)
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 #: what each minor version added, for plugin authors choosing their range
 API_CHANGES = {
@@ -25,6 +25,8 @@ API_CHANGES = {
            "api.installed_versions",
     "1.3": "the reward kind (fturun_register_rewards, a recipe's weighted 'rewards'; "
            "RewardFactory / RewardFunction); Task: takes_rewards and keep_columns",
+    "1.4": "BuildContext.resolve_model: the folder of a trained model a component names (a "
+           "folder, a run id, models:/NAME@ALIAS, models:/NAME/VERSION, m-...)",
 }
 
 #: the module (or plugin object) attribute a plugin declares its API range with

@@ -31,6 +31,7 @@ from ..plugin.tasks import configure_trainer, get_task, loss_from_eval_pred
 from ..recipe.refs import component_ref
 from ..tracking import NullTracker
 from .data_step import prepare_data, tokenize_data
+from .model_ref import model_resolver
 from .modelinfo import is_peft_model
 from .preflight import check_model_settings
 from .progress import library_bars_off
@@ -104,12 +105,12 @@ def build_context(recipe, registry, output_dir: str, tracker=None) -> BuildConte
 
     data = recipe.data
     library_bars_off()
-    seed = data.get("seed", 42)
-    set_seed(seed)
+    set_seed(seed := data.get("seed", 42))
+    server = (data.get("tracking") or {}).get("tracking_uri")  # of a model named models:/...
     context = BuildContext(recipe=data, task=data.get("task", "sequence-classification"),
                            recipe_dir=recipe.base_dir, output_dir=output_dir, seed=seed,
                            tracker=tracker if tracker is not None else NullTracker(),
-                           log=quiet_off_main())
+                           log=quiet_off_main(), model_resolver=model_resolver(server))
     context.task_record = get_task(registry, context.task)
     context.training_args = dict(data.get("training") or {})
     return context

@@ -74,6 +74,26 @@ def resolve_model(ref: str, tracking_uri: str | None, workdir: str) -> ModelSour
                      "a logged model id (m-...), a checkpoint folder or a model/ folder")
 
 
+def model_resolver(tracking_uri: str | None):
+    """``resolver(ref) -> folder`` for :meth:`fturun.plugin.context.BuildContext.resolve_model`
+    in a run: :func:`resolve_model` against ``tracking_uri`` (None: $MLFLOW_TRACKING_URI, else
+    MLflow's default), its downloads in one temporary
+    folder made at the first one and removed when the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    workdir: list = []
+
+    def resolver(ref: str) -> str:
+        if not workdir:
+            workdir.append(tempfile.mkdtemp(prefix="fturun-models-"))
+            atexit.register(shutil.rmtree, workdir[0], ignore_errors=True)
+        return resolve_model(ref, tracking_uri, workdir[0]).folder
+
+    return resolver
+
+
 def _from_registry(client, ref: str, name: str, alias: str | None, version: str | None):
     from mlflow.exceptions import MlflowException
 

@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 
 #: the fturun plugin API versions this plugin works with: 1.1 lets a task bring its own Trainer,
 #: 1.2 gives its settings schema for the installed TRL, 1.3 the reward kind and the tasks that
-#: take rewards and keep the rows' columns
-FTURUN_API = ">=1.3,<2"
+#: take rewards and keep the rows' columns, 1.4 the trained model a reward names (models:/...)
+FTURUN_API = ">=1.4,<2"
 
 
 def trainer_classes():
@@ -152,8 +152,8 @@ def fturun_register_tasks(register):
 @hookimpl
 def fturun_register_rewards(register):
     register("reward_model", reward_model.reward_model, reward_model.REWARD_MODEL_SCHEMA,
-             "the score a reward model (the model/ folder of a reward_model run) gives the "
-             "prompt and completion")
+             "the score a reward model gives the prompt and completion (params.model: "
+             "models:/NAME@ALIAS of a reward_model run, its run id, or its model/ folder)")
 
 
 @hookimpl

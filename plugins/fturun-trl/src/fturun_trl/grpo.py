@@ -58,12 +58,49 @@ def _prompt_and_answer(messages: list) -> tuple:
 
 def tokenize(ds, tokenizer, settings, split):
     """Rows as GRPOTrainer reads them: ``prompt`` (text, or the conversation's turns before
-    its last answer) and the other columns; TRL tokenizes the prompts itself."""
-    if "messages" not in ds.column_names:
-        return ds
-    has_answer = "answer" in ds.column_names
-    return ds.map(_conversation_prompt, remove_columns=["messages"],
-                  fn_kwargs={"has_answer": has_answer}, desc=f"{split}: conversation prompts")
+    its last answer) and the other columns, each prompt cut to ``data.max_length`` tokens
+    (:func:`cut_prompt`); TRL tokenizes the prompts itself."""
+    if "messages" in ds.column_names:
+        has_answer = "answer" in ds.column_names
+        ds = ds.map(_conversation_prompt, remove_columns=["messages"],
+                    fn_kwargs={"has_answer": has_answer}, desc=f"{split}: conversation prompts")
+    return ds.map(cut_prompt, fn_kwargs={"tokenizer": tokenizer,
+                                         "max_length": settings.max_length},
+                  desc=f"{split}: prompts cut to {settings.max_length} tokens")
+
+
+def prompt_tokens(prompt, tokenizer) -> int:
+    """Tokens of a prompt as the model reads it: a text as it is, a conversation rendered with
+    the tokenizer's chat template and the generation prompt."""
+    if isinstance(prompt, str):
+        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
+    return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def cut_prompt(row, tokenizer, max_length):
+    """A prompt longer than ``max_length`` tokens keeps its end, the part the completion
+    follows: a text its last tokens; a conversation its latest turns (a leading system turn
+    kept), then the last turn's last words. The model then never reads past its context."""
+    prompt = row["prompt"]
+    if prompt_tokens(prompt, tokenizer) <= max_length:
+        return {"prompt": prompt}
+    if isinstance(prompt, str):  # its last tokens, as text (a word cut in two may re-tokenize
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]  # longer: cut again)
+        keep = max_length
+        while keep > 1 and prompt_tokens(text := tokenizer.decode(ids[-keep:]), tokenizer) > \
+                max_length:
+            keep -= 1
+        return {"prompt": text}
+    system = [m for m in prompt[:1] if m["role"] == "system"]
+    turns = list(prompt[len(system):])
+    while len(turns) > 1 and prompt_tokens(system + turns, tokenizer) > max_length:
+        turns.pop(0)
+    words = turns[-1]["content"].split(" ")
+    while len(words) > 1 and prompt_tokens(
+            system + [{**turns[-1], "content": " ".join(words)}], tokenizer) > max_length:
+        words = words[max(len(words) // 8, 1):]
+    return {"prompt": system + [{**turns[-1], "content": " ".join(words)}]}
 
 
 def _conversation_prompt(row, has_answer):

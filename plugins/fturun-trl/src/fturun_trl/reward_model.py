@@ -55,10 +55,12 @@ def metric_inputs(eval_pred, context):
                              "eval_margin, ...): remove 'metrics' from the recipe")
 
 
-REWARD_MODEL_SCHEMA = {"type": "object", "required": ["path"], "properties": {
-    "path": {"type": "string", "minLength": 1,
-             "description": "the folder of a model the reward_model task saved (its "
-                            "model/ folder, relative to the recipe, or package:NAME/...)"},
+REWARD_MODEL_SCHEMA = {"type": "object", "required": ["model"], "properties": {
+    "model": {"type": "string", "minLength": 1,
+              "description": "the reward model: a registered model (models:/NAME@ALIAS or "
+                             "models:/NAME/VERSION), the id of the reward_model run that "
+                             "trained it, or its model/ folder (relative to the recipe, or "
+                             "package:NAME/...)"},
     "max_length": {"type": "integer", "minimum": 2, "default": 256,
                    "description": "tokens of prompt + completion scored"},
     "batch_size": {"type": "integer", "minimum": 1, "default": 16},
@@ -76,16 +78,14 @@ def reward_model(params, context):
     """Scores of a sequence-classification reward model (e.g. what the reward_model task
     saved): its output for prompt + completion, tokenized as it was trained."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = context.resolve_path(params["path"])
+    ref = params["model"]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
-    except (OSError, ValueError) as exc:
-        raise RecipeRuntimeError(f"reward 'reward_model': cannot load a reward model from "
-                                 f"{path}: {exc}; set params.path to the model/ folder of a "
-                                 "reward_model run") from None
+        model, tokenizer = _load_scorer(context.resolve_model(ref))
+    except (OSError, ValueError, RecipeRuntimeError) as exc:
+        raise RecipeRuntimeError(f"reward 'reward_model': cannot load the reward model {ref}: "
+                                 f"{exc}; set params.model to models:/NAME@ALIAS, the id of "
+                                 "the reward_model run, or its model/ folder") from None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else end_token_id(tokenizer)
     model.config.pad_token_id = pad
@@ -108,3 +108,21 @@ def reward_model(params, context):
 
     score.__name__ = "reward_model"
     return score
+
+
+def _load_scorer(path: str):
+    """The one-output sequence-classification model in ``path`` (an adapter merged into its
+    base when the reward_model run trained one), in eval mode, and its tokenizer."""
+    import os
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if os.path.exists(os.path.join(path, "adapter_config.json")):
+        from peft import AutoPeftModelForSequenceClassification
+
+        model = AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model = model.merge_and_unload()
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    return model.eval(), tokenizer
