@@ -31,6 +31,7 @@ import warnings
 from dataclasses import dataclass
 
 from ..core.dist import is_main_process
+from ..run.progress import is_terminal
 
 #: set to 1 by ``--verbose``; a launcher's processes inherit it
 VERBOSE_ENV = "FTURUN_VERBOSE"
@@ -168,7 +169,7 @@ class _ConsoleFilter(logging.Filter):
         text = record.getMessage()
         if any(p.search(text) for p in self.patterns):
             return False
-        if "\x1b[" in text and not _is_terminal(sys.stderr):
+        if "\x1b[" in text and not is_terminal(sys.stderr):
             record.msg, record.args = _ANSI.sub("", text), ()
         return True
 
@@ -200,10 +201,3 @@ def _quiet_other_rank() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     # torch's C++ warnings (DDP's find_unused_parameters note, printed by every rank)
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

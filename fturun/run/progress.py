@@ -9,7 +9,8 @@ import os
 import sys
 
 
-def _is_terminal(stream) -> bool:
+def is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal (False for a closed or file-less stream)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
@@ -21,7 +22,7 @@ def fit_progress_to_console(trainer, stream=None) -> bool:
     ``stream`` (default stderr) is not a terminal. Returns whether it did."""
     from transformers.trainer_callback import ProgressCallback
 
-    if _is_terminal(stream if stream is not None else sys.stderr):
+    if is_terminal(stream if stream is not None else sys.stderr):
         return False
     if not any(type(cb) is ProgressCallback for cb in trainer.callback_handler.callbacks):
         return False  # disable_tqdm, or a progress callback of the recipe's own

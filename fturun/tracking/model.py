@@ -239,9 +239,15 @@ def pipeline_available(pipeline_task: str) -> bool:
     return pipeline_task in SUPPORTED_TASKS or pipeline_task in TASK_ALIASES
 
 
+#: the token columns a row's example text is decoded from, in this order: a task's own inputs,
+#: a prompt (preference, kto), a prompt with its answer (what a reward model scores)
+EXAMPLE_COLUMNS = ("input_ids", "prompt_ids", "chosen_ids")
+
+
 def input_examples(build, tokenizer) -> list:
     """A few texts to show what the model takes: the recipe's generation prompts, else the
-    start of the first eval (else train) rows, decoded."""
+    start of the first eval (else train) rows, decoded (or their ``prompt`` text, for a task
+    whose Trainer tokenizes itself)."""
     task = build.context.task_record
     prompts = (build.context.recipe.get("generation") or {}).get("prompts")
     if task.generates and prompts:
@@ -249,7 +255,13 @@ def input_examples(build, tokenizer) -> list:
     rows = build.splits.get("eval") or build.splits.get("train")
     texts = []
     for row in rows.select(range(min(EXAMPLE_ROWS, len(rows)))):
-        text = tokenizer.decode(row["input_ids"][:EXAMPLE_TOKENS], skip_special_tokens=True)
+        column = next((c for c in EXAMPLE_COLUMNS if c in row), None)
+        if column is not None:
+            text = tokenizer.decode(row[column][:EXAMPLE_TOKENS], skip_special_tokens=True)
+        else:
+            prompt = row.get("prompt") or ""
+            text = prompt if isinstance(prompt, str) else \
+                "\n".join(str(turn.get("content", "")) for turn in prompt)
         if task.pipeline_task == "fill-mask":
             text = f"{text} {tokenizer.mask_token}"
         texts.append(text.strip() or "hello")

@@ -66,7 +66,7 @@ def tokenize(ds, tokenizer, settings, split):
                     fn_kwargs={"has_answer": has_answer}, desc=f"{split}: conversation prompts")
     return ds.map(cut_prompt, fn_kwargs={"tokenizer": tokenizer,
                                          "max_length": settings.max_length},
-                  desc=f"{split}: prompts cut to {settings.max_length} tokens")
+                  desc=f"{split}: prompts over data.max_length cut")
 
 
 def prompt_tokens(prompt, tokenizer) -> int:
