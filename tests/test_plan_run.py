@@ -20,6 +20,7 @@ def plan_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FTURUN_PLAN_CACHE", str(tmp_path / "plan-cache"))
 
 
+@pytest.mark.run  # trains in this process
 def test_a_run_plans_chooses_auto_batch_and_measures_what_was_planned(cli, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
