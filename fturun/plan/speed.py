@@ -34,25 +34,26 @@ def flops_per_token(census: dict, shape, seq: int, checkpointing: bool) -> dict:
     backward = 2 * census["matmul"] + 2 * census["trainable_matmul"]
     # checkpointing runs the layers' forward again, not the output head's
     again = linear - 2 * census.get("head_matmul", 0) if checkpointing else 0
+    attention_train = attention * (4 if checkpointing else 3)
     return {"forward": linear + attention, "attention_forward": attention,
-            "train": linear + again + backward + attention * (4 if checkpointing else 3),
-            "attention_train": attention * (4 if checkpointing else 3)}
+            "train": linear + again + backward + attention_train,
+            "attention_train": attention_train}
 
 
 def step_seconds(census: dict, shape, s, device, tokens_per_row: float) -> dict:
     """Seconds of one optimizer step per device: ``compute`` (FLOPs / (peak x utilisation),
     attention's at its own utilisation), ``logits`` (a causal LM's loss over the vocabulary),
     ``optimizer`` (its pass over the trainable parameters, sharded by ZeRO), ``overhead``."""
+    def seconds(total: float, attention: float) -> float:  # of a token's FLOPs
+        return ((total - attention) / device.utilisation +
+                attention / device.attention_utilisation) / device.peak_flops
+
     flops = flops_per_token(census, shape, int(math.ceil(tokens_per_row)), s.checkpointing)
     tokens = s.batch * s.accumulation * tokens_per_row
-    linear = flops["train"] - flops["attention_train"]
-    compute = tokens * (linear / device.utilisation +
-                        flops["attention_train"] / device.attention_utilisation) / \
-        device.peak_flops
+    compute = tokens * seconds(flops["train"], flops["attention_train"])
+    forward = seconds(flops["forward"], flops["attention_forward"])
     logits = tokens * shape.vocab * LOGIT_TRAFFIC / BANDWIDTH[device.kind] \
         if census.get("lm_head") else 0.0
-    forward = ((flops["forward"] - flops["attention_forward"]) / device.utilisation +
-               flops["attention_forward"] / device.attention_utilisation) / device.peak_flops
     shard = s.devices if s.zero_stage >= 1 else 1
     kind = "cpu" if s.offload_optimizer else device.kind
     optimizer = census["trainable"] / shard * STEP_TRAFFIC / BANDWIDTH[kind]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import RecipeRuntimeError, UsageError
 from ..recipe.paths import resolve_path
 
 __all__ = ["BuildContext", "resolve_path"]
@@ -113,10 +115,6 @@ class BuildContext:
         server, downloaded (an adapter folder when it was trained with one: it holds
         ``adapter_config.json``). :class:`fturun.core.errors.RecipeRuntimeError` saying what a
         reference can be when ``ref`` names nothing."""
-        import os
-
-        from ..core.errors import RecipeRuntimeError, UsageError
-
         path = self.resolve_path(ref)
         if os.path.isdir(path):
             return path

@@ -77,8 +77,8 @@ def resolve_model(ref: str, tracking_uri: str | None, workdir: str) -> ModelSour
 def model_resolver(tracking_uri: str | None):
     """``resolver(ref) -> folder`` for :meth:`fturun.plugin.context.BuildContext.resolve_model`
     in a run: :func:`resolve_model` against ``tracking_uri`` (None: $MLFLOW_TRACKING_URI, else
-    MLflow's default), its downloads in one temporary
-    folder made at the first one and removed when the process ends."""
+    MLflow's default), its downloads in one temporary folder made at the first one and removed
+    when the process ends."""
     import atexit
     import shutil
     import tempfile

@@ -93,7 +93,6 @@ def print_check_result(build, real, args_kwargs, train_result, timer, eval_metri
     print("check passed: the recipe builds and trains; nothing was saved or tracked")
 
 
-
 def duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f}s"

@@ -75,7 +75,7 @@ def prompt_tokens(prompt, tokenizer) -> int:
     if isinstance(prompt, str):
         return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
-    return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return len(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding, or ids
 
 
 def cut_prompt(row, tokenizer, max_length):
@@ -83,15 +83,17 @@ def cut_prompt(row, tokenizer, max_length):
     follows: a text its last tokens; a conversation its latest turns (a leading system turn
     kept), then the last turn's last words. The model then never reads past its context."""
     prompt = row["prompt"]
-    if prompt_tokens(prompt, tokenizer) <= max_length:
-        return {"prompt": prompt}
     if isinstance(prompt, str):  # its last tokens, as text (a word cut in two may re-tokenize
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]  # longer: cut again)
+        if len(ids) <= max_length:
+            return {"prompt": prompt}
         keep = max_length
         while keep > 1 and prompt_tokens(text := tokenizer.decode(ids[-keep:]), tokenizer) > \
                 max_length:
             keep -= 1
         return {"prompt": text}
+    if prompt_tokens(prompt, tokenizer) <= max_length:
+        return {"prompt": prompt}
     system = [m for m in prompt[:1] if m["role"] == "system"]
     turns = list(prompt[len(system):])
     while len(turns) > 1 and prompt_tokens(system + turns, tokenizer) > max_length:
