@@ -420,6 +420,53 @@ def test_step_time_by_hand_linear_attention_head_and_logits():
     assert lm["total"] == pytest.approx(plain["total"] + lm["logits"])
 
 
+def test_dropout_draws_and_the_math_paths_scores_by_hand():
+    """BERT-like dropout on a CPU: every mask element drawn costs DROPOUT_SECONDS (the layers'
+    twice under checkpointing, the embeddings' once); attention dropout sends SDPA to the math
+    path, whose passes over the scores are memory traffic; none of it on the fused path."""
+    from fturun.plan import speed
+
+    device = Device("cpu", "cpu", 8 * GIB, 1e11, False, "test", utilisation=0.5,
+                    attention_utilisation=0.1)
+    census = dict(CENSUS, trainable_matmul=0, adapter_dropout=32)
+    tokens, draw, traffic = 4 * 128, speed.DROPOUT_SECONDS["cpu"], speed.SCORE_TRAFFIC
+    plain = speed.step_seconds(census, SHAPE, settings(), device, 128)
+    hidden = Shape(**{**SHAPE.__dict__, "hidden_dropout": 0.1})
+    step = speed.step_seconds(census, hidden, settings(), device, 128)
+    # 2 layers x 2 hidden dropouts of 64, the adapters' 32 features, the embeddings' 64
+    assert step["dropout"] == pytest.approx(tokens * ((2 * 2 * 64 + 32) + 64) * draw)
+    assert step["scores"] == 0  # SDPA without attention dropout: the fused kernel
+    assert plain["dropout"] == pytest.approx(tokens * 32 * draw)
+    assert step["compute"] == pytest.approx(plain["compute"] - plain["dropout"] +
+                                            step["dropout"])
+    again = speed.step_seconds(census, hidden, settings(checkpointing=True), device, 128)
+    assert again["dropout"] == pytest.approx(tokens * (2 * (2 * 2 * 64 + 32) + 64) * draw)
+    both = Shape(**{**SHAPE.__dict__, "hidden_dropout": 0.1, "attn_dropout": 0.1})
+    math = speed.step_seconds(census, both, settings(), device, 128)
+    scores = 2 * 4 * 128  # layers x heads x S elements a token
+    assert math["dropout"] == pytest.approx(step["dropout"] + tokens * scores * draw)
+    assert math["scores"] == pytest.approx(tokens * scores * (
+        traffic["forward"] + traffic["backward"] + 2 * traffic["dropout"]) / 6e9)
+    gpu = Device("cuda", "gpu", 8 * GIB, 1e14, True, "test")
+    assert speed.step_seconds(census, both, settings(), gpu, 128)["scores"] == 0
+
+
+def test_score_tensors_above_glibcs_mmap_threshold_do_not_stay_resident():
+    """On CPU, freed temporaries count TRANSIENT times, except the math path's score tensors
+    when one is above 32 MiB: glibc maps and unmaps those."""
+    from fturun.plan.memory import MMAP_THRESHOLD_MAX, TRANSIENT, score_bytes_per_token
+
+    both = Shape(**{**SHAPE.__dict__, "hidden_dropout": 0.1, "attn_dropout": 0.1})
+    # probabilities twice (float32) and the float32 dropout noise: 12 bytes a score
+    assert score_bytes_per_token(both, settings(), 128, cpu=True) == 4 * 128 * 12
+    assert score_bytes_per_token(SHAPE, settings(), 128, cpu=True) == 0  # fused
+    small = memory_parts(CENSUS, both, settings(batch=4), 128, "cpu")["activations"]
+    batch = MMAP_THRESHOLD_MAX // (4 * 128 * 128 * 4) + 1  # one score tensor above 32 MiB
+    large = memory_parts(CENSUS, both, settings(batch=batch), 128, "cpu")["activations"]
+    unmapped = batch * 128 * 2 * 4 * 128 * 12  # tokens x layers x score bytes
+    assert large == pytest.approx(small / 4 * batch - unmapped * (TRANSIENT["cpu"] - 1))
+
+
 def test_under_checkpointing_the_gradients_add_to_the_activations():
     """Without checkpointing the gradients replace the freed activations; with it the few
     kept activations and the recomputed layer live beside the gradients made so far."""

@@ -21,6 +21,10 @@ INT8_BYTES = 1.0 + 4 / 4096  # LLM.int8: one byte, and a float32 scale per row
 #: what lives at the backward's start per byte kept for it, calibrated with
 #: bench/plan_accuracy.py: on CPU glibc keeps the forward's freed temporaries resident
 TRANSIENT = {"cpu": 1.6, "cuda": 1.15}
+#: glibc serves an allocation above its mmap threshold with mmap and returns it to the system
+#: at free; the threshold rises with what is freed, up to 32 MiB on 64-bit
+#: (DEFAULT_MMAP_THRESHOLD_MAX): a tensor larger than this never stays resident once freed
+MMAP_THRESHOLD_MAX = 32 * 1024 ** 2
 
 
 def optimizer_states(name: str) -> tuple:
@@ -100,6 +104,23 @@ def activation_width(s) -> int:
     return DTYPE_BYTES[s.weight_dtype]
 
 
+def math_attention(shape, s, cpu: bool) -> bool:
+    """Whether attention runs the math path, writing the batch x heads x S x S scores out:
+    eager, or SDPA on a CPU with attention dropout (PyTorch's fused CPU kernel takes none)."""
+    return s.attention == "eager" or (cpu and shape.attn_dropout > 0 and s.attention == "sdpa")
+
+
+def dropout_elements(census: dict, shape, s, seq: int, cpu: bool) -> tuple:
+    """Dropout mask elements a training forward draws per token: ``(in the layers, outside)``
+    — the layers' (hidden dropout after attention and MLP, attention dropout on the math path,
+    an adapter's dropout) are drawn again when gradient checkpointing recomputes them; the
+    embeddings' once."""
+    hidden = shape.hidden if shape.hidden_dropout > 0 else 0
+    attention = shape.heads * seq if shape.attn_dropout > 0 and math_attention(shape, s, cpu) \
+        else 0
+    return shape.layers * (2 * hidden + attention) + census["adapter_dropout"], hidden
+
+
 def layer_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
     """Bytes one layer keeps per token for the backward pass, besides the trainable linears'
     inputs (see the module docstring). A dropout keeps its mask: one byte on CUDA, the float32
@@ -110,13 +131,23 @@ def layer_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
     elements = (3 if shape.gated else 2) * shape.hidden  # the norms (RMSNorm keeps more)
     masks = 2 * shape.hidden * mask if shape.hidden_dropout > 0 else 0
     dropout = shape.attn_dropout > 0
-    if s.attention == "eager" or (cpu and dropout and s.attention == "sdpa"):
+    if math_attention(shape, s, cpu):
         elements += shape.heads * seq * (2 if dropout else 1) + q_dim + 2 * kv_dim
         masks += shape.heads * seq * mask if dropout else 0
     else:
         elements += 2 * q_dim + 2 * kv_dim  # q, k, v and the output
     elements += 3 * shape.intermediate if shape.gated else shape.intermediate
     return elements * a + masks
+
+
+def score_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
+    """The part of :func:`layer_bytes_per_token` in batch x heads x S x S tensors (the math
+    path's probabilities, twice with dropout, and dropout's mask)."""
+    if not math_attention(shape, s, cpu):
+        return 0
+    dropout = shape.attn_dropout > 0
+    return shape.heads * seq * ((2 if dropout else 1) * activation_width(s) +
+                                ((4 if cpu else 1) if dropout else 0))
 
 
 def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dict:
@@ -133,13 +164,20 @@ def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dic
     else:
         kept = shape.layers * per_layer + inputs
     kept += 2 * shape.hidden * a  # embeddings' output and the last norm
+    # on CPU, the freed temporaries stay resident only where they are smaller than glibc's
+    # mmap threshold: the score tensors of a large batch x heads x S x S are returned at free
+    score_tensor = s.batch * shape.heads * seq * seq * 4
+    unmapped = score_bytes_per_token(shape, s, seq, cpu) * (2 if s.checkpointing else
+                                                            shape.layers) \
+        if cpu and score_tensor > MMAP_THRESHOLD_MAX else 0
     logits = 0
     if census.get("lm_head"):  # log-softmax kept in float32, its gradient at the backward
         logits = tokens * shape.vocab * (8 + (2 if a == 2 else 0))
     copies = census["matmul"] * 2 if s.autocast and s.weight_dtype == "float32" \
         and not s.deepspeed and not s.quant_bits else 0
     transient = TRANSIENT["cpu" if cpu else "cuda"]
-    return {"activations": tokens * kept * transient, "logits": logits,
+    return {"activations": tokens * ((kept - unmapped) * transient + unmapped),
+            "logits": logits,
             "autocast_copies": copies}
 
 

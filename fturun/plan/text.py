@@ -70,14 +70,24 @@ def plan_lines(plan, title: str = "plan") -> list:
     lines.append(f"  time:     ~{seconds_text(step['total'])} a step ({step['tokens']:,.0f} "
                  f"tokens x {step['flops_per_token'] / 1e6:,.1f} MFLOP at "
                  f"{device.peak_flops / 1e9:,.0f} GFLOP/s x {device.utilisation:.0%} expected "
-                 f"utilisation, attention's part x {device.attention_utilisation:.0%})" +
-                 _run_text(plan.run))
+                 f"utilisation, attention's products x {device.attention_utilisation:.0%}"
+                 f"{_unfused_text(step)})" + _run_text(plan.run))
     lines.append(verdict_line(plan))
     for found in plan.suggestions:
         lines.append(f"    - {found['change']}: {size(found['figures']['memory']['peak'])}, "
                      f"~{seconds_text(found['figures']['step']['total'])} a step")
     lines += [f"  note:     {note}" for note in plan.notes]
     return lines
+
+
+def _unfused_text(step: dict) -> str:
+    """What of the step is not FLOPs: the math path's passes over attention's scores and the
+    dropout masks drawn (included in the step's time)."""
+    parts = [f"{seconds_text(step[key])} {what}" for key, what in
+             (("dropout", "drawing dropout masks"),
+                           ("scores", "on attention's scores (math path)"))
+             if step.get(key, 0) >= 0.0005]
+    return f"; of it {', '.join(parts)}" if parts else ""
 
 
 def _run_text(run: dict) -> str:
