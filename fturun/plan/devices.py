@@ -23,7 +23,7 @@ GPUS = {
 }
 #: a training step's expected share of the matmul peak (model FLOPs utilisation), by device
 #: kind: calibrated with bench/plan_accuracy.py (CPU) and the published MFU of HF Trainer runs
-UTILISATION = {"cuda": 0.40, "cpu": 0.80}
+UTILISATION = {"cuda": 0.40, "cpu": 0.85}
 #: the share attention's per-head products reach (batched small GEMMs; in a fused kernel with
 #: its softmax): on CPU PyTorch's SDPA reached 54-86 GFLOP/s beside a 123 GFLOP/s GEMM (2
 #: cores; heads of 32 and 64, 128 to 512 tokens); on CUDA taken as the linear layers' (fused

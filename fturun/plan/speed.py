@@ -4,7 +4,7 @@ output head's), tokens per step from the data, divided by the device's peak and 
 utilisation (the linear layers' GEMMs at one, attention's per-head products at its own); what
 is not FLOPs at all: where attention runs the math path, its passes over the batch x heads x S
 x S scores (memory-bound: mask, softmax, dropout's multiply) and, on a CPU, drawing every
-dropout mask element (``bernoulli_``, ~10-15 ns an element on this project's machine: a
+dropout mask element (``bernoulli_``, 8-15 ns an element on this project's machine: a
 third of a BERT step at 512 tokens); a causal LM's loss over the vocabulary at every token
 (memory-bound); the optimizer's pass over the trainable parameters; steps, evaluations, wall
 time and cost of the run.
@@ -35,8 +35,8 @@ LOGIT_TRAFFIC = 80
 #: 8.8 ns an element forward and 7.5 backward beside the products, 23 and 8.5 with dropout)
 SCORE_TRAFFIC = {"forward": 32, "backward": 16, "dropout": 12}
 #: seconds to draw one dropout mask element: CPU's bernoulli_ (measured 7.5-14.5 ns an element
-#: on 2 cores; F.dropout 8.6-17); CUDA draws inside its kernels at memory speed
-DROPOUT_SECONDS = {"cpu": 10e-9, "cuda": 4e-12}
+#: on 2 cores, 8.4-13 inside MiniLM steps; F.dropout 8.6-17); CUDA draws inside its kernels
+DROPOUT_SECONDS = {"cpu": 8e-9, "cuda": 4e-12}
 
 
 def flops_per_token(census: dict, shape, seq: int, checkpointing: bool) -> dict:
