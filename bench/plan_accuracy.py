@@ -15,6 +15,11 @@ the row shows their spread (min-max).
     python bench/plan_accuracy.py                  # the whole grid, 8 steps each
     python bench/plan_accuracy.py --repeat 3       # each configuration 3 times: the medians
     python bench/plan_accuracy.py --steps 6 --only 1,4 --json out.json
+    python bench/plan_accuracy.py --replan bench/results/plan_accuracy_2026-12-07.json
+
+``--json`` keeps every run's measurements; ``--replan`` plans the stored rows again with the
+current code (a run's measurements do not depend on the planner), pooling the runs of several
+files: how a change to the model is checked without running the grid again.
 """
 
 from __future__ import annotations
@@ -103,13 +108,29 @@ def median_row(runs: list) -> dict:
         return runs[0]
     row = dict(done[0])
     for part in ("peak_memory_bytes", "step_seconds"):
-        values = [r[f"measured/{part}"] for r in done]
+        values = [value for r in done for value in r.get(f"measured/{part}_runs",
+                                                          [r[f"measured/{part}"]])]
         row[f"measured/{part}"] = statistics.median(values)
         row[f"measured/{part}_spread"] = (min(values), max(values))
-        error = part.replace("_bytes", "")
-        row[f"plan/{error}_error"] = round(row[f"plan/{part}"] / row[f"measured/{part}"] - 1, 4)
-    row["repeats"] = len(done)
+        row[f"measured/{part}_runs"] = values
+        if f"plan/{part}" in row:  # stored rows re-planned by --replan may have none
+            error = part.replace("_bytes", "")
+            row[f"plan/{error}_error"] = round(row[f"plan/{part}"] / row[f"measured/{part}"]
+                                               - 1, 4)
+    row["repeats"] = len(row["measured/step_seconds_runs"])
     return row
+
+
+def pooled_rows(paths: list) -> dict:
+    """Row number -> the runs of every ``--json`` file of ``paths`` pooled (the medians of
+    them all), for re-planning measurements taken at several times."""
+    runs = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for position, row in enumerate(json.load(handle), start=1):
+                if "error" not in row:
+                    runs.setdefault(row.get("row", position), []).append(row)
+    return {index: median_row(found) for index, found in sorted(runs.items())}
 
 
 def replan(index: int, row: dict, folder: str) -> dict:
@@ -158,15 +179,14 @@ def main(argv=None) -> int:
                         help="runs of each configuration, interleaved; the median is compared")
     parser.add_argument("--only", help="comma-separated row numbers (1-based)")
     parser.add_argument("--json", help="write the rows here")
-    parser.add_argument("--replan", metavar="JSON",
-                        help="no runs: the rows of an earlier --json, planned again")
+    parser.add_argument("--replan", metavar="JSON", nargs="+",
+                        help="no runs: the rows of earlier --json files (their runs pooled), "
+                             "planned again by the current code")
     args = parser.parse_args(argv)
     if args.replan:
-        with open(args.replan, encoding="utf-8") as handle, \
-                tempfile.TemporaryDirectory() as folder:
-            for index, row in enumerate(json.load(handle), start=1):
-                if "error" not in row:
-                    print(row_text(index, replan(index, row, folder)))
+        with tempfile.TemporaryDirectory() as folder:
+            for index, row in pooled_rows(args.replan).items():
+                print(row_text(index, replan(index, row, folder)))
         return 0
     chosen = [int(i) for i in args.only.split(",")] if args.only else \
         list(range(1, len(GRID) + 1))
@@ -183,7 +203,7 @@ def main(argv=None) -> int:
                     print(f"   run {repeat + 1}/{args.repeat} of row {index}: "
                           f"{row_text(index, runs[index][-1]).split(maxsplit=1)[1]}",
                           flush=True)
-        rows = [median_row(runs[index]) for index in chosen]
+        rows = [{**median_row(runs[index]), "row": index} for index in chosen]
         if args.repeat > 1:
             print(header + "   measured min-max")
         for index, row in zip(chosen, rows):
