@@ -478,3 +478,29 @@ def test_under_checkpointing_the_gradients_add_to_the_activations():
     assert on["peak"] == pytest.approx(
         on["weights"] + on["optimizer"] + on["activations"] + on["gradients"] +
         on["framework"])
+
+
+def test_the_accuracy_benchmark_pools_the_runs_of_several_files(tmp_path):
+    """``bench/plan_accuracy.py --replan A B`` compares the plan with the median of every run
+    of a row in A and B (the docs' table is made so), rows matched by their number."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plan_accuracy",
+                                                  ROOT / "bench" / "plan_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = {"label": "MiniLM LoRA", "batch": 4, "seq": 512, "checkpointing": True,
+           "optim": "adamw_torch"}
+    first = [{**row, "row": 3, "measured/peak_memory_bytes": 2.0,
+              "measured/peak_memory_bytes_runs": [1.0, 2.0, 3.0],
+              "measured/step_seconds": 5.0, "measured/step_seconds_runs": [5.0, 6.0, 4.0]}]
+    second = [{**row, "row": 3, "measured/peak_memory_bytes": 10.0,
+               "measured/step_seconds": 9.0}]  # an older file: its median only
+    for name, rows in (("a.json", first), ("b.json", second)):
+        (tmp_path / name).write_text(json.dumps(rows))
+    pooled = bench.pooled_rows([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert list(pooled) == [3]
+    assert pooled[3]["measured/step_seconds"] == 5.5  # median of 4, 5, 6, 9
+    assert pooled[3]["measured/step_seconds_spread"] == (4.0, 9.0)
+    assert pooled[3]["measured/peak_memory_bytes"] == 2.5
+    assert pooled[3]["repeats"] == 4
