@@ -126,18 +126,21 @@ def layer_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
     inputs (see the module docstring). A dropout keeps its mask: one byte on CUDA, the float32
     noise it multiplied by on CPU; attention keeps its probabilities (twice with dropout) where
     it runs the math path: eager, or SDPA on CPU with attention dropout."""
-    a, mask = activation_width(s), (4 if cpu else 1)
     q_dim, kv_dim = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     elements = (3 if shape.gated else 2) * shape.hidden  # the norms (RMSNorm keeps more)
-    masks = 2 * shape.hidden * mask if shape.hidden_dropout > 0 else 0
-    dropout = shape.attn_dropout > 0
-    if math_attention(shape, s, cpu):
-        elements += shape.heads * seq * (2 if dropout else 1) + q_dim + 2 * kv_dim
-        masks += shape.heads * seq * mask if dropout else 0
+    masks = 2 * shape.hidden * mask_width(cpu) if shape.hidden_dropout > 0 else 0
+    if math_attention(shape, s, cpu):  # q, k, v for its matmuls; the scores apart
+        elements += q_dim + 2 * kv_dim
     else:
         elements += 2 * q_dim + 2 * kv_dim  # q, k, v and the output
     elements += 3 * shape.intermediate if shape.gated else shape.intermediate
-    return elements * a + masks
+    return elements * activation_width(s) + masks + score_bytes_per_token(shape, s, seq, cpu)
+
+
+def mask_width(cpu: bool) -> int:
+    """Bytes of a dropout mask element kept for the backward: the float32 noise it multiplied
+    by on CPU, one byte on CUDA."""
+    return 4 if cpu else 1
 
 
 def score_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
@@ -147,7 +150,7 @@ def score_bytes_per_token(shape, s, seq: int, cpu: bool) -> float:
         return 0
     dropout = shape.attn_dropout > 0
     return shape.heads * seq * ((2 if dropout else 1) * activation_width(s) +
-                                ((4 if cpu else 1) if dropout else 0))
+                                (mask_width(cpu) if dropout else 0))
 
 
 def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dict:
@@ -158,7 +161,7 @@ def activation_parts(census: dict, shape, s, seq: int, cpu: bool = False) -> dic
     a = activation_width(s)
     tokens = s.batch * seq
     per_layer = layer_bytes_per_token(shape, s, seq, cpu)
-    inputs = census["saved_inputs"] * a + census["adapter_dropout"] * (4 if cpu else 1)
+    inputs = census["saved_inputs"] * a + census["adapter_dropout"] * mask_width(cpu)
     if s.checkpointing:  # each layer's input; one layer recomputed, with its gradients
         kept = shape.layers * shape.hidden * a + 2 * per_layer + inputs / max(shape.layers, 1)
     else:

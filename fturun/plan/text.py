@@ -84,8 +84,7 @@ def _unfused_text(step: dict) -> str:
     """What of the step is not FLOPs: the math path's passes over attention's scores and the
     dropout masks drawn (included in the step's time)."""
     parts = [f"{seconds_text(step[key])} {what}" for key, what in
-             (("dropout", "drawing dropout masks"),
-                           ("scores", "on attention's scores (math path)"))
+             (("dropout", "drawing dropout masks"), ("scores", "on attention's scores (math path)"))
              if step.get(key, 0) >= 0.0005]
     return f"; of it {', '.join(parts)}" if parts else ""
 
